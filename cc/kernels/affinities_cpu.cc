@@ -1,0 +1,173 @@
+// CPU perplexity calibration and symmetrisation.
+//
+// Each row's precision beta is found by a safeguarded Newton iteration on the
+// entropy H(beta) (dH/dbeta = -beta Var_P(d)), falling back to bisection (or
+// doubling while no upper bound is known) whenever the Newton step leaves the
+// current bracket. This reaches the 1e-5 nat tolerance in a handful of passes
+// over the row where plain bisection takes dozens.
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <vector>
+
+#include "cc/kernels/affinities.h"
+#include "cc/kernels/cpu_isa.h"
+
+namespace tsne_ops {
+namespace kernels {
+namespace TSNE_CPU_ISA {
+namespace {
+
+constexpr double kMachineEpsilon = 2.220446049250313e-16;  // float64, as scikit-learn
+
+struct RowStats {
+  double entropy;
+  double variance;  // of the shifted distances under P
+  double sum;
+};
+
+// Fills e[j] = exp(-beta * d[j]) (d already shifted to min 0, diagonal excluded
+// by the caller) and returns the entropy and variance of the normalised row.
+template <typename T>
+RowStats Evaluate(const T* d, int64_t len, double beta, T* e) {
+  double s0 = 0, s1 = 0, s2 = 0;
+  for (int64_t j = 0; j < len; ++j) {
+    const double dj = d[j];
+    const double ej = std::exp(-beta * dj);
+    e[j] = static_cast<T>(ej);
+    s0 += ej;
+    s1 += ej * dj;
+    s2 += ej * dj * dj;
+  }
+  const double mean = s1 / s0;
+  RowStats r;
+  r.sum = s0;
+  r.entropy = std::log(s0) + beta * mean;
+  r.variance = std::max(0.0, s2 / s0 - mean * mean);
+  return r;
+}
+
+}  // namespace
+
+template <typename T>
+int64_t PerplexityAffinitiesCpu(const T* sq_dist, int64_t batch, int64_t n, double perplexity,
+                                double tolerance, int max_iter, T* p_conditional, T* beta_out,
+                                const ParallelFor& parallel_for) {
+  const double target = std::log(perplexity);
+  std::vector<int64_t> unconverged(batch * n, 0);
+  parallel_for(batch * n, n * 40, [&](int64_t begin, int64_t end) {
+    std::vector<T> d(n - 1), e(n - 1);
+    for (int64_t u = begin; u < end; ++u) {
+      const int64_t i = u % n;
+      const T* row = sq_dist + u * n;
+      // Off-diagonal entries, shifted by their minimum (exp-normalise trick:
+      // the nearest neighbour gets weight 1, so the row sum is >= 1).
+      std::copy(row, row + i, d.begin());
+      std::copy(row + i + 1, row + n, d.begin() + i);
+      const T dmin = *std::min_element(d.begin(), d.end());
+      double dsum = 0;
+      for (auto& v : d) {
+        v -= dmin;
+        dsum += v;
+      }
+      const double dmean = dsum / (n - 1);
+      double beta = dmean > 0 ? 1.0 / dmean : 1.0;
+      double lo = 0, hi = std::numeric_limits<double>::infinity();
+      RowStats st = Evaluate(d.data(), n - 1, beta, e.data());
+      double best_beta = beta, best_err = std::abs(st.entropy - target);
+      int it = 0;
+      for (; it < max_iter && std::abs(st.entropy - target) > tolerance; ++it) {
+        const double err = st.entropy - target;
+        if (err > 0) lo = beta; else hi = beta;  // entropy falls as beta grows
+        double next = beta * st.variance > 0 ? beta + err / (beta * st.variance) : -1;
+        if (!(next > lo && next < hi)) next = std::isinf(hi) ? beta * 2 : 0.5 * (lo + hi);
+        beta = next;
+        st = Evaluate(d.data(), n - 1, beta, e.data());
+        if (std::abs(st.entropy - target) < best_err) {
+          best_err = std::abs(st.entropy - target);
+          best_beta = beta;
+        }
+      }
+      if (std::abs(st.entropy - target) > tolerance) {
+        unconverged[u] = 1;
+        if (beta != best_beta) {
+          beta = best_beta;
+          st = Evaluate(d.data(), n - 1, beta, e.data());
+        }
+      }
+      T* out = p_conditional + u * n;
+      const double inv = 1.0 / st.sum;
+      for (int64_t j = 0; j < i; ++j) out[j] = static_cast<T>(e[j] * inv);
+      out[i] = 0;
+      for (int64_t j = i + 1; j < n; ++j) out[j] = static_cast<T>(e[j - 1] * inv);
+      beta_out[u] = static_cast<T>(beta);
+    }
+  });
+  int64_t count = 0;
+  for (int64_t v : unconverged) count += v;
+  return count;
+}
+
+template <typename T>
+void SymmetrizeAffinitiesCpu(const T* p_conditional, int64_t batch, int64_t n, T* p,
+                             const ParallelFor& parallel_for) {
+  // Per-row sums in double, then a serial fixed-order total: deterministic.
+  std::vector<double> row_sum(batch * n);
+  parallel_for(batch * n, n, [&](int64_t begin, int64_t end) {
+    for (int64_t u = begin; u < end; ++u) {
+      const T* r = p_conditional + u * n;
+      double s = 0;
+      for (int64_t j = 0; j < n; ++j) s += r[j];
+      row_sum[u] = s;
+    }
+  });
+  constexpr int64_t kBlock = 64;
+  const int64_t blocks = (n + kBlock - 1) / kBlock;
+  for (int64_t b = 0; b < batch; ++b) {
+    double total = 0;
+    for (int64_t i = 0; i < n; ++i) {
+      const int64_t u = b * n + i;
+      total += row_sum[u] - static_cast<double>(p_conditional[u * n + i]);  // diagonal ignored
+    }
+    total *= 2;  // sum of P + P^T
+    const double scale = total > 0 ? 1.0 / total : 0.0;
+    const T* pc = p_conditional + b * n * n;
+    T* pb = p + b * n * n;
+    // Tile pairs (bi, bj), bj >= bi: read both tiles, write both: the output
+    // is exactly symmetric and P is read in cache-sized blocks.
+    parallel_for(blocks, n * kBlock * 4, [&](int64_t begin, int64_t end) {
+      for (int64_t bi = begin; bi < end; ++bi) {
+        const int64_t i0 = bi * kBlock, i1 = std::min(n, i0 + kBlock);
+        for (int64_t bj = bi; bj < blocks; ++bj) {
+          const int64_t j0 = bj * kBlock, j1 = std::min(n, j0 + kBlock);
+          for (int64_t i = i0; i < i1; ++i) {
+            for (int64_t j = std::max(j0, i); j < j1; ++j) {
+              T v;
+              if (i == j) {
+                v = 0;
+              } else {
+                const double s = (static_cast<double>(pc[i * n + j]) + pc[j * n + i]) * scale;
+                v = static_cast<T>(std::max(s, kMachineEpsilon));
+              }
+              pb[i * n + j] = v;
+              pb[j * n + i] = v;
+            }
+          }
+        }
+      }
+    });
+  }
+}
+
+template int64_t PerplexityAffinitiesCpu<float>(const float*, int64_t, int64_t, double, double,
+                                                int, float*, float*, const ParallelFor&);
+template int64_t PerplexityAffinitiesCpu<double>(const double*, int64_t, int64_t, double, double,
+                                                 int, double*, double*, const ParallelFor&);
+template void SymmetrizeAffinitiesCpu<float>(const float*, int64_t, int64_t, float*,
+                                             const ParallelFor&);
+template void SymmetrizeAffinitiesCpu<double>(const double*, int64_t, int64_t, double*,
+                                              const ParallelFor&);
+
+}  // namespace TSNE_CPU_ISA
+}  // namespace kernels
+}  // namespace tsne_ops

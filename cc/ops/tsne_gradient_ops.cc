@@ -1,0 +1,208 @@
+// The fused t-SNE gradient and the t-SNE loss: op definitions, shape
+// functions, kernels and registrations. The loss's gradient (registered in
+// Python) runs TsneGradient with scale_repulsion_by_p_sum, the same kernel.
+#include "cc/kernels/tsne_gradient.h"
+#include "cc/ops/op_utils.h"
+#include "tensorflow/core/framework/op.h"
+#include "tensorflow/core/framework/shape_inference.h"
+
+namespace tsne_ops {
+
+using tensorflow::OpKernel;
+using tensorflow::OpKernelConstruction;
+using tensorflow::OpKernelContext;
+using tensorflow::Tensor;
+using tensorflow::TensorShape;
+using tensorflow::shape_inference::DimensionHandle;
+using tensorflow::shape_inference::InferenceContext;
+using tensorflow::shape_inference::ShapeHandle;
+
+namespace {
+
+// p [B, N, N] and y [B, N, d]: merges the batch and point dimensions.
+absl::Status PairShapes(InferenceContext* c, DimensionHandle* batch, DimensionHandle* n,
+                        ShapeHandle* y) {
+  ShapeHandle p;
+  TF_RETURN_IF_ERROR(c->WithRank(c->input(0), 3, &p));
+  TF_RETURN_IF_ERROR(c->WithRank(c->input(1), 3, y));
+  TF_RETURN_IF_ERROR(c->Merge(c->Dim(p, 0), c->Dim(*y, 0), batch));
+  TF_RETURN_IF_ERROR(c->Merge(c->Dim(p, 1), c->Dim(p, 2), n));
+  TF_RETURN_IF_ERROR(c->Merge(*n, c->Dim(*y, 1), n));
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+REGISTER_OP("TSNE>TsneGradient")
+    .Input("p: T")
+    .Input("y: T")
+    .Output("grad: T")
+    .Output("kl: T")
+    .Attr("T: {float, double}")
+    .Attr("exaggeration: float = 1.0")
+    .Attr("dof: float = 1.0")
+    .Attr("compute_kl: bool = true")
+    .Attr("scale_repulsion_by_p_sum: bool = false")
+    .SetShapeFn([](InferenceContext* c) {
+      DimensionHandle batch, n;
+      ShapeHandle y;
+      TF_RETURN_IF_ERROR(PairShapes(c, &batch, &n, &y));
+      bool compute_kl = true;
+      TF_RETURN_IF_ERROR(c->GetAttr("compute_kl", &compute_kl));
+      c->set_output(0, c->MakeShape({batch, n, c->Dim(y, 2)}));
+      c->set_output(1, compute_kl ? c->MakeShape({batch}) : c->MakeShape({0}));
+      return absl::OkStatus();
+    })
+    .Doc(R"doc(
+The fused t-SNE gradient and KL divergence, with no N x N temporary.
+
+With alpha = dof, u_ij = (1 + |y_i - y_j|^2 / alpha)^-1, w_ij = u_ij^((alpha+1)/2),
+q_ij = w_ij / sum_{k != l} w_kl:
+grad_i = (2 (alpha + 1) / alpha) sum_j (exaggeration p_ij - s q_ij) u_ij (y_i - y_j)
+kl = KL(P || Q) = sum_{i != j} p_ij log(p_ij / q_ij) for the p given,
+where s = 1, or s = sum_{i != j} p_ij with scale_repulsion_by_p_sum (the exact
+gradient of kl when p does not sum to 1). p should be symmetric and
+non-negative; its diagonal is ignored.
+
+p: [batch, n, n] joint probabilities.
+y: [batch, n, d] embedding.
+grad: [batch, n, d].
+kl: [batch], or [0] when compute_kl is false (it costs two logarithms a pair).
+exaggeration: multiplies the attractive term, > 0.
+dof: degrees of freedom alpha of the Student-t kernel, > 0.
+compute_kl: whether to compute kl.
+scale_repulsion_by_p_sum: scale the repulsive term by sum(p).
+)doc");
+
+REGISTER_OP("TSNE>TsneLoss")
+    .Input("p: T")
+    .Input("y: T")
+    .Output("kl: T")
+    .Attr("T: {float, double}")
+    .Attr("dof: float = 1.0")
+    .SetShapeFn([](InferenceContext* c) {
+      DimensionHandle batch, n;
+      ShapeHandle y;
+      TF_RETURN_IF_ERROR(PairShapes(c, &batch, &n, &y));
+      c->set_output(0, c->MakeShape({batch}));
+      return absl::OkStatus();
+    })
+    .Doc(R"doc(
+The t-SNE loss KL(P || Q) per batch, Q from the Student-t kernel with dof
+degrees of freedom on the embedding y. Differentiable in y (the gradient runs
+TsneGradient) and in p.
+
+p: [batch, n, n] joint probabilities (symmetric, non-negative).
+y: [batch, n, d] embedding.
+kl: [batch].
+dof: degrees of freedom of the Student-t kernel, > 0.
+)doc");
+
+template <typename Device, typename T, bool LossOnly>
+class TsneGradientOp : public OpKernel {
+ public:
+  explicit TsneGradientOp(OpKernelConstruction* ctx) : OpKernel(ctx) {
+    OP_REQUIRES_OK(ctx, ctx->GetAttr("dof", &dof_));
+    OP_REQUIRES_OK(ctx, CheckPositiveFiniteAttr(dof_, "dof"));
+    if (!LossOnly) {
+      OP_REQUIRES_OK(ctx, ctx->GetAttr("exaggeration", &exaggeration_));
+      OP_REQUIRES_OK(ctx, ctx->GetAttr("compute_kl", &compute_kl_));
+      OP_REQUIRES_OK(ctx, ctx->GetAttr("scale_repulsion_by_p_sum", &scale_by_p_sum_));
+      OP_REQUIRES_OK(ctx, CheckPositiveFiniteAttr(exaggeration_, "exaggeration"));
+    }
+  }
+
+  void Compute(OpKernelContext* ctx) override {
+    constexpr bool kCpu = std::is_same<Device, CPUDevice>::value;
+    const Tensor& p = ctx->input(0);
+    const Tensor& y = ctx->input(1);
+    OP_REQUIRES_OK(ctx, CheckRank(p, 3, "p", "[batch, n, n]"));
+    OP_REQUIRES_OK(ctx, CheckRank(y, 3, "y", "[batch, n, d]"));
+    const int64_t batch = y.dim_size(0), n = y.dim_size(1), d = y.dim_size(2);
+    OP_REQUIRES(ctx, p.dim_size(0) == batch && p.dim_size(1) == n && p.dim_size(2) == n,
+                absl::InvalidArgumentError(absl::StrCat(
+                    "p must have shape [batch, n, n] = [", batch, ", ", n, ", ", n,
+                    "] to match y of shape ", y.shape().DebugString(), ", but has shape ",
+                    p.shape().DebugString())));
+    OP_REQUIRES(ctx, n >= 2,
+                absl::InvalidArgumentError(absl::StrCat("y needs at least 2 points, but n = ", n)));
+    OP_REQUIRES(ctx, d >= 1,
+                absl::InvalidArgumentError(absl::StrCat("y must have d >= 1, but has shape ",
+                                                        y.shape().DebugString())));
+    const bool want_kl = LossOnly || compute_kl_;
+    Tensor* grad = nullptr;
+    Tensor* kl = nullptr;
+    if (LossOnly) {
+      OP_REQUIRES_OK(ctx, ctx->allocate_output(0, TensorShape({batch}), &kl));
+    } else {
+      OP_REQUIRES_OK(ctx, ctx->allocate_output(0, y.shape(), &grad));
+      OP_REQUIRES_OK(ctx, ctx->allocate_output(1, TensorShape({want_kl ? batch : 0}), &kl));
+    }
+    if (batch == 0) return;
+    kernels::TsneGradientOptions options;
+    options.exaggeration = exaggeration_;
+    options.dof = dof_;
+    options.scale_repulsion_by_p_sum = scale_by_p_sum_;
+    T* grad_ptr = grad ? grad->flat<T>().data() : nullptr;
+    T* kl_ptr = want_kl ? kl->flat<T>().data() : nullptr;
+    if constexpr (kCpu) {
+      kernels::ParallelFor pf = CpuParallelFor(ctx);
+      OP_REQUIRES_OK(ctx, CheckMessage(kernels::CheckAllFinite<T>(y.flat<T>().data(), Dims(y),
+                                                                  "y", &pf)));
+      kernels::TsneGradientCpu<T>(p.flat<T>().data(), y.flat<T>().data(), batch, n, d, options,
+                                  grad_ptr, kl_ptr, pf);
+      // p is checked lazily: a non-finite p always makes the outputs
+      // non-finite, so the full N x N scan only runs to name the culprit.
+      // Negative entries are caught the same way when kl is computed.
+      bool finite = true;
+      if (grad_ptr) {
+        for (int64_t i = 0; i < grad->NumElements(); ++i) finite &= std::isfinite(grad_ptr[i]);
+      }
+      if (kl_ptr) {
+        for (int64_t b = 0; b < batch; ++b) finite &= std::isfinite(kl_ptr[b]);
+      }
+      if (!finite) {
+        OP_REQUIRES_OK(ctx, CheckMessage(kernels::CheckNonNegativeFinite<T>(
+                                p.flat<T>().data(), Dims(p), "p", &pf)));
+        OP_REQUIRES(ctx, false,
+                    absl::InvalidArgumentError(
+                        "the t-SNE gradient overflowed (inputs are finite); is y too large "
+                        "or p not normalised?"));
+      }
+    } else {
+#ifdef TSNE_OPS_WITH_CUDA
+      Tensor scratch;
+      void* ws = nullptr;
+      OP_REQUIRES_OK(ctx, AllocateScratch(ctx, kernels::TsneGradientWorkspaceBytes<T>(batch, n, d),
+                                          &scratch, &ws));
+      OP_REQUIRES_OK(ctx, CudaStatus(kernels::LaunchTsneGradient<T>(
+                                         GpuStream(ctx), p.flat<T>().data(), y.flat<T>().data(),
+                                         batch, n, d, options, grad_ptr, kl_ptr, ws),
+                                     "TsneGradient"));
+#endif
+    }
+  }
+
+ private:
+  float exaggeration_ = 1.f;
+  float dof_ = 1.f;
+  bool compute_kl_ = true;
+  bool scale_by_p_sum_ = false;
+};
+
+#define TSNE_OPS_REGISTER(DEV, DEVICE, T)                                                 \
+  REGISTER_KERNEL_BUILDER(                                                                \
+      Name("TSNE>TsneGradient").Device(tensorflow::DEV).TypeConstraint<T>("T"),           \
+      TsneGradientOp<DEVICE, T, false>);                                                  \
+  REGISTER_KERNEL_BUILDER(Name("TSNE>TsneLoss").Device(tensorflow::DEV).TypeConstraint<T>("T"), \
+                          TsneGradientOp<DEVICE, T, true>);
+
+TSNE_OPS_REGISTER(DEVICE_CPU, CPUDevice, float)
+TSNE_OPS_REGISTER(DEVICE_CPU, CPUDevice, double)
+#ifdef TSNE_OPS_WITH_CUDA
+TSNE_OPS_REGISTER(DEVICE_GPU, GPUDevice, float)
+TSNE_OPS_REGISTER(DEVICE_GPU, GPUDevice, double)
+#endif
+#undef TSNE_OPS_REGISTER
+
+}  // namespace tsne_ops

@@ -1,0 +1,71 @@
+"""Build and install tsne_ops.
+
+The compiled parts (the TensorFlow op library ``_tsne_ops.so`` and the pybind11
+module ``_tsne_kernels``) are built by CMake into the package directory, so
+the build needs TensorFlow importable: install with
+
+    pip install --no-build-isolation -e .
+
+(see README). ``TSNE_OPS_CMAKE_ARGS`` passes extra arguments to CMake, for
+example ``-DTSNE_OPS_WITH_CUDA=OFF``.
+"""
+import os
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+from setuptools import Extension, find_packages, setup
+from setuptools.command.build_ext import build_ext
+
+ROOT = Path(__file__).resolve().parent
+TF_VERSION = "2.21.0"
+
+
+class CMakeExtension(Extension):
+    def __init__(self, name):
+        super().__init__(name, sources=[])
+
+
+class CMakeBuild(build_ext):
+    def build_extension(self, ext):
+        # The op library goes where the package's __init__ looks for it.
+        out_dir = Path(self.get_ext_fullpath(ext.name)).resolve().parent
+        build_temp = Path(self.build_temp).resolve() / "cmake"
+        build_temp.mkdir(parents=True, exist_ok=True)
+        args = [
+            f"-DTSNE_OPS_OUTPUT_DIR={out_dir}",
+            f"-DPython_EXECUTABLE={sys.executable}",
+            "-DCMAKE_BUILD_TYPE=Release",
+        ]
+        args += shlex.split(os.environ.get("TSNE_OPS_CMAKE_ARGS", ""))
+        subprocess.run(["cmake", "-S", str(ROOT), "-B", str(build_temp), *args], check=True)
+        jobs = os.environ.get("CMAKE_BUILD_PARALLEL_LEVEL", str(os.cpu_count() or 2))
+        subprocess.run(["cmake", "--build", str(build_temp), "-j", jobs], check=True)
+
+
+setup(
+    name="tsne_ops",
+    version="0.1.0",
+    description="t-SNE as TensorFlow custom ops (C++ and CUDA): plain and parametric t-SNE",
+    long_description=(ROOT / "README.md").read_text() if (ROOT / "README.md").exists() else "",
+    long_description_content_type="text/markdown",
+    python_requires=">=3.10",
+    packages=find_packages(include=["tsne_ops", "tsne_ops.*"]),
+    ext_modules=[CMakeExtension("tsne_ops._tsne_ops")],
+    cmdclass={"build_ext": CMakeBuild},
+    install_requires=[
+        f"tensorflow=={TF_VERSION}",
+        "numpy",
+        "scikit-learn",
+        "matplotlib",
+        "pillow",
+        "tqdm",
+    ],
+    extras_require={
+        "test": ["pytest"],
+        "bench": ["openTSNE"],
+    },
+    entry_points={"console_scripts": ["tsne-ops=tsne_ops.cli:main"]},
+    zip_safe=False,
+)

@@ -1,0 +1,29 @@
+"""tsne_ops: t-SNE as TensorFlow custom ops (C++ and CUDA).
+
+Importing the package loads the compiled op library and registers the ops'
+gradients, so SavedModels that use the ops load in a fresh process after
+``import tsne_ops``.
+
+Ops (batched, float32/float64, CPU and GPU kernels):
+  pairwise_squared_distance, perplexity_affinities, joint_probabilities,
+  tsne_gradient, tsne_loss.
+"""
+from tsne_ops.ops import (
+    build_info,
+    joint_probabilities,
+    pairwise_squared_distance,
+    perplexity_affinities,
+    tsne_gradient,
+    tsne_loss,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "pairwise_squared_distance",
+    "perplexity_affinities",
+    "joint_probabilities",
+    "tsne_gradient",
+    "tsne_loss",
+    "build_info",
+]

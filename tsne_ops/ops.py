@@ -1,0 +1,260 @@
+"""Python wrappers for the tsne_ops kernels, and their registered gradients.
+
+Every op takes a leading batch dimension ``[B, ...]``; a rank-2 input is a
+batch of one, and then the result has no batch dimension either. Inputs must
+be float32 or float64 (the same for every tensor argument of a call).
+"""
+import numpy as np
+import tensorflow as tf
+
+from tsne_ops._loader import load_op_library
+
+_ops = load_op_library()
+
+__all__ = [
+    "pairwise_squared_distance",
+    "perplexity_affinities",
+    "joint_probabilities",
+    "tsne_gradient",
+    "tsne_loss",
+    "build_info",
+]
+
+
+def _invalid(message):
+    return tf.errors.InvalidArgumentError(None, None, message)
+
+
+def _batched(value, name, inner_rank_name, dtype=None):
+    """Converts `value` to a float tensor of rank 3; returns (tensor, was_rank_2)."""
+    if dtype is not None and not tf.is_tensor(value):
+        t = tf.convert_to_tensor(value, dtype_hint=dtype)
+    else:
+        t = tf.convert_to_tensor(value)
+    if t.dtype not in (tf.float32, tf.float64):
+        raise _invalid(f"{name} must be float32 or float64, but has dtype {t.dtype.name}")
+    if dtype is not None and t.dtype != dtype:
+        raise _invalid(
+            f"{name} must have the same dtype as the first argument ({dtype.name}), "
+            f"but has dtype {t.dtype.name}"
+        )
+    rank = t.shape.rank
+    if rank is None:
+        raise _invalid(f"{name} must have a known rank (2 or 3)")
+    if rank == 2:
+        return t[tf.newaxis], True
+    if rank == 3:
+        return t, False
+    raise _invalid(
+        f"{name} must be rank 2 {inner_rank_name} or rank 3 [batch, ...], "
+        f"but has shape {t.shape}"
+    )
+
+
+def _unbatch(t, squeeze):
+    return t[0] if squeeze else t
+
+
+def _positive_float(value, name):
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        raise _invalid(f"{name} must be a number, but is {value!r}") from None
+    return v
+
+
+def pairwise_squared_distance(x, y=None, name=None):
+    """Squared Euclidean distances between points, batch by batch.
+
+    Args:
+      x: ``[B, N, D]`` (or ``[N, D]``) points.
+      y: optional ``[B, M, D]`` (or ``[M, D]``) points. Without it, the
+        self-distance matrix of ``x``: exactly symmetric, with an exact zero
+        diagonal and no negative entry.
+
+    Returns:
+      ``[B, N, M]`` (``[N, M]`` for rank-2 input) with
+      ``out[b, i, j] = |x[b, i] - y[b, j]|^2``. Differentiable in ``x`` and ``y``.
+    """
+    with tf.name_scope(name or "pairwise_squared_distance"):
+        x, squeeze = _batched(x, "x", "[n, dim]")
+        if y is None:
+            return _unbatch(_ops.tsne_squared_distance(x), squeeze)
+        y, squeeze_y = _batched(y, "y", "[m, dim]", dtype=x.dtype)
+        if squeeze != squeeze_y:
+            raise _invalid(
+                f"x and y must have the same rank, but have shapes {x.shape} and {y.shape}"
+            )
+        return _unbatch(_ops.tsne_cross_squared_distance(x, y), squeeze)
+
+
+def perplexity_affinities(sq_dist, perplexity, name=None):
+    """Conditional affinities ``P(j|i)`` calibrated to a perplexity.
+
+    For each row i, a search on the precision ``beta_i`` makes the entropy of
+    ``P(j|i) ∝ exp(-beta_i d_ij)`` (``j != i``) equal ``log(perplexity)`` to
+    1e-5 nats. Rows sum to 1 and the diagonal is zero. Not differentiable.
+
+    Args:
+      sq_dist: ``[B, N, N]`` (or ``[N, N]``) squared distances.
+      perplexity: the target perplexity, in ``(0, N - 1)``.
+
+    Returns:
+      ``(p_conditional [B, N, N], beta [B, N])``.
+    """
+    with tf.name_scope(name or "perplexity_affinities"):
+        d, squeeze = _batched(sq_dist, "sq_dist", "[n, n]")
+        p, beta = _ops.tsne_perplexity_affinities(
+            d, perplexity=_positive_float(perplexity, "perplexity")
+        )
+        return _unbatch(p, squeeze), _unbatch(beta, squeeze)
+
+
+def joint_probabilities(sq_dist, perplexity, name=None):
+    """The symmetric joint probabilities P that t-SNE matches.
+
+    ``p_ij = max((P(j|i) + P(i|j)) / sum, eps)`` for ``i != j`` (eps = 2.2e-16, as
+    scikit-learn's ``_joint_probabilities``) and ``p_ii = 0``; each batch sums
+    to 1. Not differentiable.
+
+    Args:
+      sq_dist: ``[B, N, N]`` (or ``[N, N]``) squared distances.
+      perplexity: the target perplexity, in ``(0, N - 1)``.
+
+    Returns:
+      ``P`` of the same shape.
+    """
+    with tf.name_scope(name or "joint_probabilities"):
+        d, squeeze = _batched(sq_dist, "sq_dist", "[n, n]")
+        p = _ops.tsne_joint_probabilities(d, perplexity=_positive_float(perplexity, "perplexity"))
+        return _unbatch(p, squeeze)
+
+
+def tsne_gradient(p, y, exaggeration=1.0, dof=1.0, compute_kl=True, name=None):
+    """The fused t-SNE gradient and KL divergence (no N x N temporary).
+
+    With ``a = dof``, ``u_ij = (1 + |y_i - y_j|^2 / a)^-1``,
+    ``q_ij ∝ u_ij^((a + 1) / 2)``::
+
+        grad_i = (2 (a + 1) / a) sum_j (exaggeration p_ij - q_ij) u_ij (y_i - y_j)
+
+    Args:
+      p: ``[B, N, N]`` (or ``[N, N]``) symmetric joint probabilities.
+      y: ``[B, N, d]`` (or ``[N, d]``) embedding.
+      exaggeration: factor on the attractive term, > 0.
+      dof: Student-t degrees of freedom, > 0.
+      compute_kl: also compute ``KL(P || Q)`` (two logarithms a pair); when
+        False the second result is None.
+
+    Returns:
+      ``(grad, kl)``: ``grad`` shaped like ``y``; ``kl`` ``[B]`` (a scalar for
+      rank-2 input) or None.
+    """
+    with tf.name_scope(name or "tsne_gradient"):
+        p, squeeze = _batched(p, "p", "[n, n]")
+        y, squeeze_y = _batched(y, "y", "[n, d]", dtype=p.dtype)
+        if squeeze != squeeze_y:
+            raise _invalid(f"p and y must have the same rank, but have shapes {p.shape} and {y.shape}")
+        grad, kl = _ops.tsne_tsne_gradient(
+            p,
+            y,
+            exaggeration=_positive_float(exaggeration, "exaggeration"),
+            dof=_positive_float(dof, "dof"),
+            compute_kl=bool(compute_kl),
+        )
+        return _unbatch(grad, squeeze), (_unbatch(kl, squeeze) if compute_kl else None)
+
+
+def tsne_loss(p, y, dof=1.0, name=None):
+    """The t-SNE loss ``KL(P || Q)``, differentiable in ``y`` (and ``p``).
+
+    Its gradient with respect to ``y`` runs the fused t-SNE kernel (the exact
+    gradient of this KL, also when ``p`` does not sum to 1); ``p`` must be
+    symmetric. With respect to ``p`` the gradient is ``log(p_ij / q_ij) + 1``
+    off the diagonal (``p`` clamped at the dtype's smallest normal number, so
+    zero entries get a large negative but finite value).
+
+    Args:
+      p: ``[B, N, N]`` (or ``[N, N]``) symmetric joint probabilities.
+      y: ``[B, N, d]`` (or ``[N, d]``) embedding.
+      dof: Student-t degrees of freedom, > 0.
+
+    Returns:
+      ``kl``: ``[B]`` (a scalar for rank-2 input).
+    """
+    with tf.name_scope(name or "tsne_loss"):
+        p, squeeze = _batched(p, "p", "[n, n]")
+        y, squeeze_y = _batched(y, "y", "[n, d]", dtype=p.dtype)
+        if squeeze != squeeze_y:
+            raise _invalid(f"p and y must have the same rank, but have shapes {p.shape} and {y.shape}")
+        kl = _ops.tsne_tsne_loss(p, y, dof=_positive_float(dof, "dof"))
+        return _unbatch(kl, squeeze)
+
+
+def build_info():
+    """How the op library was built: ``{'tensorflow_version': str, 'cuda': bool}``."""
+    version, cuda = _ops.tsne_build_info()
+    return {"tensorflow_version": version.numpy().decode(), "cuda": bool(cuda.numpy())}
+
+
+# --------------------------------------------------------------- gradients --
+
+def _not_differentiable(op_name, what):
+    def grad(op, *grads):
+        raise LookupError(
+            f"{op_name} is not differentiable ({what}); differentiate tsne_loss or "
+            f"pairwise_squared_distance instead"
+        )
+
+    return grad
+
+
+@tf.RegisterGradient("TSNE>SquaredDistance")
+def _squared_distance_grad(op, grad):
+    return _ops.tsne_squared_distance_grad(grad, op.inputs[0])
+
+
+@tf.RegisterGradient("TSNE>CrossSquaredDistance")
+def _cross_squared_distance_grad(op, grad):
+    gx, gy = _ops.tsne_cross_squared_distance_grad(grad, op.inputs[0], op.inputs[1])
+    return gx, gy
+
+
+@tf.RegisterGradient("TSNE>TsneLoss")
+def _tsne_loss_grad(op, grad):
+    p, y = op.inputs
+    dof = op.get_attr("dof")
+    skip = getattr(op, "skip_input_indices", None) or ()
+    g = grad[:, tf.newaxis, tf.newaxis]
+    grad_y = None
+    if 1 not in skip:
+        dy, _ = _ops.tsne_tsne_gradient(
+            p, y, exaggeration=1.0, dof=dof, compute_kl=False, scale_repulsion_by_p_sum=True
+        )
+        grad_y = g * dy
+    grad_p = None
+    if 0 not in skip:
+        # d KL / d p_ij = log(p_ij / q_ij) + 1 (i != j). Needs the N x N q, so
+        # it is only built when someone asks for the gradient in p.
+        n = tf.shape(p)[1]
+        d2 = _ops.tsne_squared_distance(y)
+        log_w = -0.5 * (dof + 1.0) * tf.math.log1p(d2 / tf.cast(dof, y.dtype))
+        off = 1.0 - tf.eye(n, dtype=p.dtype)[tf.newaxis]
+        log_z = tf.math.reduce_logsumexp(log_w + tf.math.log(off), axis=[1, 2], keepdims=True)
+        p_safe = tf.maximum(p, tf.constant(np.finfo(p.dtype.as_numpy_dtype).tiny, p.dtype))
+        grad_p = g * off * (tf.math.log(p_safe) - (log_w - log_z) + 1.0)
+    return grad_p, grad_y
+
+
+tf.no_gradient("TSNE>PerplexityAffinities")
+tf.no_gradient("TSNE>JointProbabilities")
+tf.no_gradient("TSNE>BuildInfo")
+tf.RegisterGradient("TSNE>TsneGradient")(
+    _not_differentiable("tsne_gradient", "second derivatives of t-SNE are not implemented")
+)
+tf.RegisterGradient("TSNE>SquaredDistanceGrad")(
+    _not_differentiable("the gradient of pairwise_squared_distance", "no second derivatives")
+)
+tf.RegisterGradient("TSNE>CrossSquaredDistanceGrad")(
+    _not_differentiable("the gradient of pairwise_squared_distance", "no second derivatives")
+)
