@@ -11,6 +11,7 @@ example ``-DTSNE_OPS_WITH_CUDA=OFF``.
 """
 import os
 import shlex
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -28,13 +29,20 @@ class CMakeExtension(Extension):
 
 
 class CMakeBuild(build_ext):
+    """Runs CMake. The libraries are built into the source package directory
+    (so an editable install and the tests use them in place) from a persistent
+    build directory (so rebuilds are incremental), then copied to the wheel's
+    build directory when that is elsewhere."""
+
+    def get_ext_filename(self, ext_name):
+        return ext_name.replace(".", os.sep) + ".so"
+
     def build_extension(self, ext):
-        # The op library goes where the package's __init__ looks for it.
-        out_dir = Path(self.get_ext_fullpath(ext.name)).resolve().parent
-        build_temp = Path(self.build_temp).resolve() / "cmake"
+        package_dir = ROOT / "tsne_ops"
+        build_temp = ROOT / "build" / "cmake"
         build_temp.mkdir(parents=True, exist_ok=True)
         args = [
-            f"-DTSNE_OPS_OUTPUT_DIR={out_dir}",
+            f"-DTSNE_OPS_OUTPUT_DIR={package_dir}",
             f"-DPython_EXECUTABLE={sys.executable}",
             "-DCMAKE_BUILD_TYPE=Release",
         ]
@@ -42,6 +50,11 @@ class CMakeBuild(build_ext):
         subprocess.run(["cmake", "-S", str(ROOT), "-B", str(build_temp), *args], check=True)
         jobs = os.environ.get("CMAKE_BUILD_PARALLEL_LEVEL", str(os.cpu_count() or 2))
         subprocess.run(["cmake", "--build", str(build_temp), "-j", jobs], check=True)
+        dest = Path(self.get_ext_fullpath(ext.name)).resolve().parent
+        if dest != package_dir:
+            dest.mkdir(parents=True, exist_ok=True)
+            for built in [*package_dir.glob("_tsne_*.so"), package_dir / "_build_info.json"]:
+                shutil.copy2(built, dest / built.name)
 
 
 setup(

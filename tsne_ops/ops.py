@@ -27,8 +27,8 @@ def _invalid(message):
 
 def _batched(value, name, inner_rank_name, dtype=None):
     """Converts `value` to a float tensor of rank 3; returns (tensor, was_rank_2)."""
-    if dtype is not None and not tf.is_tensor(value):
-        t = tf.convert_to_tensor(value, dtype_hint=dtype)
+    if dtype is not None and isinstance(value, (list, tuple)):
+        t = tf.convert_to_tensor(value, dtype_hint=dtype)  # plain Python numbers
     else:
         t = tf.convert_to_tensor(value)
     if t.dtype not in (tf.float32, tf.float64):
@@ -61,6 +61,13 @@ def _positive_float(value, name):
     except (TypeError, ValueError):
         raise _invalid(f"{name} must be a number, but is {value!r}") from None
     return v
+
+
+def _scalar(value, name, dtype):
+    """A scalar of `dtype` (Python numbers, numpy scalars, tensors, variables)."""
+    if tf.is_tensor(value) or isinstance(value, tf.Variable):
+        return tf.cast(value, dtype)
+    return tf.constant(_positive_float(value, name), dtype)
 
 
 def pairwise_squared_distance(x, y=None, name=None):
@@ -158,8 +165,8 @@ def tsne_gradient(p, y, exaggeration=1.0, dof=1.0, compute_kl=True, name=None):
         grad, kl = _ops.tsne_tsne_gradient(
             p,
             y,
-            exaggeration=_positive_float(exaggeration, "exaggeration"),
-            dof=_positive_float(dof, "dof"),
+            _scalar(exaggeration, "exaggeration", p.dtype),
+            _scalar(dof, "dof", p.dtype),
             compute_kl=bool(compute_kl),
         )
         return _unbatch(grad, squeeze), (_unbatch(kl, squeeze) if compute_kl else None)
@@ -187,7 +194,7 @@ def tsne_loss(p, y, dof=1.0, name=None):
         y, squeeze_y = _batched(y, "y", "[n, d]", dtype=p.dtype)
         if squeeze != squeeze_y:
             raise _invalid(f"p and y must have the same rank, but have shapes {p.shape} and {y.shape}")
-        kl = _ops.tsne_tsne_loss(p, y, dof=_positive_float(dof, "dof"))
+        kl = _ops.tsne_tsne_loss(p, y, _scalar(dof, "dof", p.dtype))
         return _unbatch(kl, squeeze)
 
 
@@ -222,14 +229,13 @@ def _cross_squared_distance_grad(op, grad):
 
 @tf.RegisterGradient("TSNE>TsneLoss")
 def _tsne_loss_grad(op, grad):
-    p, y = op.inputs
-    dof = op.get_attr("dof")
+    p, y, dof = op.inputs
     skip = getattr(op, "skip_input_indices", None) or ()
     g = grad[:, tf.newaxis, tf.newaxis]
     grad_y = None
     if 1 not in skip:
         dy, _ = _ops.tsne_tsne_gradient(
-            p, y, exaggeration=1.0, dof=dof, compute_kl=False, scale_repulsion_by_p_sum=True
+            p, y, tf.ones([], y.dtype), dof, compute_kl=False, scale_repulsion_by_p_sum=True
         )
         grad_y = g * dy
     grad_p = None
@@ -238,12 +244,12 @@ def _tsne_loss_grad(op, grad):
         # it is only built when someone asks for the gradient in p.
         n = tf.shape(p)[1]
         d2 = _ops.tsne_squared_distance(y)
-        log_w = -0.5 * (dof + 1.0) * tf.math.log1p(d2 / tf.cast(dof, y.dtype))
+        log_w = -0.5 * (dof + 1.0) * tf.math.log1p(d2 / dof)
         off = 1.0 - tf.eye(n, dtype=p.dtype)[tf.newaxis]
         log_z = tf.math.reduce_logsumexp(log_w + tf.math.log(off), axis=[1, 2], keepdims=True)
         p_safe = tf.maximum(p, tf.constant(np.finfo(p.dtype.as_numpy_dtype).tiny, p.dtype))
         grad_p = g * off * (tf.math.log(p_safe) - (log_w - log_z) + 1.0)
-    return grad_p, grad_y
+    return grad_p, grad_y, None
 
 
 tf.no_gradient("TSNE>PerplexityAffinities")

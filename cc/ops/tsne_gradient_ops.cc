@@ -31,22 +31,41 @@ absl::Status PairShapes(InferenceContext* c, DimensionHandle* batch, DimensionHa
   return absl::OkStatus();
 }
 
+// A positive finite scalar input, read on the host.
+template <typename T>
+absl::Status ScalarInput(OpKernelContext* ctx, int index, const char* name, double* value) {
+  const Tensor& t = ctx->input(index);
+  if (t.dims() != 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(name, " must be a scalar, but has shape ", t.shape().DebugString()));
+  }
+  *value = static_cast<double>(t.scalar<T>()());
+  if (!(*value > 0) || !std::isfinite(*value)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(name, " must be a finite number > 0, but is ", *value));
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 REGISTER_OP("TSNE>TsneGradient")
     .Input("p: T")
     .Input("y: T")
+    .Input("exaggeration: T")
+    .Input("dof: T")
     .Output("grad: T")
     .Output("kl: T")
     .Attr("T: {float, double}")
-    .Attr("exaggeration: float = 1.0")
-    .Attr("dof: float = 1.0")
     .Attr("compute_kl: bool = true")
     .Attr("scale_repulsion_by_p_sum: bool = false")
     .SetShapeFn([](InferenceContext* c) {
       DimensionHandle batch, n;
       ShapeHandle y;
       TF_RETURN_IF_ERROR(PairShapes(c, &batch, &n, &y));
+      ShapeHandle scalar;
+      TF_RETURN_IF_ERROR(c->WithRank(c->input(2), 0, &scalar));
+      TF_RETURN_IF_ERROR(c->WithRank(c->input(3), 0, &scalar));
       bool compute_kl = true;
       TF_RETURN_IF_ERROR(c->GetAttr("compute_kl", &compute_kl));
       c->set_output(0, c->MakeShape({batch, n, c->Dim(y, 2)}));
@@ -68,8 +87,8 @@ p: [batch, n, n] joint probabilities.
 y: [batch, n, d] embedding.
 grad: [batch, n, d].
 kl: [batch], or [0] when compute_kl is false (it costs two logarithms a pair).
-exaggeration: multiplies the attractive term, > 0.
-dof: degrees of freedom alpha of the Student-t kernel, > 0.
+exaggeration: scalar, multiplies the attractive term, > 0.
+dof: scalar, degrees of freedom alpha of the Student-t kernel, > 0.
 compute_kl: whether to compute kl.
 scale_repulsion_by_p_sum: scale the repulsive term by sum(p).
 )doc");
@@ -77,13 +96,15 @@ scale_repulsion_by_p_sum: scale the repulsive term by sum(p).
 REGISTER_OP("TSNE>TsneLoss")
     .Input("p: T")
     .Input("y: T")
+    .Input("dof: T")
     .Output("kl: T")
     .Attr("T: {float, double}")
-    .Attr("dof: float = 1.0")
     .SetShapeFn([](InferenceContext* c) {
       DimensionHandle batch, n;
       ShapeHandle y;
       TF_RETURN_IF_ERROR(PairShapes(c, &batch, &n, &y));
+      ShapeHandle scalar;
+      TF_RETURN_IF_ERROR(c->WithRank(c->input(2), 0, &scalar));
       c->set_output(0, c->MakeShape({batch}));
       return absl::OkStatus();
     })
@@ -94,21 +115,17 @@ TsneGradient) and in p.
 
 p: [batch, n, n] joint probabilities (symmetric, non-negative).
 y: [batch, n, d] embedding.
+dof: scalar, degrees of freedom of the Student-t kernel, > 0.
 kl: [batch].
-dof: degrees of freedom of the Student-t kernel, > 0.
 )doc");
 
 template <typename Device, typename T, bool LossOnly>
 class TsneGradientOp : public OpKernel {
  public:
   explicit TsneGradientOp(OpKernelConstruction* ctx) : OpKernel(ctx) {
-    OP_REQUIRES_OK(ctx, ctx->GetAttr("dof", &dof_));
-    OP_REQUIRES_OK(ctx, CheckPositiveFiniteAttr(dof_, "dof"));
     if (!LossOnly) {
-      OP_REQUIRES_OK(ctx, ctx->GetAttr("exaggeration", &exaggeration_));
       OP_REQUIRES_OK(ctx, ctx->GetAttr("compute_kl", &compute_kl_));
       OP_REQUIRES_OK(ctx, ctx->GetAttr("scale_repulsion_by_p_sum", &scale_by_p_sum_));
-      OP_REQUIRES_OK(ctx, CheckPositiveFiniteAttr(exaggeration_, "exaggeration"));
     }
   }
 
@@ -129,6 +146,13 @@ class TsneGradientOp : public OpKernel {
     OP_REQUIRES(ctx, d >= 1,
                 absl::InvalidArgumentError(absl::StrCat("y must have d >= 1, but has shape ",
                                                         y.shape().DebugString())));
+    // Scalars (host memory on the GPU too): exaggeration (gradient only), dof.
+    double exaggeration = 1.0;
+    if (!LossOnly) {
+      OP_REQUIRES_OK(ctx, ScalarInput<T>(ctx, 2, "exaggeration", &exaggeration));
+    }
+    double dof = 1.0;
+    OP_REQUIRES_OK(ctx, ScalarInput<T>(ctx, LossOnly ? 2 : 3, "dof", &dof));
     const bool want_kl = LossOnly || compute_kl_;
     Tensor* grad = nullptr;
     Tensor* kl = nullptr;
@@ -140,8 +164,8 @@ class TsneGradientOp : public OpKernel {
     }
     if (batch == 0) return;
     kernels::TsneGradientOptions options;
-    options.exaggeration = exaggeration_;
-    options.dof = dof_;
+    options.exaggeration = exaggeration;
+    options.dof = dof;
     options.scale_repulsion_by_p_sum = scale_by_p_sum_;
     T* grad_ptr = grad ? grad->flat<T>().data() : nullptr;
     T* kl_ptr = want_kl ? kl->flat<T>().data() : nullptr;
@@ -184,17 +208,21 @@ class TsneGradientOp : public OpKernel {
   }
 
  private:
-  float exaggeration_ = 1.f;
-  float dof_ = 1.f;
   bool compute_kl_ = true;
   bool scale_by_p_sum_ = false;
 };
 
 #define TSNE_OPS_REGISTER(DEV, DEVICE, T)                                                 \
-  REGISTER_KERNEL_BUILDER(                                                                \
-      Name("TSNE>TsneGradient").Device(tensorflow::DEV).TypeConstraint<T>("T"),           \
-      TsneGradientOp<DEVICE, T, false>);                                                  \
-  REGISTER_KERNEL_BUILDER(Name("TSNE>TsneLoss").Device(tensorflow::DEV).TypeConstraint<T>("T"), \
+  REGISTER_KERNEL_BUILDER(Name("TSNE>TsneGradient")                                    \
+                              .Device(tensorflow::DEV)                                    \
+                              .TypeConstraint<T>("T")                                     \
+                              .HostMemory("exaggeration")                                 \
+                              .HostMemory("dof"),                                         \
+                          TsneGradientOp<DEVICE, T, false>);                              \
+  REGISTER_KERNEL_BUILDER(Name("TSNE>TsneLoss")                                          \
+                              .Device(tensorflow::DEV)                                    \
+                              .TypeConstraint<T>("T")                                     \
+                              .HostMemory("dof"),                                         \
                           TsneGradientOp<DEVICE, T, true>);
 
 TSNE_OPS_REGISTER(DEVICE_CPU, CPUDevice, float)

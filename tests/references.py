@@ -1,0 +1,66 @@
+"""Independent numpy references for the ops (written from the definitions,
+not from the kernels)."""
+import numpy as np
+
+
+def squared_distances(x, y=None):
+    y = x if y is None else y
+    return ((x[..., :, None, :] - y[..., None, :, :]) ** 2).sum(-1)
+
+
+def row_entropy(p_row):
+    nz = p_row[p_row > 0]
+    return -(nz * np.log(nz)).sum()
+
+
+def conditional_p(d_row, beta, i):
+    """P(j|i) for one row at a given precision (diagonal excluded)."""
+    mask = np.arange(d_row.size) != i
+    e = np.zeros_like(d_row, dtype=np.float64)
+    shifted = d_row[mask] - d_row[mask].min()
+    e[mask] = np.exp(-beta * shifted)
+    return e / e.sum()
+
+
+def student_t(y, dof):
+    """u = (1 + d2/a)^-1 and w = u^((a+1)/2) with a zero diagonal."""
+    d2 = squared_distances(y)
+    u = 1.0 / (1.0 + d2 / dof)
+    w = u ** ((dof + 1.0) / 2.0)
+    n = y.shape[-2]
+    eye = np.eye(n, dtype=bool)
+    u = np.where(eye, 0.0, u)
+    w = np.where(eye, 0.0, w)
+    return u, w
+
+
+def tsne_gradient(p, y, exaggeration=1.0, dof=1.0):
+    """The t-SNE gradient formula for one batch [n, n], [n, d] (float64)."""
+    p = p.astype(np.float64)
+    y = y.astype(np.float64)
+    u, w = student_t(y, dof)
+    q = w / w.sum()
+    n = y.shape[0]
+    pp = np.where(np.eye(n, dtype=bool), 0.0, p)
+    coeff = (exaggeration * pp - q) * u
+    diff = y[:, None, :] - y[None, :, :]
+    return (2 * (dof + 1) / dof) * (coeff[:, :, None] * diff).sum(1)
+
+
+def kl_divergence(p, y, dof=1.0):
+    p = p.astype(np.float64)
+    u, w = student_t(y.astype(np.float64), dof)
+    q = w / w.sum()
+    n = y.shape[0]
+    mask = (~np.eye(n, dtype=bool)) & (p > 0)
+    return float((p[mask] * np.log(p[mask] / q[mask])).sum())
+
+
+def random_joint_p(rng, n, batch=None, dtype=np.float64):
+    """A random symmetric P with zero diagonal summing to 1 per batch."""
+    shape = (n, n) if batch is None else (batch, n, n)
+    a = rng.random(shape)
+    a = a + np.swapaxes(a, -1, -2)
+    a = a * (1 - np.eye(n))
+    a = a / a.sum(axis=(-1, -2), keepdims=True)
+    return a.astype(dtype)

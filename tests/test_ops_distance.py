@@ -1,0 +1,114 @@
+"""pairwise_squared_distance: forward against numpy, gradients against finite
+differences, symmetry/zero-diagonal guarantees, batching and graph mode."""
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import tsne_ops
+from references import squared_distances
+
+
+@pytest.mark.parametrize("dtype,rtol", [(np.float64, 1e-10), (np.float32, 1e-5)])
+@pytest.mark.parametrize("batch,n,m,dim", [(1, 2, 3, 1), (3, 7, 5, 2), (2, 33, 17, 40), (1, 70, 70, 100)])
+def test_cross_matches_numpy(rng, dtype, rtol, batch, n, m, dim):
+    x = rng.normal(size=(batch, n, dim)).astype(dtype)
+    y = rng.normal(size=(batch, m, dim)).astype(dtype)
+    out = tsne_ops.pairwise_squared_distance(x, y).numpy()
+    assert out.dtype == dtype and out.shape == (batch, n, m)
+    ref = squared_distances(x.astype(np.float64), y.astype(np.float64))
+    # The norm expansion loses absolute precision ~ eps * |x|^2, not relative.
+    scale = (x.astype(np.float64) ** 2).sum(-1).max() + (y.astype(np.float64) ** 2).sum(-1).max()
+    np.testing.assert_allclose(out, ref, rtol=rtol, atol=rtol * scale)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("n,dim", [(2, 1), (9, 3), (65, 20), (130, 784)])
+def test_self_is_exactly_symmetric_zero_diagonal_nonnegative(rng, dtype, n, dim):
+    x = rng.normal(size=(n, dim)).astype(dtype)
+    x[-1] = x[0]  # a duplicate point: its distance must come out exactly 0, not negative
+    out = tsne_ops.pairwise_squared_distance(x).numpy()
+    assert out.shape == (n, n)
+    assert np.array_equal(out, out.T)
+    assert np.all(np.diag(out) == 0)
+    assert np.all(out >= 0)
+    ref = squared_distances(x.astype(np.float64))
+    tol = 1e-10 if dtype == np.float64 else 1e-5
+    np.testing.assert_allclose(out, ref, rtol=tol, atol=tol * 4 * (x.astype(np.float64) ** 2).sum(-1).max())
+
+
+def test_rank2_is_batch_of_one(rng):
+    x = rng.normal(size=(6, 3))
+    y = rng.normal(size=(4, 3))
+    np.testing.assert_array_equal(
+        tsne_ops.pairwise_squared_distance(x, y).numpy(),
+        tsne_ops.pairwise_squared_distance(x[None], y[None]).numpy()[0],
+    )
+
+
+def test_batch_equals_separate_calls(rng):
+    x = rng.normal(size=(3, 20, 50))
+    together = tsne_ops.pairwise_squared_distance(x).numpy()
+    for b in range(3):
+        np.testing.assert_array_equal(together[b], tsne_ops.pairwise_squared_distance(x[b]).numpy())
+
+
+@pytest.mark.parametrize("batch,n,m,dim", [(1, 2, 2, 1), (2, 5, 3, 2), (1, 7, 4, 3)])
+def test_cross_gradient_matches_finite_differences(rng, batch, n, m, dim):
+    x = rng.normal(size=(batch, n, dim))
+    y = rng.normal(size=(batch, m, dim))
+    theoretical, numerical = tf.test.compute_gradient(
+        lambda a, b: tsne_ops.pairwise_squared_distance(a, b), [x, y], delta=1e-5
+    )
+    for t, nu in zip(theoretical, numerical):
+        np.testing.assert_allclose(t, nu, rtol=1e-6, atol=1e-7)
+
+
+@pytest.mark.parametrize("batch,n,dim", [(1, 2, 1), (2, 5, 2), (1, 7, 3), (2, 3, 20)])
+def test_self_gradient_matches_finite_differences(rng, batch, n, dim):
+    x = rng.normal(size=(batch, n, dim))
+    theoretical, numerical = tf.test.compute_gradient(
+        lambda a: tsne_ops.pairwise_squared_distance(a), [x], delta=1e-5
+    )
+    np.testing.assert_allclose(theoretical[0], numerical[0], rtol=1e-6, atol=1e-7)
+
+
+def test_gradient_through_weighted_sum(rng):
+    # A non-symmetric upstream gradient exercises both terms of the self grad.
+    x = tf.constant(rng.normal(size=(2, 6, 3)))
+    weights = tf.constant(rng.normal(size=(2, 6, 6)))
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        loss = tf.reduce_sum(weights * tsne_ops.pairwise_squared_distance(x))
+    got = tape.gradient(loss, x).numpy()
+    xn, g = x.numpy(), weights.numpy()
+    diff = xn[:, :, None, :] - xn[:, None, :, :]
+    ref = 2 * ((g + np.swapaxes(g, 1, 2))[..., None] * diff).sum(2)
+    np.testing.assert_allclose(got, ref, rtol=1e-10)
+
+
+def test_eager_equals_tf_function(rng):
+    x = rng.normal(size=(2, 10, 4)).astype(np.float32)
+    eager = tsne_ops.pairwise_squared_distance(x).numpy()
+    graph = tf.function(lambda a: tsne_ops.pairwise_squared_distance(a))(x).numpy()
+    np.testing.assert_array_equal(eager, graph)
+
+
+def test_shape_inference_in_graph_mode():
+    @tf.function(input_signature=[tf.TensorSpec([None, 5, 3], tf.float32),
+                                  tf.TensorSpec([None, None, 3], tf.float32)])
+    def f(x, y):
+        d_self = tsne_ops.pairwise_squared_distance(x)
+        d_cross = tsne_ops.pairwise_squared_distance(x, y)
+        assert d_self.shape.as_list() == [None, 5, 5]
+        assert d_cross.shape.as_list() == [None, 5, None]
+        return d_self, d_cross
+
+    f.get_concrete_function()
+
+    @tf.function(input_signature=[tf.TensorSpec([2, 5, 3], tf.float32),
+                                  tf.TensorSpec([3, 4, 3], tf.float32)])
+    def mismatched(x, y):
+        return tsne_ops.pairwise_squared_distance(x, y)
+
+    with pytest.raises(ValueError, match="Dimensions must be equal"):
+        mismatched.get_concrete_function()
