@@ -1,0 +1,149 @@
+"""Quality measures for embeddings.
+
+- :func:`kl_divergence`: the t-SNE objective KL(P || Q) of an embedding, with P
+  computed from the data by the same ops the optimiser uses.
+- :func:`trustworthiness`: scikit-learn's ``sklearn.manifold.trustworthiness``
+  (how many of a point's embedding neighbours are also its data neighbours).
+- :func:`knn_accuracy`: how well an embedding keeps classes apart; k-NN
+  classification accuracy by leave-one-out (the default) or k-fold
+  cross-validation with scikit-learn's ``KNeighborsClassifier``.
+- :func:`train_test_knn_accuracy`: for parametric models, a k-NN classifier
+  fitted on the training embedding and scored on the embedding of held-out data.
+"""
+import numpy as np
+
+
+def _as_2d(name, a):
+    a = np.asarray(a)
+    if a.ndim != 2:
+        raise ValueError(f"{name} must be a 2-D array [n_samples, n_features], got shape {a.shape}")
+    return a
+
+
+def _check_labels(labels, n):
+    labels = np.asarray(labels)
+    if labels.ndim != 1 or len(labels) != n:
+        raise ValueError(f"labels must be a 1-D array of length {n}, got shape {labels.shape}")
+    return labels
+
+
+def _check_k(k, n, name="k"):
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+        raise ValueError(f"{name} must be a positive integer, got {name}={k!r}")
+    if k >= n:
+        raise ValueError(f"{name} must be less than the number of samples ({n}), got {name}={k}")
+    return int(k)
+
+
+def kl_divergence(X, embedding, perplexity=30.0, dof=1.0):
+    """KL(P || Q) of ``embedding`` for the data ``X``, computed in float64.
+
+    P is the perplexity-calibrated joint distribution of ``X`` (as
+    :class:`tsne_ops.TSNE` builds it) and Q the Student-t distribution with
+    ``dof`` degrees of freedom over the embedding.
+    """
+    import tensorflow as tf
+
+    from tsne_ops import ops
+
+    X = _as_2d("X", X).astype(np.float64)
+    Y = _as_2d("embedding", embedding).astype(np.float64)
+    if len(X) != len(Y):
+        raise ValueError(f"X has {len(X)} samples but embedding has {len(Y)}")
+    p = ops.joint_probabilities(ops.pairwise_squared_distance(tf.constant(X)), perplexity)
+    return float(ops.tsne_loss(p, tf.constant(Y), dof=dof))
+
+
+def trustworthiness(X, embedding, n_neighbors=5, max_samples=None, random_state=0):
+    """scikit-learn's trustworthiness in [0, 1] (1: neighbourhoods kept).
+
+    It needs the full N x N distance matrices; ``max_samples`` scores a random
+    subset of that many points instead (for large N).
+    """
+    from sklearn.manifold import trustworthiness as _sk_trustworthiness
+
+    X = _as_2d("X", X)
+    Y = _as_2d("embedding", embedding)
+    if len(X) != len(Y):
+        raise ValueError(f"X has {len(X)} samples but embedding has {len(Y)}")
+    if max_samples is not None and max_samples < len(X):
+        idx = np.random.RandomState(random_state).choice(len(X), max_samples, replace=False)
+        X, Y = X[idx], Y[idx]
+    # sklearn requires n_neighbors < n_samples / 2.
+    _check_k(n_neighbors, (len(X) + 1) // 2, "n_neighbors")
+    return float(_sk_trustworthiness(X, Y, n_neighbors=n_neighbors))
+
+
+def knn_accuracy(embedding, labels, k=10, cv="loo", random_state=0):
+    """Accuracy of a k-NN classifier on the embedding.
+
+    ``cv='loo'`` (default): leave-one-out, each point classified by the
+    majority label of its ``k`` nearest other points (ties go to the smallest
+    label, as in ``KNeighborsClassifier``). ``cv=int``: stratified k-fold
+    cross-validation of ``KNeighborsClassifier(k)``.
+    """
+    from sklearn.neighbors import NearestNeighbors
+
+    Y = _as_2d("embedding", embedding)
+    labels = _check_labels(labels, len(Y))
+    k = _check_k(k, len(Y))
+    if cv == "loo":
+        # Ask for k + 1 neighbours and drop the point itself.
+        _, idx = NearestNeighbors(n_neighbors=k + 1).fit(Y).kneighbors(Y)
+        neighbours = _drop_self(idx, k)
+        classes, encoded = np.unique(labels, return_inverse=True)
+        votes = encoded[neighbours]
+        counts = np.zeros((len(Y), len(classes)), np.int64)
+        np.add.at(counts, (np.arange(len(Y))[:, None], votes), 1)
+        predicted = classes[np.argmax(counts, axis=1)]
+        return float(np.mean(predicted == labels))
+    if isinstance(cv, bool) or not isinstance(cv, (int, np.integer)) or cv < 2:
+        raise ValueError(f"cv must be 'loo' or an integer >= 2, got cv={cv!r}")
+    from sklearn.model_selection import StratifiedKFold, cross_val_score
+    from sklearn.neighbors import KNeighborsClassifier
+
+    folds = StratifiedKFold(n_splits=int(cv), shuffle=True, random_state=random_state)
+    return float(np.mean(cross_val_score(KNeighborsClassifier(n_neighbors=k), Y, labels, cv=folds)))
+
+
+def _drop_self(idx, k):
+    """Neighbour lists without the query point (duplicates may put it anywhere)."""
+    n = len(idx)
+    is_self = idx == np.arange(n)[:, None]
+    # Rows where the point itself was not returned (exact duplicates): drop the last.
+    missing = ~is_self.any(axis=1)
+    is_self[missing, -1] = True
+    return idx[~is_self].reshape(n, k)
+
+
+def train_test_knn_accuracy(train_embedding, train_labels, test_embedding, test_labels, k=1):
+    """Accuracy on the test embedding of a k-NN classifier fitted on the training one."""
+    from sklearn.neighbors import KNeighborsClassifier
+
+    Ytr = _as_2d("train_embedding", train_embedding)
+    Yte = _as_2d("test_embedding", test_embedding)
+    if Ytr.shape[1] != Yte.shape[1]:
+        raise ValueError(f"train_embedding has {Ytr.shape[1]} dimensions but test_embedding has {Yte.shape[1]}")
+    ytr = _check_labels(train_labels, len(Ytr))
+    yte = _check_labels(test_labels, len(Yte))
+    k = _check_k(k, len(Ytr) + 1)
+    clf = KNeighborsClassifier(n_neighbors=k).fit(Ytr, ytr)
+    return float(clf.score(Yte, yte))
+
+
+def evaluate(X, embedding, labels, perplexity=30.0, dof=1.0, k=10, n_neighbors=5,
+             kl=True, max_samples=5000):
+    """The usual report for an embedding of ``X``: a dict of floats.
+
+    Keys: ``kl_divergence`` (when ``kl``), ``trustworthiness``,
+    ``knn_accuracy`` (leave-one-out ``k``-NN) and ``n_samples``. Data larger
+    than ``max_samples`` is subsampled for trustworthiness.
+    """
+    out = {"n_samples": int(len(embedding))}
+    if kl:
+        out["kl_divergence"] = kl_divergence(X, embedding, perplexity=perplexity, dof=dof)
+    out["trustworthiness"] = trustworthiness(X, embedding, n_neighbors=n_neighbors,
+                                             max_samples=max_samples)
+    out[f"knn_accuracy"] = knn_accuracy(embedding, labels, k=k)
+    out["knn_k"] = int(k)
+    return out
