@@ -1,0 +1,490 @@
+"""Parametric t-SNE: a network learns the map from data to embedding (cases B-E).
+
+Plain t-SNE places each training point and cannot place a new one. Parametric
+t-SNE (van der Maaten, 2009) trains an encoder network f so that the points
+f(x_1), ..., f(x_n) of each minibatch minimise the t-SNE objective
+KL(P || Q) of that minibatch; afterwards f embeds unseen points directly.
+
+Per training step, on a minibatch X_b of ``batch_size`` points::
+
+    P_b  = joint_probabilities(pairwise_squared_distance(X_b), perplexity)
+    loss = tsne_loss(P_b, encoder(X_b), dof)
+
+Both are this package's custom ops; the gradient of ``tsne_loss`` is the
+registered fused kernel, and backpropagation carries it into the encoder's
+weights. Large batches give a P closer to the one of the full data set, so
+``batch_size`` of 1000-5000 works better than the usual deep-learning sizes.
+
+Training is a Keras ``fit`` on a ``tf.data`` pipeline, so it runs under a
+``tf.distribute`` strategy (each replica computes P and the loss on its own
+share of the batch; gradients are summed across replicas as Keras does).
+The fitted model saves to one ``.keras`` file and loads back in any process
+that has imported ``tsne_ops``.
+"""
+import json
+import math
+
+import numpy as np
+from sklearn.base import BaseEstimator, TransformerMixin
+
+from tsne_ops.tsne import _bad, _is_int, _is_real
+
+_ENCODERS = ("dense", "conv")
+
+
+def _keras():
+    import keras
+
+    return keras
+
+
+def dense_encoder(input_dim, n_components, hidden=(500, 500, 2000), activation="relu",
+                  name="dense_encoder"):
+    """van der Maaten's parametric t-SNE network: input_dim-500-500-2000-n_components.
+
+    ReLU hidden layers trained from scratch (instead of the original sigmoid
+    layers pretrained as RBMs), linear output.
+    """
+    keras = _keras()
+    inputs = keras.Input(shape=(int(input_dim),), name="x")
+    h = inputs
+    for i, units in enumerate(hidden):
+        h = keras.layers.Dense(units, activation=activation, name=f"hidden_{i}")(h)
+    outputs = keras.layers.Dense(n_components, name="embedding")(h)
+    return keras.Model(inputs, outputs, name=name)
+
+
+def conv_encoder(image_shape, n_components, filters=(32, 64), dense_units=256, name="conv_encoder"):
+    """A small CNN for flattened single-channel images of ``image_shape`` (H, W).
+
+    Two blocks of 3x3 convolution + 2x2 max pooling ('same' padding, so 8x8
+    digits work as well as 28x28 MNIST), a dense layer, a linear output. The
+    input is the flattened image [H*W], as for the dense encoder.
+    """
+    keras = _keras()
+    h_, w_ = (int(s) for s in image_shape)
+    inputs = keras.Input(shape=(h_ * w_,), name="x")
+    h = keras.layers.Reshape((h_, w_, 1))(inputs)
+    for i, f in enumerate(filters):
+        h = keras.layers.Conv2D(f, 3, padding="same", activation="relu", name=f"conv_{i}")(h)
+        h = keras.layers.MaxPooling2D(2, padding="same", name=f"pool_{i}")(h)
+    h = keras.layers.Flatten()(h)
+    h = keras.layers.Dense(dense_units, activation="relu", name="hidden")(h)
+    outputs = keras.layers.Dense(n_components, name="embedding")(h)
+    return keras.Model(inputs, outputs, name=name)
+
+
+def _model_class():
+    """The Keras model class, defined on first use so that importing this
+    module does not import TensorFlow."""
+    global _TSNEModel
+    if _TSNEModel is not None:
+        return _TSNEModel
+    keras = _keras()
+    import tensorflow as tf
+
+    from tsne_ops import ops
+
+    @keras.saving.register_keras_serializable(package="tsne_ops", name="TSNEModel")
+    class TSNEModel(keras.Model):
+        """An encoder trained on the t-SNE loss of each minibatch.
+
+        ``call`` is the encoder; ``train_step`` computes the batch's P with
+        the ops (no gradient needed there) and minimises ``tsne_loss``. The
+        custom ops have no XLA kernel, so the model never compiles with XLA.
+        """
+
+        def __init__(self, encoder, perplexity=30.0, dof=1.0, **kwargs):
+            super().__init__(**kwargs)
+            self.encoder = encoder
+            self.perplexity = float(perplexity)
+            self.dof = float(dof)
+            self.supports_jit = False
+            self.loss_tracker = keras.metrics.Mean(name="loss")
+
+        def call(self, inputs, training=False):
+            return self.encoder(inputs, training=training)
+
+        def affinities(self, x):
+            x = tf.reshape(tf.cast(x, tf.float32), [tf.shape(x)[0], -1])
+            return ops.joint_probabilities(ops.pairwise_squared_distance(x), self.perplexity)
+
+        def kl(self, x, training=False):
+            p = self.affinities(x)
+            y = tf.cast(self(x, training=training), p.dtype)
+            return ops.tsne_loss(p, y, dof=self.dof)
+
+        def train_step(self, data):
+            x = data[0] if isinstance(data, (tuple, list)) else data
+            p = self.affinities(x)
+            with tf.GradientTape() as tape:
+                y = tf.cast(self(x, training=True), p.dtype)
+                kl = ops.tsne_loss(p, y, dof=self.dof)
+                # Keras sums gradients over replicas: average them instead.
+                replicas = tf.distribute.get_strategy().num_replicas_in_sync
+                scaled = kl / tf.cast(replicas, kl.dtype)
+            grads = tape.gradient(scaled, self.trainable_variables)
+            self.optimizer.apply(grads, self.trainable_variables)
+            self.loss_tracker.update_state(kl)
+            return {"loss": self.loss_tracker.result()}
+
+        def test_step(self, data):
+            x = data[0] if isinstance(data, (tuple, list)) else data
+            self.loss_tracker.update_state(self.kl(x))
+            return {"loss": self.loss_tracker.result()}
+
+        @property
+        def metrics(self):
+            return [self.loss_tracker]
+
+        def get_config(self):
+            config = super().get_config()
+            config.update(encoder=keras.saving.serialize_keras_object(self.encoder),
+                          perplexity=self.perplexity, dof=self.dof)
+            return config
+
+        @classmethod
+        def from_config(cls, config):
+            config = dict(config)
+            config["encoder"] = keras.saving.deserialize_keras_object(config["encoder"])
+            return cls(**config)
+
+    _TSNEModel = TSNEModel
+    return TSNEModel
+
+
+_TSNEModel = None
+
+
+def _snapshot_callback(fn, every, x_monitor, batch_size):
+    keras = _keras()
+
+    class EmbeddingSnapshots(keras.callbacks.Callback):
+        """Calls ``fn(epoch, loss, embedding_of_x_monitor)`` every ``every`` epochs
+        (and once before training, as epoch 0)."""
+
+        def _embed(self):
+            return self.model.encoder.predict(x_monitor, batch_size=batch_size, verbose=0)
+
+        def on_train_begin(self, logs=None):
+            fn(0, None, self._embed())
+
+        def on_epoch_end(self, epoch, logs=None):
+            if (epoch + 1) % every == 0:
+                if fn(epoch + 1, (logs or {}).get("loss"), self._embed()) is True:
+                    self.model.stop_training = True
+
+    return EmbeddingSnapshots()
+
+
+class ParametricTSNE(TransformerMixin, BaseEstimator):
+    """Parametric t-SNE with a Keras encoder, trained through the t-SNE ops.
+
+    Parameters
+    ----------
+    n_components : int, default=2
+        2 or 3.
+    perplexity : float, default=30.0
+        Perplexity of each minibatch's P; must be less than the per-replica
+        batch size minus 1.
+    encoder : 'dense', 'conv' or keras.Model, default='dense'
+        'dense': van der Maaten's D-500-500-2000-d network. 'conv': a small
+        CNN over images of ``image_shape``. A Keras model is used as given
+        (input: the rows of X as passed to fit; output: [batch, n_components]).
+    image_shape : (int, int) or None
+        For ``encoder='conv'``: None takes it from 3-D/4-D input ([N, H, W] or
+        [N, H, W, 1]) or from a square number of features (64 -> 8x8).
+    batch_size : int, default=1000
+        Points per step; P is computed over each batch (larger is better).
+    epochs : int, default=50
+    optimizer : str or keras optimizer, default='adam'
+    learning_rate : float, default=1e-3
+        Used when ``optimizer`` is a string.
+    dof : float or None, default=None
+        Student-t degrees of freedom; None is max(n_components - 1, 1).
+    random_state : int or None
+        Seeds Keras (weights, shuffling) with ``keras.utils.set_random_seed``.
+    verbose : int, default=0
+        Passed to Keras ``fit``.
+    callback : callable or None
+        ``callback(epoch, loss, embedding)`` every ``callback_every`` epochs
+        and once before training (epoch 0) with the embedding of up to
+        ``callback_samples`` training points; returning True stops training.
+    callback_every : int, default=1
+    callback_samples : int, default=2000
+    strategy : tf.distribute.Strategy or None
+        Builds and trains the model under this strategy (e.g.
+        ``tf.distribute.MirroredStrategy()``); None uses the current one.
+
+    Attributes
+    ----------
+    model_ : keras.Model
+        The trained model (a ``TSNEModel``: encoder plus training step).
+    encoder_ : keras.Model
+    embedding_ : ndarray
+        Embedding of the training data (after ``fit_transform``/``fit``).
+    history_ : list of float
+        Mean training loss (minibatch KL) per epoch.
+    kl_divergence_ : float
+        Last epoch's mean minibatch KL.
+    """
+
+    def __init__(self, n_components=2, *, perplexity=30.0, encoder="dense", image_shape=None,
+                 batch_size=1000, epochs=50, optimizer="adam", learning_rate=1e-3, dof=None,
+                 random_state=None, verbose=0, callback=None, callback_every=1,
+                 callback_samples=2000, strategy=None):
+        self.n_components = n_components
+        self.perplexity = perplexity
+        self.encoder = encoder
+        self.image_shape = image_shape
+        self.batch_size = batch_size
+        self.epochs = epochs
+        self.optimizer = optimizer
+        self.learning_rate = learning_rate
+        self.dof = dof
+        self.random_state = random_state
+        self.verbose = verbose
+        self.callback = callback
+        self.callback_every = callback_every
+        self.callback_samples = callback_samples
+        self.strategy = strategy
+
+    # -- validation ---------------------------------------------------------
+
+    def _validate_params(self):
+        keras = _keras()
+        if not _is_int(self.n_components) or self.n_components not in (2, 3):
+            raise _bad("n_components", self.n_components, "2 or 3")
+        if not _is_real(self.perplexity) or not self.perplexity > 0 or not math.isfinite(self.perplexity):
+            raise _bad("perplexity", self.perplexity, "a finite number > 0")
+        if isinstance(self.encoder, str):
+            if self.encoder not in _ENCODERS:
+                raise _bad("encoder", self.encoder, "'dense', 'conv' or a keras.Model")
+        elif not isinstance(self.encoder, keras.Model):
+            raise _bad("encoder", type(self.encoder).__name__, "'dense', 'conv' or a keras.Model")
+        if self.image_shape is not None:
+            shape = tuple(self.image_shape) if isinstance(self.image_shape, (tuple, list)) else None
+            if shape is None or len(shape) != 2 or not all(_is_int(s) and s > 0 for s in shape):
+                raise _bad("image_shape", self.image_shape, "a pair of positive integers (H, W) or None")
+        if not _is_int(self.batch_size) or self.batch_size < 3:
+            raise _bad("batch_size", self.batch_size, "an integer >= 3")
+        if not _is_int(self.epochs) or self.epochs < 1:
+            raise _bad("epochs", self.epochs, "an integer >= 1")
+        if not isinstance(self.optimizer, (str, keras.optimizers.Optimizer)):
+            raise _bad("optimizer", self.optimizer, "a Keras optimizer or its name")
+        if not _is_real(self.learning_rate) or not self.learning_rate > 0:
+            raise _bad("learning_rate", self.learning_rate, "a number > 0")
+        if self.dof is not None and (not _is_real(self.dof) or not self.dof > 0
+                                     or not math.isfinite(self.dof)):
+            raise _bad("dof", self.dof, "a finite number > 0 or None")
+        if self.random_state is not None and not _is_int(self.random_state):
+            raise _bad("random_state", self.random_state, "an integer or None")
+        if not _is_int(self.verbose) or self.verbose < 0:
+            raise _bad("verbose", self.verbose, "an integer >= 0")
+        if self.callback is not None and not callable(self.callback):
+            raise _bad("callback", self.callback, "callable or None")
+        if not _is_int(self.callback_every) or self.callback_every < 1:
+            raise _bad("callback_every", self.callback_every, "an integer >= 1")
+        if not _is_int(self.callback_samples) or self.callback_samples < 1:
+            raise _bad("callback_samples", self.callback_samples, "an integer >= 1")
+
+    def _prepare_x(self, X, fitting):
+        """Validated float32 input: flattened [N, D] for the built-in encoders."""
+        try:
+            X = np.asarray(X)
+        except Exception as e:
+            raise ValueError(f"X must be a numeric array: {e}") from None
+        if not np.issubdtype(X.dtype, np.number) or np.issubdtype(X.dtype, np.complexfloating):
+            raise ValueError(f"X must be a real numeric array, got dtype {X.dtype}")
+        builtin = isinstance(self.encoder, str)
+        if builtin:
+            if X.ndim == 4 and X.shape[-1] == 1:
+                X = X[..., 0]
+            if X.ndim not in (2, 3):
+                raise ValueError(f"X must have shape [N, D], [N, H, W] or [N, H, W, 1], got {X.shape}")
+        elif X.ndim < 2:
+            raise ValueError(f"X must have a leading sample dimension, got shape {X.shape}")
+        if fitting:
+            self._image_shape = X.shape[1:3] if (builtin and X.ndim == 3) else None
+        X = X.reshape(len(X), -1) if builtin else X
+        X = X.astype(np.float32, copy=False)
+        if len(X) and not np.all(np.isfinite(X)):
+            raise ValueError("X must not contain NaN or infinity")
+        return X
+
+    def _resolve_image_shape(self, n_features):
+        shape = self.image_shape if self.image_shape is not None else self._image_shape
+        if shape is None:
+            side = int(round(math.sqrt(n_features)))
+            if side * side != n_features:
+                raise ValueError(f"encoder='conv' needs image_shape for {n_features} features "
+                                 f"(not a square number)")
+            shape = (side, side)
+        shape = tuple(int(s) for s in shape)
+        if shape[0] * shape[1] != n_features:
+            raise ValueError(f"image_shape={shape} does not match {n_features} features per sample")
+        return shape
+
+    def _build_encoder(self, n_features):
+        if self.encoder == "dense":
+            return dense_encoder(n_features, self.n_components)
+        if self.encoder == "conv":
+            self.image_shape_ = self._resolve_image_shape(n_features)
+            return conv_encoder(self.image_shape_, self.n_components)
+        encoder = self.encoder
+        out = encoder.output_shape if hasattr(encoder, "output_shape") else None
+        if out is not None and out[-1] != self.n_components:
+            raise ValueError(f"encoder outputs {out[-1]} dimensions but n_components="
+                             f"{self.n_components}")
+        return encoder
+
+    def _make_optimizer(self):
+        keras = _keras()
+        if isinstance(self.optimizer, str):
+            try:
+                return keras.optimizers.get({"class_name": self.optimizer,
+                                             "config": {"learning_rate": float(self.learning_rate)}})
+            except ValueError:
+                raise ValueError(f"optimizer must be a Keras optimizer or its name, "
+                                 f"got optimizer={self.optimizer!r}") from None
+        return self.optimizer
+
+    # -- fitting ------------------------------------------------------------
+
+    def fit(self, X, y=None):
+        """Train the encoder on ``X``; returns self. ``y`` is ignored."""
+        import tensorflow as tf
+
+        keras = _keras()
+        self._validate_params()
+        X = self._prepare_x(X, fitting=True)
+        n = len(X)
+        strategy = self.strategy or tf.distribute.get_strategy()
+        replicas = strategy.num_replicas_in_sync
+        batch = min(self.batch_size, n - n % replicas)
+        per_replica = batch // replicas
+        if not self.perplexity < per_replica - 1:
+            raise ValueError(
+                f"perplexity must be less than the per-replica batch size - 1 = {per_replica - 1} "
+                f"(batch_size={self.batch_size}, {n} samples, {replicas} replicas), "
+                f"got perplexity={self.perplexity!r}")
+        dof = float(self.dof) if self.dof is not None else float(max(self.n_components - 1, 1))
+        if self.random_state is not None:
+            keras.utils.set_random_seed(int(self.random_state))
+
+        with strategy.scope():
+            encoder = self._build_encoder(X.shape[1])
+            model = _model_class()(encoder, perplexity=float(self.perplexity), dof=dof,
+                                   name="parametric_tsne")
+            model.compile(optimizer=self._make_optimizer(), jit_compile=False)
+
+        seed = None if self.random_state is None else int(self.random_state)
+        data = (tf.data.Dataset.from_tensor_slices(X)
+                .shuffle(n, seed=seed, reshuffle_each_iteration=True)
+                .batch(batch, drop_remainder=True)
+                .prefetch(tf.data.AUTOTUNE))
+        callbacks = []
+        if self.callback is not None:
+            # A fixed subset, the same in every snapshot (callback_indices_).
+            idx = np.arange(n) if n <= self.callback_samples else np.sort(
+                np.random.RandomState(0).choice(n, self.callback_samples, replace=False))
+            self.callback_indices_ = idx
+            monitor = X[idx]
+            callbacks.append(_snapshot_callback(self.callback, self.callback_every, monitor, batch))
+        history = model.fit(data, epochs=self.epochs, verbose=self.verbose, callbacks=callbacks)
+        self.model_ = model
+        self.encoder_ = model.encoder
+        self.history_ = [float(v) for v in history.history.get("loss", [])]
+        self.kl_divergence_ = self.history_[-1] if self.history_ else float("nan")
+        self.batch_size_ = batch
+        self.dof_ = dof
+        self.n_features_in_ = X.shape[1]
+        return self
+
+    def _check_fitted(self):
+        if not hasattr(self, "model_"):
+            raise RuntimeError("this ParametricTSNE is not fitted yet: call fit or load first")
+
+    def transform(self, X, batch_size=4096):
+        """Embed (new) points with the trained encoder: [N, n_components] float32."""
+        self._check_fitted()
+        X = self._prepare_x(X, fitting=False)
+        if isinstance(self.encoder, str) and X.shape[1] != self.n_features_in_:
+            raise ValueError(f"X has {X.shape[1]} features, but the model was fitted "
+                             f"with {self.n_features_in_}")
+        if len(X) == 0:
+            return np.zeros((0, self.n_components), np.float32)
+        return np.asarray(self.encoder_.predict(X, batch_size=batch_size, verbose=0),
+                          dtype=np.float32)
+
+    def fit_transform(self, X, y=None):
+        """Train on ``X`` and return its embedding (also in ``embedding_``)."""
+        self.fit(X)
+        self.embedding_ = self.transform(X)
+        return self.embedding_
+
+    def score(self, X, y=None, batch_size=None):
+        """Mean t-SNE KL of ``X`` in batches of ``batch_size`` (lower is better)."""
+        import tensorflow as tf
+
+        self._check_fitted()
+        X = self._prepare_x(X, fitting=False)
+        bs = batch_size or self.batch_size_
+        data = tf.data.Dataset.from_tensor_slices(X).batch(bs, drop_remainder=len(X) >= bs)
+        return float(self.model_.evaluate(data, verbose=0))
+
+    # -- persistence --------------------------------------------------------
+
+    def save(self, path):
+        """Save the fitted model to ``path`` (a ``.keras`` file; the suffix is
+        added if missing). Load with :meth:`ParametricTSNE.load` in any
+        process that imports ``tsne_ops``."""
+        self._check_fitted()
+        path = str(path)
+        if not path.endswith(".keras"):
+            path += ".keras"
+        meta = {k: v for k, v in self.get_params().items()
+                if k not in ("encoder", "optimizer", "callback", "strategy")}
+        meta["encoder"] = self.encoder if isinstance(self.encoder, str) else "custom"
+        meta["optimizer"] = self.optimizer if isinstance(self.optimizer, str) else "custom"
+        meta["image_shape"] = list(self.image_shape) if self.image_shape is not None else None
+        meta["n_features_in_"] = int(self.n_features_in_)
+        meta["history_"] = self.history_
+        meta["batch_size_"] = int(self.batch_size_)
+        _keras().saving.save_model(self.model_, path)
+        # The estimator's settings ride along in a small sidecar file.
+        with open(path + ".json", "w") as f:
+            json.dump(meta, f, indent=1)
+        return path
+
+    @classmethod
+    def load(cls, path):
+        """Load a model written by :meth:`save`."""
+        keras = _keras()
+        path = str(path)
+        if not path.endswith(".keras"):
+            path += ".keras"
+        _model_class()  # registers TSNEModel with Keras
+        model = keras.saving.load_model(path, compile=False)
+        try:
+            with open(path + ".json") as f:
+                meta = json.load(f)
+        except FileNotFoundError:
+            meta = {"n_components": int(model.encoder.output_shape[-1]),
+                    "perplexity": model.perplexity}
+        names = cls._get_param_names()
+        params = {k: v for k, v in meta.items() if k in names and k != "encoder"}
+        if meta.get("optimizer") == "custom":
+            params.pop("optimizer", None)
+        if params.get("image_shape") is not None:
+            params["image_shape"] = tuple(params["image_shape"])
+        encoder = meta.get("encoder", "custom")
+        self = cls(**params, encoder=encoder if encoder in _ENCODERS else model.encoder)
+        self.model_ = model
+        self.encoder_ = model.encoder
+        self.history_ = meta.get("history_", [])
+        self.kl_divergence_ = self.history_[-1] if self.history_ else float("nan")
+        self.batch_size_ = meta.get("batch_size_", self.batch_size)
+        self.dof_ = model.dof
+        self.n_features_in_ = meta.get("n_features_in_", int(model.encoder.input_shape[-1]))
+        return self
