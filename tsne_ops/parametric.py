@@ -391,7 +391,8 @@ class ParametricTSNE(TransformerMixin, BaseEstimator):
             self.callback_indices_ = idx
             monitor = X[idx]
             callbacks.append(_snapshot_callback(self.callback, self.callback_every, monitor, batch))
-        history = model.fit(data, epochs=self.epochs, verbose=self.verbose, callbacks=callbacks)
+        history = model.fit(data, epochs=self.epochs, verbose=self.verbose, callbacks=callbacks,
+                            shuffle=False)  # tf.data shuffles
         self.model_ = model
         self.encoder_ = model.encoder
         self.history_ = [float(v) for v in history.history.get("loss", [])]

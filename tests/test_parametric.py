@@ -1,0 +1,144 @@
+"""tsne_ops.ParametricTSNE: quality rises, new points embed, save/load, errors."""
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import tsne_ops
+from tsne_ops import datasets, metrics
+from tsne_ops.parametric import ParametricTSNE
+
+
+@pytest.fixture(scope="module")
+def digits():
+    X, y = datasets.load_digits(n=900)
+    return X[:700], y[:700], X[700:], y[700:]
+
+
+def test_exported_from_package():
+    assert tsne_ops.ParametricTSNE is ParametricTSNE
+
+
+@pytest.mark.parametrize("encoder, d", [("dense", 2), ("conv", 3)])
+def test_quality_rises_and_new_points_embed(digits, encoder, d):
+    Xtr, ytr, Xte, yte = digits
+    snapshots = []
+    model = ParametricTSNE(d, encoder=encoder, batch_size=350, epochs=25, learning_rate=2e-3,
+                           random_state=0, callback=lambda e, l, Y: snapshots.append((e, l, Y)),
+                           callback_every=5)
+    Y = model.fit_transform(Xtr)
+    assert Y.shape == (700, d) and Y.dtype == np.float32
+    assert [s[0] for s in snapshots] == [0, 5, 10, 15, 20, 25]
+    acc_init = metrics.knn_accuracy(snapshots[0][2], ytr, k=10)
+    acc = metrics.knn_accuracy(Y, ytr, k=10)
+    assert acc > 0.85 and acc > acc_init + 0.1, (acc_init, acc)
+    assert model.history_[-1] < model.history_[0]
+    test_acc = metrics.train_test_knn_accuracy(Y, ytr, model.transform(Xte), yte, k=1)
+    assert test_acc > 0.75
+    if encoder == "conv":
+        assert model.image_shape_ == (8, 8)
+
+
+def test_image_shaped_input_and_custom_encoder(digits):
+    import keras
+
+    Xtr, ytr, _, _ = digits
+    images = Xtr.reshape(-1, 8, 8)
+    model = ParametricTSNE(encoder="conv", batch_size=350, epochs=1, random_state=0).fit(images)
+    assert model.image_shape_ == (8, 8)
+    assert model.transform(images[:5]).shape == (5, 2)
+    custom = keras.Sequential([keras.Input((64,)), keras.layers.Dense(32, activation="relu"),
+                               keras.layers.Dense(2)])
+    model = ParametricTSNE(encoder=custom, batch_size=350, epochs=1).fit(Xtr)
+    assert model.encoder_ is custom
+
+
+def test_save_load_roundtrip_in_fresh_process(digits, tmp_path):
+    Xtr, _, Xte, _ = digits
+    model = ParametricTSNE(encoder="dense", batch_size=350, epochs=2, perplexity=20,
+                           random_state=0).fit(Xtr)
+    path = model.save(tmp_path / "model")
+    assert path.endswith(".keras")
+    expected = model.transform(Xte)
+    same = ParametricTSNE.load(path)
+    np.testing.assert_allclose(same.transform(Xte), expected, rtol=1e-5, atol=1e-6)
+    assert same.perplexity == 20 and same.encoder == "dense"
+    np.save(tmp_path / "x.npy", Xte)
+    code = (
+        "import sys, numpy as np, json\n"
+        "import tsne_ops\n"
+        "from tsne_ops.parametric import ParametricTSNE\n"
+        "m = ParametricTSNE.load(sys.argv[1])\n"
+        "np.save(sys.argv[3], m.transform(np.load(sys.argv[2])))\n"
+        "print(json.dumps({'perplexity': m.perplexity, 'n': m.n_components}))\n")
+    out = subprocess.run([sys.executable, "-c", code, path, str(tmp_path / "x.npy"),
+                          str(tmp_path / "y.npy")], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert json.loads(out.stdout.strip().splitlines()[-1]) == {"perplexity": 20, "n": 2}
+    np.testing.assert_allclose(np.load(tmp_path / "y.npy"), expected, rtol=1e-5, atol=1e-6)
+
+
+def test_unfitted_and_shape_errors(digits):
+    Xtr, _, _, _ = digits
+    with pytest.raises(RuntimeError, match="not fitted"):
+        ParametricTSNE().transform(Xtr)
+    model = ParametricTSNE(batch_size=350, epochs=1).fit(Xtr)
+    with pytest.raises(ValueError, match="features"):
+        model.transform(np.zeros((3, 10), np.float32))
+
+
+@pytest.mark.parametrize("kwargs, name", [
+    (dict(n_components=1), "n_components"),
+    (dict(perplexity=-1), "perplexity"),
+    (dict(perplexity=400), "perplexity"),  # per-replica batch 350
+    (dict(encoder="rnn"), "encoder"),
+    (dict(encoder=3), "encoder"),
+    (dict(encoder="conv", image_shape=(8,)), "image_shape"),
+    (dict(encoder="conv", image_shape=(4, 4)), "image_shape"),
+    (dict(batch_size=2), "batch_size"),
+    (dict(epochs=0), "epochs"),
+    (dict(optimizer=42), "optimizer"),
+    (dict(optimizer="nosuchopt"), "optimizer"),
+    (dict(learning_rate=0), "learning_rate"),
+    (dict(dof=-1.0), "dof"),
+    (dict(random_state="zero"), "random_state"),
+    (dict(callback="print"), "callback"),
+    (dict(callback_every=0), "callback_every"),
+])
+def test_bad_arguments_raise_value_error_naming_them(digits, kwargs, name):
+    Xtr, _, _, _ = digits
+    kwargs = {"batch_size": 350, "epochs": 1, **kwargs}
+    with pytest.raises(ValueError, match=name):
+        ParametricTSNE(**kwargs).fit(Xtr)
+
+
+def test_conv_needs_square_or_image_shape():
+    X = np.random.RandomState(0).rand(100, 10).astype(np.float32)
+    with pytest.raises(ValueError, match="image_shape"):
+        ParametricTSNE(encoder="conv", perplexity=5, batch_size=50, epochs=1).fit(X)
+    m = ParametricTSNE(encoder="conv", image_shape=(2, 5), perplexity=5, batch_size=50,
+                       epochs=1).fit(X)
+    assert m.transform(X).shape == (100, 2)
+
+
+def _mnist_floor(encoder, d):
+    from tsne_ops.datasets import load_mnist
+
+    X, y = load_mnist(split="train", n=10000)
+    Xte, yte = load_mnist(split="test")
+    model = ParametricTSNE(d, encoder=encoder, **MNIST_SETTINGS).fit(X)
+    return metrics.train_test_knn_accuracy(model.transform(X), y, model.transform(Xte), yte, k=1)
+
+
+# The settings of the README's MNIST numbers (benchmarks/mnist_parametric.py).
+MNIST_SETTINGS = dict(batch_size=2000, epochs=150, learning_rate=1e-3, random_state=0)
+
+
+@pytest.mark.slow
+def test_mnist_floor_dense_and_conv_2d():
+    dense = _mnist_floor("dense", 2)
+    conv = _mnist_floor("conv", 2)
+    assert dense >= 0.90
+    assert conv >= dense - 0.005
