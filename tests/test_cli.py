@@ -1,0 +1,109 @@
+"""The tsne-ops command line: files written, metrics sane, one-line errors."""
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from tsne_ops import cli
+
+
+def _run(argv, capsys):
+    code = cli.main(argv)
+    captured = capsys.readouterr()
+    return code, captured
+
+
+def test_run_case_a_writes_everything(tmp_path, capsys):
+    out = tmp_path / "out"
+    code, cap = _run(["run", "--case", "A", "--n", "400", "--max-iter", "300", "--seed", "1",
+                      "--frames", "8", "--out", str(out)], capsys)
+    assert code == 0
+    result = json.loads((out / "caseA_digits_metrics.json").read_text())
+    assert result["n_train"] == 400 and result["n_iter"] == 299
+    assert result["tsne_ops"]["knn_accuracy"] > 0.9
+    assert result["tsne_ops"]["kl_divergence"] > 0
+    assert np.load(out / "caseA_digits_embedding.npy").shape == (400, 2)
+    with Image.open(out / "caseA_digits.png") as im:
+        assert im.format == "PNG"
+    with Image.open(out / "caseA_digits.gif") as im:
+        assert im.n_frames >= 5
+    assert '"knn_accuracy"' in cap.out
+
+
+def test_compare_case_d_parametric_3d(tmp_path, capsys):
+    out = tmp_path / "o"
+    code, _ = _run(["compare", "--case", "d", "--n", "300", "--epochs", "3", "--batch-size",
+                    "120", "--max-iter", "400", "--out", str(out), "--quiet"], capsys)
+    assert code == 0
+    result = json.loads((out / "caseD_digits_metrics.json").read_text())
+    assert result["n_train"] == 240 and result["n_test"] == 60
+    assert 0 <= result["tsne_ops"]["test_1nn_accuracy"] <= 1
+    assert result["sklearn"]["method"] == "exact"
+    assert result["sklearn"]["knn_accuracy"] > 0.8
+    assert np.load(out / "caseD_digits_sklearn_embedding.npy").shape == (240, 3)
+    assert np.load(out / "caseD_digits_test_embedding.npy").shape == (60, 3)
+    for name in ("caseD_digits.png", "caseD_digits.gif", "caseD_digits_compare.png"):
+        assert (out / name).stat().st_size > 1000
+
+
+def test_mnist_from_a_data_dir(tmp_path, capsys):
+    # A tiny IDX directory stands in for MNIST.
+    from test_datasets import _write_idx
+
+    rng = np.random.RandomState(0)
+    labels = np.arange(80) % 4
+    images = (rng.rand(80, 28, 28) * 60 + 40 * labels[:, None, None]).astype(np.uint8)
+    _write_idx(tmp_path / "data" / "mnist", "train", images, labels)
+    _write_idx(tmp_path / "data" / "mnist", "t10k", images[:20], labels[:20])
+    code, _ = _run(["run", "--case", "B", "--dataset", "mnist", "--data-dir",
+                    str(tmp_path / "data"), "--n", "80", "--epochs", "2", "--perplexity", "10",
+                    "--out", str(tmp_path / "o"), "--no-animation", "--quiet"], capsys)
+    assert code == 0
+    result = json.loads((tmp_path / "o" / "caseB_mnist_metrics.json").read_text())
+    assert result["n_train"] == 80 and result["n_test"] == 20
+    assert not (tmp_path / "o" / "caseB_mnist.gif").exists()
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["run", "--case", "F"], "invalid choice: 'F'"),
+    (["run"], "the following arguments are required: --case"),
+    (["run", "--case", "A", "--n", "0"], "--n: must be a positive integer"),
+    (["run", "--case", "A", "--perplexity", "-3"], "--perplexity: must be a positive number"),
+    (["run", "--case", "A", "--dataset", "cifar"], "invalid choice: 'cifar'"),
+    (["run", "--case", "A", "--max-iter", "x"], "--max-iter: must be a positive integer"),
+    (["frobnicate"], "invalid choice"),
+])
+def test_argument_errors_are_one_line(argv, message, capsys):
+    with pytest.raises(SystemExit) as exc:
+        cli.main(argv)
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["run", "--case", "A", "--n", "20", "--perplexity", "30"], "perplexity must be less than"),
+    (["run", "--case", "B", "--dataset", "mnist", "--data-dir", "/no/such/dir"],
+     "data directory not found: /no/such/dir"),
+])
+def test_value_errors_are_one_line(argv, message, capsys, tmp_path):
+    with pytest.raises(SystemExit) as exc:
+        cli.main(argv + ["--out", str(tmp_path), "--quiet"])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("tsne-ops: error: ") and message in err
+    assert err.count("\n") == 1
+
+
+def test_python_dash_m_reports_missing_file(tmp_path):
+    (tmp_path / "mnist").mkdir()
+    proc = subprocess.run([sys.executable, "-m", "tsne_ops", "run", "--case", "A", "--dataset",
+                           "mnist", "--data-dir", str(tmp_path), "--out", str(tmp_path)],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith("tsne-ops: error: missing data file:")
+    assert "train-images-idx3-ubyte.gz" in last and "Traceback" not in proc.stderr
