@@ -1,0 +1,273 @@
+"""CUDA kernels of ``_tsne_kernels`` against the CPU kernels of the same module.
+
+float64 agrees to ~1e-10 and float32 to ~1e-5 (relative to the largest
+reference entry; the norm-relative form keeps cancelling entries from
+dominating). Shapes cover N = 2, N that is not a multiple of any tile or
+block size (tiles are 16, 32, 64 and 256 wide), batches B > 1, embedding
+dims 1-7 (4 specialised kernels plus the generic one) and N = 20000 for the
+gradient. Skipped, with the reason, when there is no CUDA device.
+"""
+import numpy as np
+import pytest
+
+import kernels_module
+
+tk = kernels_module.load_or_skip()
+
+pytestmark = pytest.mark.gpu
+
+if not tk.built_with_cuda():
+    pytest.skip("_tsne_kernels was built without CUDA (no nvcc at build time)", allow_module_level=True)
+if not tk.has_cuda():
+    pytest.skip("no CUDA device visible (cuda_device_count() == 0, or no driver)", allow_module_level=True)
+
+DTYPES = [np.float32, np.float64]
+
+
+def tol(dtype):
+    return 1e-5 if dtype == np.float32 else 1e-10
+
+
+def assert_close(actual, expected, rtol, what=""):
+    actual = np.asarray(actual, dtype=np.float64)
+    expected = np.asarray(expected, dtype=np.float64)
+    assert actual.shape == expected.shape, (what, actual.shape, expected.shape)
+    scale = max(np.abs(expected).max(), 1e-300)
+    err = np.abs(actual - expected).max() / scale
+    assert err <= rtol, f"{what}: max error / max |ref| = {err:.3g} > {rtol:.1g}"
+
+
+def random_p(rng, b, n, dtype):
+    """A symmetric joint-probability-like matrix (zero diagonal, sums to 1)."""
+    p = rng.random(size=(b, n, n))
+    p = p + np.swapaxes(p, 1, 2)
+    p[:, np.arange(n), np.arange(n)] = 0
+    p /= p.sum(axis=(1, 2), keepdims=True)
+    return p.astype(dtype)
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(7)
+
+
+# ------------------------------------------------------------ distances ---
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("b, n, dim", [(1, 2, 1), (1, 37, 3), (3, 130, 2), (2, 65, 17), (1, 200, 100)])
+def test_distance_self(rng, dtype, b, n, dim):
+    x = rng.normal(size=(b, n, dim)).astype(dtype)
+    gpu = tk.pairwise_squared_distance(x, device="cuda")
+    cpu = tk.pairwise_squared_distance(x, device="cpu")
+    # The CPU uses the norm expansion for dim > 16; the GPU the direct sum.
+    assert_close(gpu, cpu, 10 * tol(dtype), "self distances")
+    assert np.array_equal(gpu, np.swapaxes(gpu, 1, 2)), "GPU self-distances must be exactly symmetric"
+    assert np.all(np.diagonal(gpu, axis1=1, axis2=2) == 0)
+    assert np.all(gpu >= 0)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("b, n, m, dim", [(1, 2, 3, 1), (2, 70, 33, 5), (1, 129, 250, 40)])
+def test_distance_cross(rng, dtype, b, n, m, dim):
+    x = rng.normal(size=(b, n, dim)).astype(dtype)
+    y = rng.normal(size=(b, m, dim)).astype(dtype)
+    assert_close(tk.pairwise_squared_distance(x, y, device="cuda"),
+                 tk.pairwise_squared_distance(x, y, device="cpu"), 10 * tol(dtype), "cross distances")
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("b, n, m, dim, cross", [
+    (1, 2, 2, 1, False), (2, 67, 67, 3, False), (1, 300, 300, 33, False),
+    (1, 2, 3, 2, True), (3, 45, 130, 5, True), (1, 1100, 700, 2, True),
+])
+def test_distance_grad(rng, dtype, b, n, m, dim, cross):
+    x = rng.normal(size=(b, n, dim)).astype(dtype)
+    y = rng.normal(size=(b, m, dim)).astype(dtype) if cross else None
+    g = rng.normal(size=(b, n, m if cross else n)).astype(dtype)
+    gx, gy = tk.pairwise_squared_distance_grad(g, x, y, device="cuda")
+    cx, cy = tk.pairwise_squared_distance_grad(g, x, y, device="cpu")
+    assert_close(gx, cx, 10 * tol(dtype), "grad_x")
+    if cross:
+        assert_close(gy, cy, 10 * tol(dtype), "grad_y")
+    else:
+        assert gy is None
+
+
+# ----------------------------------------------------------- affinities ---
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("b, n, perplexity", [(1, 2, 0.5), (1, 3, 1.5), (2, 77, 10.0), (1, 500, 30.0)])
+def test_perplexity_affinities(rng, dtype, b, n, perplexity):
+    d = tk.pairwise_squared_distance(rng.normal(size=(b, n, 4))).astype(dtype)
+    pg, bg, ug = tk.perplexity_affinities(d, perplexity, device="cuda")
+    pc, bc, uc = tk.perplexity_affinities(d, perplexity, device="cpu")
+    # Same search step for step, sums in double in another order: betas and
+    # P agree to rounding (float32 outputs to ~1 ulp).
+    rtol = 1e-6 if dtype == np.float32 else 1e-10
+    assert ug == uc
+    # N = 2 cannot reach any perplexity < 1: beta doubles every step and
+    # overflows float32 to inf on both devices; compare the finite ones.
+    assert np.array_equal(np.isfinite(bg), np.isfinite(bc))
+    finite = np.isfinite(bc)
+    if finite.any():
+        assert_close(bg[finite], bc[finite], rtol, "beta")
+    assert_close(pg, pc, rtol, "p_conditional")
+    assert np.all(np.diagonal(pg, axis1=1, axis2=2) == 0)
+
+
+def test_perplexity_unconverged_count_on_device(rng):
+    d = tk.pairwise_squared_distance(rng.normal(size=(2, 50, 3)))
+    _, _, ug = tk.perplexity_affinities(d, 5.0, tolerance=1e-12, max_iter=1, device="cuda")
+    _, _, uc = tk.perplexity_affinities(d, 5.0, tolerance=1e-12, max_iter=1, device="cpu")
+    assert ug == uc > 0
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("b, n", [(1, 2), (3, 33), (1, 257)])
+def test_symmetrize(rng, dtype, b, n):
+    pc = rng.random(size=(b, n, n)).astype(dtype)
+    pc[0, 0, 1] = 0
+    pc[0, 1, 0] = 0  # the eps floor
+    pg = tk.symmetrize_affinities(pc, device="cuda")
+    assert_close(pg, tk.symmetrize_affinities(pc, device="cpu"), 1e-6 if dtype == np.float32 else 1e-12, "P")
+    assert np.array_equal(pg, np.swapaxes(pg, 1, 2)), "P must be exactly symmetric"
+    assert np.all(np.diagonal(pg, axis1=1, axis2=2) == 0)
+    if n > 2:
+        assert pg[0, 0, 1] == dtype(2.220446049250313e-16)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_joint_probabilities(rng, dtype):
+    d = tk.pairwise_squared_distance(rng.normal(size=(2, 90, 6))).astype(dtype)
+    assert_close(tk.joint_probabilities(d, 20.0, device="cuda"),
+                 tk.joint_probabilities(d, 20.0, device="cpu"), 1e-6 if dtype == np.float32 else 1e-10, "P")
+
+
+# --------------------------------------------------------- t-SNE gradient ---
+
+OPTS = [
+    dict(),
+    dict(exaggeration=12.0, compute_kl=False),
+    dict(dof=0.6),
+    dict(dof=2.0, exaggeration=4.0, scale_repulsion_by_p_sum=True),
+]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("b, n, d", [(1, 2, 2), (1, 3, 1), (2, 97, 2), (1, 300, 3), (3, 129, 4),
+                                     (1, 70, 5), (2, 41, 7), (1, 2500, 2)])
+@pytest.mark.parametrize("opts", range(len(OPTS)))
+def test_tsne_gradient(rng, dtype, b, n, d, opts):
+    opts = OPTS[opts]
+    p = random_p(rng, b, n, dtype)
+    y = (rng.normal(size=(b, n, d)) * 3).astype(dtype)
+    gg, kg = tk.tsne_gradient(p, y, device="cuda", **opts)
+    # Reference: the CPU kernel in float64 on the same (upcast) inputs, so the
+    # comparison measures the GPU's rounding, not the CPU's.
+    gc, kc = tk.tsne_gradient(p.astype(np.float64), y.astype(np.float64), device="cpu", **opts)
+    assert_close(gg, gc, 2 * tol(dtype), "grad")
+    if opts.get("compute_kl", True):
+        np.testing.assert_allclose(kg, kc, rtol=1e-4 if dtype == np.float32 else 1e-10)
+    else:
+        assert kg is None
+
+
+def test_tsne_gradient_n20000(rng):
+    """The production size, float32, against the CPU kernel in float64."""
+    n, d = 20000, 2
+    p = rng.random(size=(n, n), dtype=np.float32)
+    p /= np.float32(p.sum(dtype=np.float64))
+    y = (rng.normal(size=(n, d)) * 10).astype(np.float32)
+    gg, kg = tk.tsne_gradient(p, y, exaggeration=4.0, device="cuda")
+    p64 = p.astype(np.float64)
+    gc, kc = tk.tsne_gradient(p64, y.astype(np.float64), exaggeration=4.0, device="cpu")
+    del p64
+    assert_close(gg, gc, 2e-5, "grad (N = 20000)")
+    np.testing.assert_allclose(kg, kc, rtol=1e-4)
+
+
+# ------------------------------------------------------------ determinism ---
+
+def test_run_to_run_bitwise(rng):
+    n = 3000
+    p = random_p(rng, 1, n, np.float32)[0]
+    y = rng.normal(size=(n, 2)).astype(np.float32)
+    x = rng.normal(size=(1000, 20)).astype(np.float32)
+    a = [tk.tsne_gradient(p, y, device="cuda") for _ in range(3)]
+    for g, k in a[1:]:
+        assert np.array_equal(g, a[0][0]) and np.array_equal(k, a[0][1])
+    dd = [tk.pairwise_squared_distance(x, device="cuda") for _ in range(2)]
+    assert np.array_equal(dd[0], dd[1])
+    jp = [tk.joint_probabilities(dd[0], 30.0, device="cuda") for _ in range(2)]
+    assert np.array_equal(jp[0], jp[1])
+    gx = [tk.pairwise_squared_distance_grad(p, y, device="cuda")[0] for _ in range(2)]
+    assert np.array_equal(gx[0], gx[1])
+
+
+# ---------------------------------------------------- raw device pointers ---
+
+def _torch():
+    try:
+        import torch
+    except ImportError:
+        return None
+    return torch if torch.cuda.is_available() else None
+
+
+def _cupy():
+    try:
+        import cupy
+    except ImportError:
+        return None
+    try:
+        return cupy if cupy.cuda.runtime.getDeviceCount() > 0 else None
+    except Exception:
+        return None
+
+
+def test_raw_pointers_torch(rng):
+    torch = _torch()
+    if torch is None:
+        pytest.skip("PyTorch with CUDA not installed")
+    n, d = 513, 2
+    p = random_p(rng, 1, n, np.float32)[0]
+    y = rng.normal(size=(n, d)).astype(np.float32)
+    tp, ty = torch.from_numpy(p).cuda(), torch.from_numpy(y).cuda()
+    grad = torch.empty_like(ty)
+    kl = torch.empty(1, dtype=torch.float32, device="cuda")
+    stream = torch.cuda.current_stream().cuda_stream
+    tk.cuda.tsne_gradient(tp.data_ptr(), ty.data_ptr(), grad.data_ptr(), kl.data_ptr(), 1, n, d,
+                          dtype="float32", stream=stream)
+    torch.cuda.synchronize()
+    g_ref, kl_ref = tk.tsne_gradient(p, y, device="cuda")
+    assert np.array_equal(grad.cpu().numpy(), g_ref)
+    assert kl.cpu().numpy()[0] == kl_ref
+
+    x = torch.randn(3, 100, 7, dtype=torch.float64, device="cuda")
+    out = torch.empty(3, 100, 100, dtype=torch.float64, device="cuda")
+    tk.cuda.pairwise_squared_distance(x.data_ptr(), None, out.data_ptr(), 3, 100, 100, 7,
+                                      dtype="float64", stream=stream)
+    torch.cuda.synchronize()
+    assert_close(out.cpu().numpy(), tk.pairwise_squared_distance(x.cpu().numpy()), 1e-10, "torch distances")
+
+
+def test_raw_pointers_cupy(rng):
+    cp = _cupy()
+    if cp is None:
+        pytest.skip("CuPy with a CUDA device not installed")
+    n = 200
+    dist = tk.pairwise_squared_distance(rng.normal(size=(2, n, 3)))
+    dd = cp.asarray(dist)
+    pc = cp.empty_like(dd)
+    beta = cp.empty((2, n), dtype=cp.float64)
+    count = cp.zeros(1, dtype=cp.int64)
+    stream = cp.cuda.get_current_stream()
+    tk.cuda.perplexity_affinities(dd.data.ptr, pc.data.ptr, beta.data.ptr, 2, n, 15.0,
+                                  unconverged=count.data.ptr, dtype="float64", stream=stream.ptr)
+    p = cp.empty_like(dd)
+    tk.cuda.symmetrize_affinities(pc.data.ptr, p.data.ptr, 2, n, dtype="float64", stream=stream.ptr)
+    stream.synchronize()
+    ref_pc, ref_beta, ref_u = tk.perplexity_affinities(dist, 15.0, device="cuda")
+    assert np.array_equal(cp.asnumpy(pc), ref_pc)
+    assert int(count.get()[0]) == ref_u
+    assert np.array_equal(cp.asnumpy(p), tk.symmetrize_affinities(ref_pc, device="cuda"))
