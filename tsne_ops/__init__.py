@@ -7,6 +7,10 @@ gradients, so SavedModels that use the ops load in a fresh process after
 Ops (batched, float32/float64, CPU and GPU kernels):
   pairwise_squared_distance, perplexity_affinities, joint_probabilities,
   tsne_gradient, tsne_loss.
+Estimators:
+  TSNE (plain t-SNE, a drop-in for sklearn.manifold.TSNE) and ParametricTSNE
+  (dense or convolutional Keras encoders trained through tsne_loss).
+Modules: datasets, metrics, plotting; the ``tsne-ops`` command line (cli).
 """
 from tsne_ops.ops import (
     build_info,
@@ -16,6 +20,9 @@ from tsne_ops.ops import (
     tsne_gradient,
     tsne_loss,
 )
+from tsne_ops.tsne import TSNE
+from tsne_ops.parametric import ParametricTSNE
+from tsne_ops import datasets, metrics, plotting
 
 __version__ = "0.1.0"
 
@@ -26,4 +33,9 @@ __all__ = [
     "tsne_gradient",
     "tsne_loss",
     "build_info",
+    "TSNE",
+    "ParametricTSNE",
+    "datasets",
+    "metrics",
+    "plotting",
 ]
