@@ -49,10 +49,6 @@ __device__ A BlockSum(A v, A* scratch) {
   return r;
 }
 
-// Launch errors are reported, never synchronised on: cudaGetLastError also
-// clears a sticky-free error so the caller sees the one from this launch.
-inline cudaError_t LastError() { return cudaGetLastError(); }
-
 }  // namespace cuda_detail
 }  // namespace kernels
 }  // namespace tsne_ops

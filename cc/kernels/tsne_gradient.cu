@@ -8,7 +8,7 @@
 //     (coalesced, 32 consecutive columns per load) against a 256-column tile
 //     of y staged in shared memory, and accumulates per row the attractive
 //     sum A_i, the repulsive sum R_i, Z_i = sum_j w_ij, S_i = sum_j p_ij and
-//     (when asked) sum p log p and sum p log u. Lanes accumulate in T over at
+//     (when asked) sum_j p_ij log(p_ij / w_ij). Lanes accumulate in T over at
 //     most 256 terms each; the warp sum and everything after it is in double.
 //     Each (split, row) writes its own partial record: no atomics.
 //  2. TsneTotalsKernel: one block per batch element adds Z, S and the KL terms
@@ -50,7 +50,8 @@ constexpr int kMaxGridZ = 65535;
 __host__ __device__ constexpr int RowsPerWarp(int D) { return D == 0 ? 1 : (D <= 2 ? 4 : 2); }
 int RowsPerWarpRuntime(int64_t d) { return d > 4 ? 1 : (d <= 2 ? 4 : 2); }
 
-// Record layout per (batch, split, row): att[d], rep[d], z, p_sum, p_log_p, p_log_u.
+// Record layout per (batch, split, row): att[d], rep[d], z, p_sum,
+// sum p log(p / w), and a slot for sum p log u that this kernel leaves 0.
 __host__ __device__ inline int64_t RecordSize(int64_t d) { return 2 * d + 4; }
 
 struct Plan {
@@ -90,7 +91,8 @@ __device__ __forceinline__ void AccumulatePair(RowAcc<T, DC>& acc, const T (&dif
                                                T dist, T pj, bool diag, T inv_alpha,
                                                T half_exp) {
   const T u = T(1) / (T(1) + dist * inv_alpha);
-  T w = kUnitDof ? u : exp(half_exp * log(u));
+  const T log_w = kUnitDof ? T(0) : half_exp * log(u);  // unused when kUnitDof
+  T w = kUnitDof ? u : exp(log_w);
   if (diag) {
     pj = T(0);
     w = T(0);
@@ -106,8 +108,15 @@ __device__ __forceinline__ void AccumulatePair(RowAcc<T, DC>& acc, const T (&dif
   acc.z += w;
   acc.ps += pj;
   if (kKL) {
-    acc.plp += pj > T(0) ? pj * log(pj) : T(0);
-    acc.plu += pj * log(u);
+    // p log p - p log w. With dof = 1 (w = u >= 1/(1 + dist), no underflow)
+    // as one logarithm p log(p / u): the logarithms are the costliest part
+    // of a pair. Otherwise log w is already known. (The record's p log u
+    // slot stays 0; the totals kernel combines the two slots.)
+    if (kUnitDof) {
+      acc.plp += pj > T(0) ? pj * log(pj / u) : T(0);
+    } else {
+      acc.plp += pj > T(0) ? pj * (log(pj) - log_w) : T(0);
+    }
   }
 }
 
@@ -230,11 +239,9 @@ __global__ void __launch_bounds__(kRowThreads)
       if (D > 0 || k0 == 0) {
         const double z = WarpSum(static_cast<double>(acc[r].z));
         const double ps = WarpSum(static_cast<double>(acc[r].ps));
-        double plp = 0, plu = 0;
-        if (kKL) {
-          plp = WarpSum(static_cast<double>(acc[r].plp));
-          plu = WarpSum(static_cast<double>(acc[r].plu));
-        }
+        double plp = 0;
+        const double plu = 0;  // folded into plp (see AccumulatePair)
+        if (kKL) plp = WarpSum(static_cast<double>(acc[r].plp));
         if (lane == 0 && valid[r]) {
           out[2 * d] = z;
           out[2 * d + 1] = ps;
@@ -246,7 +253,7 @@ __global__ void __launch_bounds__(kRowThreads)
   }
 }
 
-// totals[b] = {Z, S, sum p log p, sum p log u}; kl[b] when asked.
+// totals[b] = {Z, S, sum p log(p / w), 0}; kl[b] when asked.
 constexpr int kTotalThreads = 256;
 template <typename T>
 __global__ void __launch_bounds__(kTotalThreads)
