@@ -33,13 +33,15 @@ def main():
     ap.add_argument("--data-dir", default=None)
     ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "mnist_parametric.jsonl"))
     ap.add_argument("--save-embeddings", default=None, help="prefix for .npy files")
+    ap.add_argument("--verbose", type=int, default=2, help="Keras fit verbosity (2: a line per epoch)")
     a = ap.parse_args()
 
     X, y = datasets.load_dataset(a.dataset, a.data_dir, n=a.n, split="train")
     Xte, yte = datasets.load_dataset(a.dataset, a.data_dir, n=a.n_test, split="test")
     model = ParametricTSNE(a.n_components, encoder=a.encoder, batch_size=a.batch_size,
                            epochs=a.epochs, perplexity=a.perplexity,
-                           learning_rate=a.learning_rate, random_state=a.seed)
+                           learning_rate=a.learning_rate, random_state=a.seed,
+                           verbose=a.verbose)
     t0 = time.time()
     model.fit(X)
     fit_s = time.time() - t0

@@ -98,11 +98,11 @@ def build_parser():
                        help="case A: iterations with early exaggeration (default 250, at most "
                             "a quarter of --max-iter when that is below 1000)")
         p.add_argument("--epochs", type=_positive_int, default=None,
-                       help="cases B-E: training epochs (default depends on the data)")
+                       help="cases B-E: training epochs (default: about 300 steps, 20-150 epochs)")
         p.add_argument("--batch-size", type=_positive_int, default=None,
-                       help="cases B-E: minibatch size (default 1000, at most N)")
+                       help="cases B-E: minibatch size (default N/2, at most 2000)")
         p.add_argument("--learning-rate", type=_positive_float, default=None,
-                       help="case A: 'auto' by default; B-E: Adam's rate (default 1e-3)")
+                       help="case A: 'auto' by default; B-E: Adam's rate (default 2e-3)")
         p.add_argument("--seed", type=int, default=0)
         p.add_argument("--frames", type=_positive_int, default=40,
                        help="most frames in the animation (default 40)")
@@ -195,12 +195,12 @@ def _fit(args, case, parametric, X):
         finally:
             progress.close()
         return model, Y, progress.recorder.frames, time.time() - t0
-    epochs = args.epochs or _default_epochs(len(X))
-    batch = min(args.batch_size or 1000, len(X))
+    batch = min(args.batch_size or _default_batch(len(X)), len(X))
+    epochs = args.epochs or _default_epochs(len(X), batch)
     progress = _Progress(epochs, "epoch", args.quiet, args.frames)
     model = ParametricTSNE(n_components=case["n_components"], encoder=case["encoder"],
                            perplexity=args.perplexity, batch_size=batch, epochs=epochs,
-                           learning_rate=args.learning_rate or 1e-3, random_state=args.seed,
+                           learning_rate=args.learning_rate or 2e-3, random_state=args.seed,
                            callback=progress, callback_every=max(1, epochs // args.frames))
     try:
         Y = model.fit_transform(X)
@@ -209,9 +209,16 @@ def _fit(args, case, parametric, X):
     return model, Y, progress.recorder.frames, time.time() - t0
 
 
-def _default_epochs(n):
-    # About 400 optimiser steps at batch 1000 for small data, fewer passes for large.
-    return int(min(200, max(20, 400_000 // max(n, 1))))
+def _default_batch(n):
+    # Large batches give each step a P close to the full data's; two or more
+    # batches per epoch keep the steps varied.
+    return max(3, min(2000, n // 2))
+
+
+def _default_epochs(n, batch):
+    # About 300 optimiser steps, within 20-150 epochs.
+    steps_per_epoch = max(1, n // batch)
+    return int(min(150, max(20, round(300 / steps_per_epoch))))
 
 
 def _metrics(X, Y, y, perplexity, dof, elapsed):
