@@ -1,18 +1,39 @@
 // CPU fused t-SNE gradient.
 //
-// One pass over the pairs computes, for every row i, the attractive sum
-//   A_i = sum_j p_ij u_ij (y_i - y_j),
-// the unnormalised repulsive sum R_i = sum_j w_ij u_ij (y_i - y_j), the row's
-// share of the normaliser Z_i = sum_j w_ij, and (when asked) the row's KL
-// terms. Then grad_i = c (ex A_i - s R_i / Z) with Z = sum_i Z_i. The repulsion
-// needs Z only as a final scale, so P is read exactly once and no N x N
-// temporary exists. Rows are independent units and Z is summed serially in
-// row order afterwards, so the result does not depend on the thread count.
+// For every row i we need the attractive sum A_i = sum_j p_ij u_ij (y_i - y_j),
+// the unnormalised repulsive sum R_i = sum_j w_ij u_ij (y_i - y_j), the
+// normaliser Z = sum w_ij and (when asked) the KL terms; then
+// grad_i = c (ex A_i - s R_i / Z). P is read exactly once and no N x N
+// temporary exists.
+//
+// d <= 3 (the embedding case) uses the pair symmetry: u_ij and w_ij are
+// computed once per unordered pair {i, j} and applied to both rows, row i
+// with p_ij and row j with p_ji (both are read, so a non-symmetric P is still
+// handled exactly). The work is cut into 64 x 64 tiles (I, J), J >= I; an
+// off-diagonal tile reads P[I, J] row-major and P[J, I] through a transposed
+// copy, keeps row i's sums in registers and row j's sums in a small column
+// buffer in L1. Diagonal tiles are evaluated one-sidedly (every ordered pair).
+//
+// Determinism: the rows are grouped into "super-blocks" whose size depends on
+// n only; a work unit is the pair of super-blocks {s, nsb-1-s} (so units have
+// about equal work), and it owns a private accumulator of size 2 d n (double)
+// for every row its tiles touch. Units are reduced afterwards serially, in
+// unit order, so the result is bit-identical whatever the thread count or the
+// sharding TensorFlow's ParallelFor picks. Memory: at most ~16 accumulators
+// of 2 d n doubles per batch element, i.e. O(batch n d).
+//
+// Vectorisation: GCC vector extensions (simd.h), 8 float / 4 double lanes in
+// the AVX2 build; float reciprocals are rcp + one Newton step (~2 ulp),
+// double ones exact divisions; log and exp (KL, dof != 1) are vectorised.
+// float with dof = 1 and no KL, and d > 3, use the plain one-row-at-a-time
+// kernel instead (see TsneGradientCpu for why).
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <vector>
 
 #include "cc/kernels/cpu_isa.h"
+#include "cc/kernels/simd.h"
 #include "cc/kernels/tsne_gradient.h"
 
 namespace tsne_ops {
@@ -20,6 +41,340 @@ namespace kernels {
 namespace TSNE_CPU_ISA {
 namespace {
 
+using simd::HSum;
+using simd::Load;
+using simd::Set1;
+using simd::Store;
+
+constexpr int64_t kT = 64;  // tile edge (rows and columns)
+
+// ------------------------------------------------------------ transpose ----
+// dst[c * ldd + r] = src[r * lds + c] for r < rows, c < cols.
+template <typename T>
+void Transpose(const T* __restrict src, int64_t lds, int64_t rows, int64_t cols,
+               T* __restrict dst, int64_t ldd) {
+  int64_t r = 0;
+#if defined(__AVX2__)
+  if constexpr (sizeof(T) == 4) {
+    for (; r + 8 <= rows; r += 8) {
+      int64_t c = 0;
+      for (; c + 8 <= cols; c += 8) {
+        const float* s = reinterpret_cast<const float*>(src) + r * lds + c;
+        __m256 r0 = _mm256_loadu_ps(s), r1 = _mm256_loadu_ps(s + lds),
+               r2 = _mm256_loadu_ps(s + 2 * lds), r3 = _mm256_loadu_ps(s + 3 * lds),
+               r4 = _mm256_loadu_ps(s + 4 * lds), r5 = _mm256_loadu_ps(s + 5 * lds),
+               r6 = _mm256_loadu_ps(s + 6 * lds), r7 = _mm256_loadu_ps(s + 7 * lds);
+        __m256 t0 = _mm256_unpacklo_ps(r0, r1), t1 = _mm256_unpackhi_ps(r0, r1),
+               t2 = _mm256_unpacklo_ps(r2, r3), t3 = _mm256_unpackhi_ps(r2, r3),
+               t4 = _mm256_unpacklo_ps(r4, r5), t5 = _mm256_unpackhi_ps(r4, r5),
+               t6 = _mm256_unpacklo_ps(r6, r7), t7 = _mm256_unpackhi_ps(r6, r7);
+        __m256 u0 = _mm256_shuffle_ps(t0, t2, _MM_SHUFFLE(1, 0, 1, 0)),
+               u1 = _mm256_shuffle_ps(t0, t2, _MM_SHUFFLE(3, 2, 3, 2)),
+               u2 = _mm256_shuffle_ps(t1, t3, _MM_SHUFFLE(1, 0, 1, 0)),
+               u3 = _mm256_shuffle_ps(t1, t3, _MM_SHUFFLE(3, 2, 3, 2)),
+               u4 = _mm256_shuffle_ps(t4, t6, _MM_SHUFFLE(1, 0, 1, 0)),
+               u5 = _mm256_shuffle_ps(t4, t6, _MM_SHUFFLE(3, 2, 3, 2)),
+               u6 = _mm256_shuffle_ps(t5, t7, _MM_SHUFFLE(1, 0, 1, 0)),
+               u7 = _mm256_shuffle_ps(t5, t7, _MM_SHUFFLE(3, 2, 3, 2));
+        float* d = reinterpret_cast<float*>(dst) + c * ldd + r;
+        _mm256_storeu_ps(d, _mm256_permute2f128_ps(u0, u4, 0x20));
+        _mm256_storeu_ps(d + ldd, _mm256_permute2f128_ps(u1, u5, 0x20));
+        _mm256_storeu_ps(d + 2 * ldd, _mm256_permute2f128_ps(u2, u6, 0x20));
+        _mm256_storeu_ps(d + 3 * ldd, _mm256_permute2f128_ps(u3, u7, 0x20));
+        _mm256_storeu_ps(d + 4 * ldd, _mm256_permute2f128_ps(u0, u4, 0x31));
+        _mm256_storeu_ps(d + 5 * ldd, _mm256_permute2f128_ps(u1, u5, 0x31));
+        _mm256_storeu_ps(d + 6 * ldd, _mm256_permute2f128_ps(u2, u6, 0x31));
+        _mm256_storeu_ps(d + 7 * ldd, _mm256_permute2f128_ps(u3, u7, 0x31));
+      }
+      for (; c < cols; ++c)
+        for (int64_t k = 0; k < 8; ++k) dst[c * ldd + r + k] = src[(r + k) * lds + c];
+    }
+  } else {
+    for (; r + 4 <= rows; r += 4) {
+      int64_t c = 0;
+      for (; c + 4 <= cols; c += 4) {
+        const double* s = reinterpret_cast<const double*>(src) + r * lds + c;
+        __m256d r0 = _mm256_loadu_pd(s), r1 = _mm256_loadu_pd(s + lds),
+                r2 = _mm256_loadu_pd(s + 2 * lds), r3 = _mm256_loadu_pd(s + 3 * lds);
+        __m256d t0 = _mm256_unpacklo_pd(r0, r1), t1 = _mm256_unpackhi_pd(r0, r1),
+                t2 = _mm256_unpacklo_pd(r2, r3), t3 = _mm256_unpackhi_pd(r2, r3);
+        double* d = reinterpret_cast<double*>(dst) + c * ldd + r;
+        _mm256_storeu_pd(d, _mm256_permute2f128_pd(t0, t2, 0x20));
+        _mm256_storeu_pd(d + ldd, _mm256_permute2f128_pd(t1, t3, 0x20));
+        _mm256_storeu_pd(d + 2 * ldd, _mm256_permute2f128_pd(t0, t2, 0x31));
+        _mm256_storeu_pd(d + 3 * ldd, _mm256_permute2f128_pd(t1, t3, 0x31));
+      }
+      for (; c < cols; ++c)
+        for (int64_t k = 0; k < 4; ++k) dst[c * ldd + r + k] = src[(r + k) * lds + c];
+    }
+  }
+#elif defined(__SSE2__)
+  if constexpr (sizeof(T) == 4) {
+    for (; r + 4 <= rows; r += 4) {
+      int64_t c = 0;
+      for (; c + 4 <= cols; c += 4) {
+        const float* s = reinterpret_cast<const float*>(src) + r * lds + c;
+        __m128 r0 = _mm_loadu_ps(s), r1 = _mm_loadu_ps(s + lds), r2 = _mm_loadu_ps(s + 2 * lds),
+               r3 = _mm_loadu_ps(s + 3 * lds);
+        _MM_TRANSPOSE4_PS(r0, r1, r2, r3);
+        float* d = reinterpret_cast<float*>(dst) + c * ldd + r;
+        _mm_storeu_ps(d, r0);
+        _mm_storeu_ps(d + ldd, r1);
+        _mm_storeu_ps(d + 2 * ldd, r2);
+        _mm_storeu_ps(d + 3 * ldd, r3);
+      }
+      for (; c < cols; ++c)
+        for (int64_t k = 0; k < 4; ++k) dst[c * ldd + r + k] = src[(r + k) * lds + c];
+    }
+  }
+#endif
+  for (; r < rows; ++r)
+    for (int64_t c = 0; c < cols; ++c) dst[c * ldd + r] = src[r * lds + c];
+}
+
+// ---------------------------------------------------------- pair kernel ----
+struct UnitSums {
+  double z = 0, p_sum = 0, p_log_p = 0, p_log_u = 0;
+};
+
+template <typename T, int D, bool kOne, bool kKl, bool kPs>
+struct Kernel {
+  using V = simd::Vec<T>;
+  static constexpr int L = simd::Traits<T>::L;
+
+  // u = 1 / (1 + dist / alpha), w = u^half_exp, lu = log u (when needed).
+  template <typename X>
+  static inline void UW(X dist, T inv_alpha, T half_exp, X& u, X& w, X& lu) {
+    const X a = kOne ? dist + T(1) : dist * inv_alpha + T(1);
+    // A true division: the divider runs beside the FMA pipes, which are the
+    // bottleneck here (rcp + Newton would cost them two more operations).
+    u = T(1) / a;
+    if constexpr (!kOne || kKl) lu = -simd::Log(a);
+    if constexpr (kOne) {
+      w = u;
+    } else {
+      w = simd::Exp(lu * half_exp);
+    }
+  }
+  template <typename X>
+  static inline X XLogX(X p) {
+    return p > T(0) ? p * simd::Log(p) : X{};
+  }
+  static inline T XLogX(T p) { return p > T(0) ? p * std::log(p) : T(0); }
+
+  // Row i against columns [ja, jb) (none of them i), row i only:
+  // ra/rr += attractive/repulsive sums, s += z, p_sum, KL terms.
+  static void RowOnly(const T* __restrict prow, const T* __restrict yt, int64_t n,
+                      const T* yi, int64_t ja, int64_t jb, T inv_alpha, T half_exp, T* ra,
+                      T* rr, UnitSums& s) {
+    V va[3] = {}, vr[3] = {};
+    V vz = {}, vps = {}, vplp = {}, vplu = {};
+    int64_t j = ja;
+    for (; j + L <= jb; j += L) {
+      V dk[3];
+      for (int k = 0; k < D; ++k) dk[k] = Set1(yi[k]) - Load(yt + k * n + j);
+      V dist = dk[0] * dk[0];
+      for (int k = 1; k < D; ++k) dist += dk[k] * dk[k];
+      V u, w, lu;
+      UW(dist, inv_alpha, half_exp, u, w, lu);
+      const V pj = Load(prow + j);
+      const V pu = pj * u, wu = w * u;
+      for (int k = 0; k < D; ++k) {
+        va[k] += pu * dk[k];
+        vr[k] += wu * dk[k];
+      }
+      vz += w;
+      if constexpr (kPs) vps += pj;
+      if constexpr (kKl) {
+        vplu += pj * lu;
+        vplp += XLogX(pj);
+      }
+    }
+    T sa[3] = {}, sr[3] = {}, sz = 0, sps = 0, splp = 0, splu = 0;
+    for (; j < jb; ++j) {
+      T dk[3], dist = 0;
+      for (int k = 0; k < D; ++k) {
+        dk[k] = yi[k] - yt[k * n + j];
+        dist += dk[k] * dk[k];
+      }
+      T u, w, lu;
+      UW(dist, inv_alpha, half_exp, u, w, lu);
+      const T pj = prow[j];
+      const T pu = pj * u, wu = w * u;
+      for (int k = 0; k < D; ++k) {
+        sa[k] += pu * dk[k];
+        sr[k] += wu * dk[k];
+      }
+      sz += w;
+      if constexpr (kPs) sps += pj;
+      if constexpr (kKl) {
+        splu += pj * lu;
+        splp += XLogX(pj);
+      }
+    }
+    for (int k = 0; k < D; ++k) {
+      ra[k] += HSum(va[k]) + sa[k];
+      rr[k] += HSum(vr[k]) + sr[k];
+    }
+    s.z += HSum(vz) + sz;
+    if constexpr (kPs) s.p_sum += HSum(vps) + sps;
+    if constexpr (kKl) {
+      s.p_log_p += HSum(vplp) + splp;
+      s.p_log_u += HSum(vplu) + splu;
+    }
+  }
+
+  // Off-diagonal tile: rows [i0, i1), columns [j0, j1), every j > every i.
+  // pt[(i - i0) * kT + (j - j0)] = p[j, i]. Row sums go to row[(i - i0) * 2D
+  // + {k, D + k}] (double), column sums to col[{k, D + k} * kT + (j - j0)].
+  // While row i runs, row (i - i0) of the next tile's two P blocks (pf_a,
+  // pf_b: first rows, stride n; pf_rows valid rows) is prefetched into L2: the
+  // block read through the transpose has no sequential stream to follow.
+  static void Off(const T* __restrict p, const T* __restrict yt, int64_t n, int64_t i0,
+                  int64_t i1, int64_t j0, int64_t j1, const T* __restrict pt, T* __restrict col,
+                  double* __restrict row, T inv_alpha, T half_exp, UnitSums& s,
+                  const T* pf_a, int64_t pf_a_rows, const T* pf_b, int64_t pf_b_rows) {
+    const int64_t wdt = j1 - j0, wv = wdt - wdt % L;
+    const T* ytj[3];
+    for (int k = 0; k < D; ++k) ytj[k] = yt + k * n + j0;
+    V vz = {}, vps = {}, vplp = {}, vplu = {};
+    T sz = 0, sps = 0, splp = 0, splu = 0;
+    for (int64_t i = i0; i < i1; ++i) {
+      T yi[3];
+      for (int k = 0; k < D; ++k) yi[k] = yt[k * n + i];
+      V va[3] = {}, vr[3] = {};
+      const T* prow = p + i * n + j0;
+      const T* ptr = pt + (i - i0) * kT;
+      if (i - i0 < pf_a_rows) {
+        const char* a = reinterpret_cast<const char*>(pf_a + (i - i0) * n);
+        for (int64_t off = 0; off < kT * int64_t(sizeof(T)); off += 64) __builtin_prefetch(a + off, 0, 2);
+      }
+      if (i - i0 < pf_b_rows) {
+        const char* b = reinterpret_cast<const char*>(pf_b + (i - i0) * n);
+        for (int64_t off = 0; off < kT * int64_t(sizeof(T)); off += 64) __builtin_prefetch(b + off, 0, 2);
+      }
+      for (int64_t jj = 0; jj < wv; jj += L) {
+        V dk[3];
+        for (int k = 0; k < D; ++k) dk[k] = Set1(yi[k]) - Load(ytj[k] + jj);
+        V dist = dk[0] * dk[0];
+        for (int k = 1; k < D; ++k) dist += dk[k] * dk[k];
+        V u, w, lu;
+        UW(dist, inv_alpha, half_exp, u, w, lu);
+        const V pij = Load(prow + jj), pji = Load(ptr + jj);
+        const V wu = w * u, pu_ij = pij * u, pu_ji = pji * u;
+        for (int k = 0; k < D; ++k) {
+          va[k] += pu_ij * dk[k];
+          vr[k] += wu * dk[k];
+          Store(col + k * kT + jj, Load(col + k * kT + jj) - pu_ji * dk[k]);
+          Store(col + (D + k) * kT + jj, Load(col + (D + k) * kT + jj) - wu * dk[k]);
+        }
+        vz += w;
+        if constexpr (kPs) vps += pij + pji;
+        if constexpr (kKl) {
+          vplu += (pij + pji) * lu;
+          vplp += XLogX(pij) + XLogX(pji);
+        }
+      }
+      T sa[3] = {}, sr[3] = {};
+      for (int64_t jj = wv; jj < wdt; ++jj) {
+        T dk[3], dist = 0;
+        for (int k = 0; k < D; ++k) {
+          dk[k] = yi[k] - ytj[k][jj];
+          dist += dk[k] * dk[k];
+        }
+        T u, w, lu;
+        UW(dist, inv_alpha, half_exp, u, w, lu);
+        const T pij = prow[jj], pji = ptr[jj];
+        const T wu = w * u, pu_ij = pij * u, pu_ji = pji * u;
+        for (int k = 0; k < D; ++k) {
+          sa[k] += pu_ij * dk[k];
+          sr[k] += wu * dk[k];
+          col[k * kT + jj] -= pu_ji * dk[k];
+          col[(D + k) * kT + jj] -= wu * dk[k];
+        }
+        sz += w;
+        if constexpr (kPs) sps += pij + pji;
+        if constexpr (kKl) {
+          splu += (pij + pji) * lu;
+          splp += XLogX(pij) + XLogX(pji);
+        }
+      }
+      double* r = row + (i - i0) * 2 * D;
+      for (int k = 0; k < D; ++k) {
+        r[k] += HSum(va[k]) + sa[k];
+        r[D + k] += HSum(vr[k]) + sr[k];
+      }
+    }
+    // Each unordered pair stands for two ordered ones in Z.
+    s.z += 2.0 * static_cast<double>(HSum(vz) + sz);
+    if constexpr (kPs) s.p_sum += HSum(vps) + sps;
+    if constexpr (kKl) {
+      s.p_log_p += HSum(vplp) + splp;
+      s.p_log_u += HSum(vplu) + splu;
+    }
+  }
+
+  // One work unit: super-blocks sb_a and sb_b (may be equal) of `sbr` rows.
+  // acc is [2D][n] doubles, zeroed here.
+  static void Unit(const T* p, const T* yt, int64_t n, int64_t sbr, int64_t sb_a, int64_t sb_b,
+                   T inv_alpha, T half_exp, double* acc, UnitSums& s) {
+    std::fill(acc, acc + 2 * D * n, 0.0);
+    std::vector<T> pt(kT * kT), col(2 * D * kT);
+    std::vector<double> row(sbr * 2 * D);
+    for (int64_t sb : {sb_a, sb_b}) {
+      const int64_t r0 = sb * sbr, r1 = std::min(n, r0 + sbr);
+      std::fill(row.begin(), row.end(), 0.0);
+      for (int64_t j0 = r0; j0 < n; j0 += kT) {
+        const int64_t j1 = std::min(n, j0 + kT);
+        bool any_col = false;
+        for (int64_t i0 = r0; i0 < r1 && i0 <= j0; i0 += kT) {
+          const int64_t i1 = std::min(r1, i0 + kT);
+          if (i0 == j0) {
+            // Diagonal tile: every ordered pair, row side only.
+            for (int64_t i = i0; i < i1; ++i) {
+              T yi[3], ra[3] = {}, rr[3] = {};
+              for (int k = 0; k < D; ++k) yi[k] = yt[k * n + i];
+              RowOnly(p + i * n, yt, n, yi, i0, i, inv_alpha, half_exp, ra, rr, s);
+              RowOnly(p + i * n, yt, n, yi, i + 1, i1, inv_alpha, half_exp, ra, rr, s);
+              double* r = row.data() + (i - r0) * 2 * D;
+              for (int k = 0; k < D; ++k) {
+                r[k] += ra[k];
+                r[D + k] += rr[k];
+              }
+            }
+          } else {
+            if (!any_col) std::fill(col.begin(), col.end(), T(0));
+            any_col = true;
+            Transpose(p + j0 * n + i0, n, j1 - j0, i1 - i0, pt.data(), kT);
+            // The next off-diagonal tile in this loop order, for prefetching.
+            int64_t ni0 = i0 + kT, nj0 = j0;
+            if (ni0 >= r1 || ni0 >= nj0) {
+              ni0 = r0;
+              nj0 = j0 + kT;
+              if (ni0 == nj0) ni0 = nj0 + kT;  // diagonal tile: nothing to fetch
+            }
+            const bool has_next = nj0 < n && ni0 < r1 && ni0 < nj0;
+            const T* pf_a = has_next ? p + ni0 * n + nj0 : p;
+            const T* pf_b = has_next ? p + nj0 * n + ni0 : p;
+            const int64_t pf_a_rows = has_next ? std::min(kT, r1 - ni0) : 0;
+            const int64_t pf_b_rows = has_next ? std::min(kT, n - nj0) : 0;
+            Off(p, yt, n, i0, i1, j0, j1, pt.data(), col.data(), row.data() + (i0 - r0) * 2 * D,
+                inv_alpha, half_exp, s, pf_a, pf_a_rows, pf_b, pf_b_rows);
+          }
+        }
+        if (any_col) {
+          for (int k = 0; k < 2 * D; ++k)
+            for (int64_t j = j0; j < j1; ++j) acc[k * n + j] += col[k * kT + (j - j0)];
+        }
+      }
+      for (int64_t i = r0; i < r1; ++i)
+        for (int k = 0; k < 2 * D; ++k) acc[k * n + i] += row[(i - r0) * 2 * D + k];
+      if (sb_a == sb_b) break;
+    }
+  }
+};
+
+// ----------------------------- row-streaming path (no symmetry) -------
 template <typename T>
 struct RowSums {
   double z = 0, p_sum = 0, p_log_p = 0, p_log_u = 0;
@@ -128,10 +483,43 @@ void Dispatch(bool student_one, bool want_kl, const T* p, const T* yt, int64_t n
   }
 }
 
-}  // namespace
+
+// ------------------------------------------------------------- driver ------
+template <typename T, int D, bool kOne, bool kKl, bool kPs>
+void SymmetricUnits(const T* p, const T* yt, int64_t batch, int64_t n, int64_t sbr, int64_t nsb,
+                    T inv_alpha, T half_exp, double* acc, UnitSums* sums,
+                    const ParallelFor& parallel_for) {
+  const int64_t upb = (nsb + 1) / 2;
+  const int64_t cost = n * sbr * (kKl ? 24 : (kOne ? 4 : 12));
+  parallel_for(batch * upb, cost, [&](int64_t begin, int64_t end) {
+    for (int64_t u = begin; u < end; ++u) {
+      const int64_t b = u / upb, k = u % upb;
+      Kernel<T, D, kOne, kKl, kPs>::Unit(p + b * n * n, yt + b * D * n, n, sbr, k, nsb - 1 - k,
+                                         inv_alpha, half_exp, acc + u * 2 * D * n, sums[u]);
+    }
+  });
+}
+
+template <typename T, int D>
+void SymmetricDispatch(bool one, bool kl, bool ps, const T* p, const T* yt, int64_t batch,
+                       int64_t n, int64_t sbr, int64_t nsb, T inv_alpha, T half_exp, double* acc,
+                       UnitSums* sums, const ParallelFor& pf) {
+#define TSNE_SYM(O, K, S) \
+  SymmetricUnits<T, D, O, K, S>(p, yt, batch, n, sbr, nsb, inv_alpha, half_exp, acc, sums, pf)
+  if (one) {
+    if (kl) TSNE_SYM(true, true, true);
+    else if (ps) TSNE_SYM(true, false, true);
+    else TSNE_SYM(true, false, false);
+  } else {
+    if (kl) TSNE_SYM(false, true, true);
+    else if (ps) TSNE_SYM(false, false, true);
+    else TSNE_SYM(false, false, false);
+  }
+#undef TSNE_SYM
+}
 
 template <typename T>
-void TsneGradientCpu(const T* p, const T* y, int64_t batch, int64_t n, int64_t d,
+void GenericGradient(const T* p, const T* y, int64_t batch, int64_t n, int64_t d,
                      const TsneGradientOptions& options, T* grad, T* kl,
                      const ParallelFor& parallel_for) {
   const double alpha = options.dof;
@@ -147,12 +535,11 @@ void TsneGradientCpu(const T* p, const T* y, int64_t batch, int64_t n, int64_t d
     for (int64_t i = 0; i < n; ++i)
       for (int64_t k = 0; k < d; ++k) yt[k * n + i] = yb[i * d + k];
     std::fill(sums.begin(), sums.end(), RowSums<T>());
-    const bool want_kl = (kl != nullptr);
     switch (d) {
-      case 1: Dispatch<T, 1>(student_one, want_kl, pb, yt.data(), n, d, inv_alpha, half_exp, att.data(), rep.data(), sums, parallel_for); break;
-      case 2: Dispatch<T, 2>(student_one, want_kl, pb, yt.data(), n, d, inv_alpha, half_exp, att.data(), rep.data(), sums, parallel_for); break;
-      case 3: Dispatch<T, 3>(student_one, want_kl, pb, yt.data(), n, d, inv_alpha, half_exp, att.data(), rep.data(), sums, parallel_for); break;
-      default: Dispatch<T, 0>(student_one, want_kl, pb, yt.data(), n, d, inv_alpha, half_exp, att.data(), rep.data(), sums, parallel_for); break;
+      case 1: Dispatch<T, 1>(student_one, kl != nullptr, pb, yt.data(), n, d, inv_alpha, half_exp, att.data(), rep.data(), sums, parallel_for); break;
+      case 2: Dispatch<T, 2>(student_one, kl != nullptr, pb, yt.data(), n, d, inv_alpha, half_exp, att.data(), rep.data(), sums, parallel_for); break;
+      case 3: Dispatch<T, 3>(student_one, kl != nullptr, pb, yt.data(), n, d, inv_alpha, half_exp, att.data(), rep.data(), sums, parallel_for); break;
+      default: Dispatch<T, 0>(student_one, kl != nullptr, pb, yt.data(), n, d, inv_alpha, half_exp, att.data(), rep.data(), sums, parallel_for); break;
     }
     double z = 0, s = 0, plp = 0, plu = 0;
     for (int64_t i = 0; i < n; ++i) {
@@ -167,6 +554,76 @@ void TsneGradientCpu(const T* p, const T* y, int64_t batch, int64_t n, int64_t d
       for (int64_t i = 0; i < n * d; ++i) {
         gb[i] = static_cast<T>(c * (options.exaggeration * att[i] - rep_scale * rep[i]));
       }
+    }
+    if (kl != nullptr) {
+      kl[b] = static_cast<T>(plp - 0.5 * (alpha + 1.0) * plu + s * std::log(z));
+    }
+  }
+}
+
+}  // namespace
+
+template <typename T>
+void TsneGradientCpu(const T* p, const T* y, int64_t batch, int64_t n, int64_t d,
+                     const TsneGradientOptions& options, T* grad, T* kl,
+                     const ParallelFor& parallel_for) {
+  const double alpha = options.dof;
+  const bool one = (alpha == 1.0);
+  const bool want_kl = (kl != nullptr);
+  // The row-streaming kernel wins where a pair costs only multiplies and one
+  // division (float, dof = 1, no KL: FMA-pipe bound, P streamed sequentially);
+  // the symmetric tiles win where a pair costs transcendentals (KL, dof != 1)
+  // or double precision. d > 3 always streams rows.
+  if (d > 3 || (sizeof(T) == 4 && one && !want_kl)) {
+    GenericGradient(p, y, batch, n, d, options, grad, kl, parallel_for);
+    return;
+  }
+  const bool want_ps = want_kl || options.scale_repulsion_by_p_sum;
+  const T inv_alpha = static_cast<T>(1.0 / alpha);
+  const T half_exp = static_cast<T>((alpha + 1.0) / 2.0);
+  const double c = 2.0 * (alpha + 1.0) / alpha;
+  // Super-blocks: a multiple of the tile, about 32 of them (n only decides).
+  const int64_t nb = (n + kT - 1) / kT;
+  const int64_t sbr = kT * ((nb + 31) / 32);
+  const int64_t nsb = (n + sbr - 1) / sbr;
+  const int64_t upb = (nsb + 1) / 2;
+  std::vector<T> yt(batch * d * n);
+  for (int64_t b = 0; b < batch; ++b)
+    for (int64_t i = 0; i < n; ++i)
+      for (int64_t k = 0; k < d; ++k) yt[(b * d + k) * n + i] = y[(b * n + i) * d + k];
+  std::vector<double> acc(batch * upb * 2 * d * n);
+  std::vector<UnitSums> sums(batch * upb);
+  switch (d) {
+    case 1: SymmetricDispatch<T, 1>(one, want_kl, want_ps, p, yt.data(), batch, n, sbr, nsb, inv_alpha, half_exp, acc.data(), sums.data(), parallel_for); break;
+    case 2: SymmetricDispatch<T, 2>(one, want_kl, want_ps, p, yt.data(), batch, n, sbr, nsb, inv_alpha, half_exp, acc.data(), sums.data(), parallel_for); break;
+    default: SymmetricDispatch<T, 3>(one, want_kl, want_ps, p, yt.data(), batch, n, sbr, nsb, inv_alpha, half_exp, acc.data(), sums.data(), parallel_for); break;
+  }
+  std::vector<double> att(d * n), rep(d * n);
+  for (int64_t b = 0; b < batch; ++b) {
+    double z = 0, s = 0, plp = 0, plu = 0;
+    for (int64_t u = 0; u < upb; ++u) {
+      const UnitSums& us = sums[b * upb + u];
+      z += us.z;
+      s += us.p_sum;
+      plp += us.p_log_p;
+      plu += us.p_log_u;
+    }
+    if (grad != nullptr) {
+      // Fixed order: units in index order, for every row.
+      const double* a0 = acc.data() + b * upb * 2 * d * n;
+      std::copy(a0, a0 + d * n, att.begin());
+      std::copy(a0 + d * n, a0 + 2 * d * n, rep.begin());
+      for (int64_t u = 1; u < upb; ++u) {
+        const double* au = a0 + u * 2 * d * n;
+        for (int64_t i = 0; i < d * n; ++i) att[i] += au[i];
+        for (int64_t i = 0; i < d * n; ++i) rep[i] += au[d * n + i];
+      }
+      const double rep_scale = (options.scale_repulsion_by_p_sum ? s : 1.0) / z;
+      const double ca = c * options.exaggeration, cr = c * rep_scale;
+      T* gb = grad + b * n * d;
+      for (int64_t i = 0; i < n; ++i)
+        for (int64_t k = 0; k < d; ++k)
+          gb[i * d + k] = static_cast<T>(ca * att[k * n + i] - cr * rep[k * n + i]);
     }
     if (kl != nullptr) {
       // KL = sum p log p - sum p log w + S log Z, log w = ((alpha+1)/2) log u.

@@ -1,0 +1,239 @@
+// Small portable SIMD layer for the CPU kernels (GCC/Clang vector extensions).
+//
+// Included only by the *_cpu.cc sources, which are compiled once per
+// instruction set (see cpu_isa.h); everything here lives in the per-ISA
+// namespace and is `static inline`, so the baseline and AVX2 builds never share
+// a symbol. The vector width follows the build: 32 bytes (8 float / 4 double)
+// when __AVX2__ is defined, else 16 bytes (SSE2, the x86-64 baseline).
+//
+// Exp and Log are polynomial evaluations with range reduction (Cephes style),
+// accurate to a few ulp in float and in double; they take no exceptional
+// path: arguments are clamped, Exp flushes to exactly 0 below the smallest
+// normal result, Log is meant for finite positive normal inputs (zero,
+// negative, NaN or subnormal inputs give unspecified values: mask them).
+#ifndef TSNE_OPS_CC_KERNELS_SIMD_H_
+#define TSNE_OPS_CC_KERNELS_SIMD_H_
+
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+
+#include "cc/kernels/cpu_isa.h"
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#endif
+
+#if defined(__AVX2__)
+#define TSNE_SIMD_BYTES 32
+#else
+#define TSNE_SIMD_BYTES 16
+#endif
+
+namespace tsne_ops {
+namespace kernels {
+namespace TSNE_CPU_ISA {
+namespace simd {
+
+typedef float vf __attribute__((vector_size(TSNE_SIMD_BYTES)));
+typedef double vd __attribute__((vector_size(TSNE_SIMD_BYTES)));
+typedef int32_t vi32 __attribute__((vector_size(TSNE_SIMD_BYTES)));
+typedef int64_t vi64 __attribute__((vector_size(TSNE_SIMD_BYTES)));
+
+template <typename T>
+struct Traits;
+template <>
+struct Traits<float> {
+  using V = vf;
+  using I = vi32;
+  static constexpr int L = TSNE_SIMD_BYTES / 4;
+};
+template <>
+struct Traits<double> {
+  using V = vd;
+  using I = vi64;
+  static constexpr int L = TSNE_SIMD_BYTES / 8;
+};
+
+template <typename T>
+using Vec = typename Traits<T>::V;
+
+template <typename T>
+static inline Vec<T> Load(const T* p) {
+  Vec<T> v;
+  std::memcpy(&v, p, sizeof(v));
+  return v;
+}
+template <typename T>
+static inline void Store(T* p, Vec<T> v) {
+  std::memcpy(p, &v, sizeof(v));
+}
+template <typename T>
+static inline Vec<T> Set1(T x) {
+  return Vec<T>{} + x;
+}
+// Horizontal sums in a fixed pairwise (tree) order that depends only on the
+// lane count: ((v0 + v4) + (v2 + v6)) + ((v1 + v5) + (v3 + v7)) for 8 lanes.
+static inline float HSum(vf v) {
+#if defined(__AVX2__)
+  __m128 a = _mm_add_ps(_mm256_castps256_ps128((__m256)v), _mm256_extractf128_ps((__m256)v, 1));
+#elif defined(__SSE__)
+  __m128 a = (__m128)v;
+#endif
+#if defined(__SSE__)
+  a = _mm_add_ps(a, _mm_movehl_ps(a, a));
+  a = _mm_add_ss(a, _mm_shuffle_ps(a, a, 1));
+  return _mm_cvtss_f32(a);
+#else
+  float s = 0;
+  for (int l = 0; l < TSNE_SIMD_BYTES / 4; ++l) s += v[l];
+  return s;
+#endif
+}
+static inline double HSum(vd v) {
+#if defined(__AVX2__)
+  __m128d a = _mm_add_pd(_mm256_castpd256_pd128((__m256d)v), _mm256_extractf128_pd((__m256d)v, 1));
+#elif defined(__SSE2__)
+  __m128d a = (__m128d)v;
+#endif
+#if defined(__SSE2__)
+  a = _mm_add_sd(a, _mm_unpackhi_pd(a, a));
+  return _mm_cvtsd_f64(a);
+#else
+  double s = 0;
+  for (int l = 0; l < TSNE_SIMD_BYTES / 8; ++l) s += v[l];
+  return s;
+#endif
+}
+
+// ----------------------------------------------------------- reciprocal ----
+// Float: hardware estimate (12 bits) + one Newton step (~23 bits, <= 2 ulp).
+// Double: an exact division.
+static inline vf Recip(vf a) {
+#if defined(__AVX2__)
+  vf r = (vf)_mm256_rcp_ps((__m256)a);
+#elif defined(__SSE__)
+  vf r = (vf)_mm_rcp_ps((__m128)a);
+#else
+  return 1.0f / a;
+#endif
+#if defined(__SSE__)
+  return r * (2.0f - a * r);
+#endif
+}
+static inline vd Recip(vd a) { return 1.0 / a; }
+static inline float Recip(float a) { return 1.0f / a; }
+static inline double Recip(double a) { return 1.0 / a; }
+
+// ------------------------------------------------------------------ exp ----
+static inline vf Exp(vf x) {
+  const vf lo = Set1(-87.33654f), hi = Set1(88.72283f);
+  const auto under = x < lo;
+  x = x < lo ? lo : x;
+  x = x > hi ? hi : x;
+  const vf magic = Set1(12582912.0f);  // 1.5 * 2^23: round to nearest
+  vf fx = x * 1.44269504088896341f + magic;
+  fx = fx - magic;
+  vf r = x - fx * 0.693359375f;
+  r = r - fx * -2.12194440e-4f;
+  vf p = Set1(1.9875691500e-4f);
+  p = p * r + 1.3981999507e-3f;
+  p = p * r + 8.3334519073e-3f;
+  p = p * r + 4.1665795894e-2f;
+  p = p * r + 1.6666665459e-1f;
+  p = p * r + 5.0000001201e-1f;
+  p = p * (r * r) + r + 1.0f;
+  const vi32 n = __builtin_convertvector(fx, vi32);
+  vi32 bits = (vi32)p + (n << 23);
+  vf res = (vf)bits;
+  return under ? vf{} : res;
+}
+
+static inline vd Exp(vd x) {
+  const vd lo = Set1(-708.3964185322641), hi = Set1(709.0);
+  const auto under = x < lo;
+  x = x < lo ? lo : x;
+  x = x > hi ? hi : x;
+  const vd magic = Set1(6755399441055744.0);  // 1.5 * 2^52
+  vd fx = x * 1.4426950408889634074 + magic;
+  fx = fx - magic;
+  vd r = x - fx * 6.93145751953125e-1;
+  r = r - fx * 1.42860682030941723212e-6;
+  // Taylor series to r^13 / 13!  (|r| <= 0.347: truncation < 1e-17).
+  vd p = Set1(1.0 / 6227020800.0);
+  p = p * r + 1.0 / 479001600.0;
+  p = p * r + 1.0 / 39916800.0;
+  p = p * r + 1.0 / 3628800.0;
+  p = p * r + 1.0 / 362880.0;
+  p = p * r + 1.0 / 40320.0;
+  p = p * r + 1.0 / 5040.0;
+  p = p * r + 1.0 / 720.0;
+  p = p * r + 1.0 / 120.0;
+  p = p * r + 1.0 / 24.0;
+  p = p * r + 1.0 / 6.0;
+  p = p * r + 0.5;
+  p = p * r + 1.0;
+  p = p * r + 1.0;
+  const vi64 n = __builtin_convertvector(fx, vi64);
+  vi64 bits = (vi64)p + (n << 52);
+  vd res = (vd)bits;
+  return under ? vd{} : res;
+}
+static inline float Exp(float x) { return std::exp(x); }
+static inline double Exp(double x) { return std::exp(x); }
+
+// ------------------------------------------------------------------ log ----
+// x = 2^e m, m in [sqrt(1/2), sqrt(2)); log m = 2 atanh(s), s = (m-1)/(m+1).
+static inline vf Log(vf x) {
+  vi32 bits = (vi32)x;
+  vi32 e = ((bits >> 23) & 0xff) - 127;
+  vf m = (vf)((bits & 0x007fffff) | 0x3f800000);  // [1, 2)
+  const auto big = m > 1.41421356f;
+  m = big ? m * 0.5f : m;
+  e = big ? e + 1 : e;
+  const vf s = (m - 1.0f) / (m + 1.0f);
+  const vf s2 = s * s;
+  vf p = Set1(1.0f / 11.0f);
+  p = p * s2 + 1.0f / 9.0f;
+  p = p * s2 + 1.0f / 7.0f;
+  p = p * s2 + 1.0f / 5.0f;
+  p = p * s2 + 1.0f / 3.0f;
+  p = p * s2 + 1.0f;
+  const vf fe = __builtin_convertvector(e, vf);
+  return fe * 0.693147180559945f + 2.0f * s * p;
+}
+
+static inline vd Log(vd x) {
+  vi64 bits = (vi64)x;
+  vi64 e = ((bits >> 52) & 0x7ff) - 1023;
+  vd m = (vd)((bits & 0x000fffffffffffffLL) | 0x3ff0000000000000LL);
+  const auto big = m > 1.4142135623730951;
+  m = big ? m * 0.5 : m;
+  e = big ? e + 1 : e;
+  const vd s = (m - 1.0) / (m + 1.0);
+  const vd s2 = s * s;
+  vd p = Set1(1.0 / 23.0);
+  p = p * s2 + 1.0 / 21.0;
+  p = p * s2 + 1.0 / 19.0;
+  p = p * s2 + 1.0 / 17.0;
+  p = p * s2 + 1.0 / 15.0;
+  p = p * s2 + 1.0 / 13.0;
+  p = p * s2 + 1.0 / 11.0;
+  p = p * s2 + 1.0 / 9.0;
+  p = p * s2 + 1.0 / 7.0;
+  p = p * s2 + 1.0 / 5.0;
+  p = p * s2 + 1.0 / 3.0;
+  const vd fe = __builtin_convertvector(e, vd);
+  // log x = e ln2_hi + (2 s + 2 s s2 p + e ln2_lo)
+  const vd two_s = 2.0 * s;
+  return fe * 6.93147180369123816490e-1 + (two_s * s2 * p + fe * 1.90821492927058770002e-10 + two_s);
+}
+static inline float Log(float x) { return std::log(x); }
+static inline double Log(double x) { return std::log(x); }
+
+}  // namespace simd
+}  // namespace TSNE_CPU_ISA
+}  // namespace kernels
+}  // namespace tsne_ops
+
+#endif  // TSNE_OPS_CC_KERNELS_SIMD_H_
