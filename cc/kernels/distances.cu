@@ -301,13 +301,22 @@ cudaError_t LaunchPairwiseSquaredDistanceGrad(cudaStream_t stream, const T* grad
                                               const T* y, int64_t batch, int64_t n, int64_t m,
                                               int64_t dim, T* grad_x, T* grad_y,
                                               void* workspace) {
-  if (batch <= 0 || n <= 0 || dim <= 0) return cudaSuccess;
+  if (batch <= 0 || dim <= 0) return cudaSuccess;
   double* partial = static_cast<double*>(workspace);
   if (y == nullptr) {
-    if (grad_x == nullptr) return cudaSuccess;
+    if (grad_x == nullptr || n <= 0) return cudaSuccess;
     return RunGrad<T, kSymG>(stream, grad, x, x, batch, n, n, dim, n, n, grad_x, partial);
   }
-  if (m <= 0) return cudaSuccess;
+  if (n <= 0 || m <= 0) {
+    // Empty reduction (no columns for grad_x, no rows for grad_y): the other
+    // output is still [batch, *, dim] and must be zero, as on the CPU.
+    cudaError_t err = cudaSuccess;
+    if (grad_x != nullptr && n > 0)
+      err = cudaMemsetAsync(grad_x, 0, static_cast<size_t>(batch * n * dim) * sizeof(T), stream);
+    if (err == cudaSuccess && grad_y != nullptr && m > 0)
+      err = cudaMemsetAsync(grad_y, 0, static_cast<size_t>(batch * m * dim) * sizeof(T), stream);
+    return err;
+  }
   if (grad_x != nullptr) {
     cudaError_t err =
         RunGrad<T, kRowsOfG>(stream, grad, x, y, batch, n, m, dim, n, m, grad_x, partial);
