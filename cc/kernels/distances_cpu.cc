@@ -11,6 +11,7 @@
 
 #include "cc/kernels/cpu_isa.h"
 #include "cc/kernels/distances.h"
+#include "cc/kernels/simd.h"
 
 namespace tsne_ops {
 namespace kernels {
@@ -18,8 +19,7 @@ namespace TSNE_CPU_ISA {
 namespace {
 
 constexpr int64_t kDirectMaxDim = 16;
-constexpr int64_t kTile = 64;    // rows of x and of y per cache tile
-constexpr int64_t kDepth = 512;  // depth (dim) per cache tile
+constexpr int64_t kTile = 64;    // column block of the gradient's column term
 
 template <typename T>
 T Dot(const T* a, const T* b, int64_t len) {
@@ -39,59 +39,90 @@ T SquaredDiff(const T* a, const T* b, int64_t len) {
   return s;
 }
 
-// acc[r][c] += x_r . y_c over `len` for a 4 x 4 block; lanes of independent
-// accumulators let the compiler keep everything in vector registers.
-template <typename T>
-void Dot4x4(const T* const xr[4], const T* const yc[4], int64_t len, T acc[4][4]) {
-  T s[4][4] = {};
-  for (int r = 0; r < 4; ++r) {
-    for (int c = 0; c < 4; ++c) {
-      T v = 0;
-      const T* a = xr[r];
-      const T* b = yc[c];
-#pragma omp simd reduction(+ : v)
-      for (int64_t k = 0; k < len; ++k) v += a[k] * b[k];
-      s[r][c] = v;
-    }
-  }
-  for (int r = 0; r < 4; ++r)
-    for (int c = 0; c < 4; ++c) acc[r][c] += s[r][c];
-}
-
-// dots[i][j] (row stride ld) = x_i . y_j for i in [i0, i1), j in [j0, j1).
-template <typename T>
-void DotTile(const T* x, const T* y, int64_t dim, int64_t i0, int64_t i1, int64_t j0,
-             int64_t j1, T* dots, int64_t ld) {
-  for (int64_t i = i0; i < i1; ++i)
-    for (int64_t j = j0; j < j1; ++j) dots[(i - i0) * ld + (j - j0)] = 0;
-  for (int64_t k0 = 0; k0 < dim; k0 += kDepth) {
-    const int64_t len = std::min(kDepth, dim - k0);
-    int64_t i = i0;
-    for (; i + 4 <= i1; i += 4) {
-      const T* xr[4] = {x + i * dim + k0, x + (i + 1) * dim + k0, x + (i + 2) * dim + k0,
-                        x + (i + 3) * dim + k0};
-      int64_t j = j0;
-      for (; j + 4 <= j1; j += 4) {
-        const T* yc[4] = {y + j * dim + k0, y + (j + 1) * dim + k0, y + (j + 2) * dim + k0,
-                          y + (j + 3) * dim + k0};
-        T acc[4][4] = {};
-        Dot4x4(xr, yc, len, acc);
-        for (int r = 0; r < 4; ++r)
-          for (int c = 0; c < 4; ++c) dots[(i + r - i0) * ld + (j + c - j0)] += acc[r][c];
-      }
-      for (; j < j1; ++j)
-        for (int r = 0; r < 4; ++r) dots[(i + r - i0) * ld + (j - j0)] += Dot(xr[r], y + j * dim + k0, len);
-    }
-    for (; i < i1; ++i)
-      for (int64_t j = j0; j < j1; ++j)
-        dots[(i - i0) * ld + (j - j0)] += Dot(x + i * dim + k0, y + j * dim + k0, len);
-  }
-}
-
 template <typename T>
 void SquaredNorms(const T* x, int64_t rows, int64_t dim, T* norms) {
   for (int64_t i = 0; i < rows; ++i) norms[i] = Dot(x + i * dim, x + i * dim, dim);
 }
+
+// ------------------------------------------------------------- GEMM part ---
+// dots = X Y^T through packed panels and a register-blocked micro-kernel:
+// kMr rows of X (broadcast) times kNr = 2 vectors of Y columns, kMr * 2
+// vector accumulators (12 of the 16 AVX2 registers). X is packed into kMr-row
+// panels and Y into kNr-row panels, both depth-major (k outer), zero-padded
+// to a whole tile, so the micro-kernel runs without edge cases.
+constexpr int kMr = 6;
+constexpr int64_t kTileR = 96;   // tile rows: a multiple of kMr and of kNr
+constexpr int64_t kTileC = 96;   // tile columns
+constexpr int64_t kDepthBlock = 256;  // depth per pass (a kNr panel stays in L1)
+
+template <typename T>
+struct Gemm {
+  using V = simd::Vec<T>;
+  static constexpr int L = simd::Traits<T>::L;
+  static constexpr int kNr = 2 * L;
+  static_assert(kTileR % kMr == 0 && kTileC % (2 * L) == 0, "tile shape");
+
+  // Packs rows [0, rows) of x (row stride dim) into panels of `w` rows:
+  // out[(r / w) * w * dim + k * w + r % w]; rows up to rows_pad are zero.
+  static void Pack(const T* x, int64_t rows, int64_t rows_pad, int64_t dim, int w, T* out,
+                   int64_t p_begin, int64_t p_end) {
+    for (int64_t p = p_begin; p < p_end; ++p) {
+      T* o = out + p * w * dim;
+      for (int r = 0; r < w; ++r) {
+        const int64_t row = p * w + r;
+        if (row < rows) {
+          const T* src = x + row * dim;
+          for (int64_t k = 0; k < dim; ++k) o[k * w + r] = src[k];
+        } else {
+          for (int64_t k = 0; k < dim; ++k) o[k * w + r] = T(0);
+        }
+      }
+    }
+    (void)rows_pad;
+  }
+
+  // c[r * ldc + c] (+)= sum_k a[k * kMr + r] * b[k * kNr + c], r < kMr, c < kNr.
+  static inline void Micro(const T* __restrict a, const T* __restrict b, int64_t kc,
+                           T* __restrict c, int64_t ldc, bool accumulate) {
+    V c0[kMr], c1[kMr];
+    for (int r = 0; r < kMr; ++r) c0[r] = c1[r] = V{};
+    for (int64_t k = 0; k < kc; ++k) {
+      const V b0 = simd::Load(b + k * kNr), b1 = simd::Load(b + k * kNr + L);
+      const T* ak = a + k * kMr;
+#pragma GCC unroll 6
+      for (int r = 0; r < kMr; ++r) {
+        const V av = simd::Set1(ak[r]);
+        c0[r] += av * b0;
+        c1[r] += av * b1;
+      }
+    }
+    for (int r = 0; r < kMr; ++r) {
+      T* cr = c + r * ldc;
+      if (accumulate) {
+        simd::Store(cr, simd::Load(cr) + c0[r]);
+        simd::Store(cr + L, simd::Load(cr + L) + c1[r]);
+      } else {
+        simd::Store(cr, c0[r]);
+        simd::Store(cr + L, c1[r]);
+      }
+    }
+  }
+
+  // dots[kTileR][kTileC] for the tile whose X panels start at xa (panel
+  // index pa) and Y panels at yb (panel index pb).
+  static void Tile(const T* xp, const T* yp, int64_t dim, int64_t i0, int64_t j0, T* dots) {
+    for (int64_t k0 = 0; k0 < dim; k0 += kDepthBlock) {
+      const int64_t kc = std::min(kDepthBlock, dim - k0);
+      for (int64_t jc = 0; jc < kTileC; jc += kNr) {
+        const T* b = yp + ((j0 + jc) / kNr) * kNr * dim + k0 * kNr;
+        for (int64_t ir = 0; ir < kTileR; ir += kMr) {
+          const T* a = xp + ((i0 + ir) / kMr) * kMr * dim + k0 * kMr;
+          Micro(a, b, kc, dots + ir * kTileC + jc, kTileC, k0 > 0);
+        }
+      }
+    }
+  }
+};
 
 }  // namespace
 
@@ -115,43 +146,73 @@ void PairwiseSquaredDistanceCpu(const T* x, const T* y, int64_t batch, int64_t n
     });
     return;
   }
-  // Norm expansion over cache tiles. Units are (batch, tile-row, tile-col)
-  // triples; for self-distances only tile-col >= tile-row.
-  const int64_t tn = (n + kTile - 1) / kTile, tm = (m + kTile - 1) / kTile;
+  // Norm expansion |x|^2 + |y|^2 - 2 x.y over kTileR x kTileC tiles of a
+  // packed GEMM. Self-distances: only tiles with tj >= ti; each computed
+  // value is written to (i, j) and (j, i), so the result is exactly
+  // symmetric. Each unit (batch, tile) computes its dot products in a fixed
+  // order and writes its own entries: deterministic for any thread count.
+  using G = Gemm<T>;
+  const int64_t tn = (n + kTileR - 1) / kTileR, tm = (m + kTileC - 1) / kTileC;
+  const int64_t n_pad = tn * kTileR, m_pad = tm * kTileC;
   std::vector<T> xnorm(batch * n), ynorm(self ? 0 : batch * m);
-  parallel_for(batch, n * dim * 2, [&](int64_t begin, int64_t end) {
-    for (int64_t b = begin; b < end; ++b) {
-      SquaredNorms(x + b * n * dim, n, dim, xnorm.data() + b * n);
-      if (!self) SquaredNorms(y + b * m * dim, m, dim, ynorm.data() + b * m);
+  // Self: X packed both as kMr-row panels (left side) and kNr-row panels.
+  std::vector<T> xp(batch * n_pad * dim), yp(batch * (self ? n_pad : m_pad) * dim);
+  const int64_t xpanels = n_pad / kMr, ypanels = (self ? n_pad : m_pad) / G::kNr;
+  parallel_for(batch * (xpanels + ypanels), kMr * dim * 4, [&](int64_t begin, int64_t end) {
+    for (int64_t u = begin; u < end; ++u) {
+      const int64_t b = u / (xpanels + ypanels), q = u % (xpanels + ypanels);
+      if (q < xpanels) {
+        G::Pack(x + b * n * dim, n, n_pad, dim, kMr, xp.data() + b * n_pad * dim, q, q + 1);
+        if (q == 0) SquaredNorms(x + b * n * dim, n, dim, xnorm.data() + b * n);
+      } else {
+        const int64_t mm = self ? n : m, mp = self ? n_pad : m_pad;
+        const T* src = self ? x + b * n * dim : y + b * m * dim;
+        G::Pack(src, mm, mp, dim, G::kNr, yp.data() + b * mp * dim, q - xpanels,
+                q - xpanels + 1);
+        if (q == xpanels && !self) SquaredNorms(src, m, dim, ynorm.data() + b * m);
+      }
     }
   });
   std::vector<std::pair<int64_t, int64_t>> tiles;
   for (int64_t ti = 0; ti < tn; ++ti)
     for (int64_t tj = self ? ti : 0; tj < tm; ++tj) tiles.emplace_back(ti, tj);
   const int64_t per_batch = static_cast<int64_t>(tiles.size());
-  parallel_for(batch * per_batch, kTile * kTile * dim * 2, [&](int64_t begin, int64_t end) {
-    std::vector<T> dots(kTile * kTile);
+  const int64_t mp = self ? n_pad : m_pad;
+  parallel_for(batch * per_batch, kTileR * kTileC * dim * 2 / 16, [&](int64_t begin, int64_t end) {
+    std::vector<T> dots_buf(kTileR * kTileC + 64);
+    T* dots = dots_buf.data();
     for (int64_t u = begin; u < end; ++u) {
       const int64_t b = u / per_batch;
       const auto [ti, tj] = tiles[u % per_batch];
-      const T* xb = x + b * n * dim;
-      const T* yb = self ? xb : y + b * m * dim;
       const T* xn = xnorm.data() + b * n;
       const T* yn = self ? xn : ynorm.data() + b * m;
       T* ob = out + b * n * m;
-      const int64_t i0 = ti * kTile, i1 = std::min(n, i0 + kTile);
-      const int64_t j0 = tj * kTile, j1 = std::min(m, j0 + kTile);
-      DotTile(xb, yb, dim, i0, i1, j0, j1, dots.data(), kTile);
+      const int64_t i0 = ti * kTileR, i1 = std::min(n, i0 + kTileR);
+      const int64_t j0 = tj * kTileC, j1 = std::min(m, j0 + kTileC);
+      G::Tile(xp.data() + b * n_pad * dim, yp.data() + b * mp * dim, dim, i0, j0, dots);
+      // Final values into the tile buffer first, so the entry and its mirror
+      // are the same stored number.
       for (int64_t i = i0; i < i1; ++i) {
+        T* dr = dots + (i - i0) * kTileC;
+        const T xi = xn[i];
         for (int64_t j = j0; j < j1; ++j) {
-          T v = xn[i] + yn[j] - 2 * dots[(i - i0) * kTile + (j - j0)];
-          v = v > 0 ? v : T(0);
-          if (self) {
-            if (i == j) v = 0;
-            if (j < i) continue;  // the diagonal tile writes its upper half...
-            ob[j * n + i] = v;    // ...and mirrors it
-          }
-          ob[i * m + j] = v;
+          const T v = xi + yn[j] - 2 * dr[j - j0];
+          dr[j - j0] = v > 0 ? v : T(0);
+        }
+      }
+      if (self && ti == tj) {
+        for (int64_t i = i0; i < i1; ++i) {
+          dots[(i - i0) * kTileC + (i - j0)] = 0;
+          for (int64_t j = i + 1; j < j1; ++j)
+            dots[(j - i0) * kTileC + (i - j0)] = dots[(i - i0) * kTileC + (j - j0)];
+        }
+      }
+      for (int64_t i = i0; i < i1; ++i)
+        std::memcpy(ob + i * m + j0, dots + (i - i0) * kTileC, (j1 - j0) * sizeof(T));
+      if (self && ti != tj) {
+        for (int64_t j = j0; j < j1; ++j) {
+          T* orow = ob + j * n;
+          for (int64_t i = i0; i < i1; ++i) orow[i] = dots[(i - i0) * kTileC + (j - j0)];
         }
       }
     }
