@@ -26,9 +26,10 @@ def main():
     ap.add_argument("--n", type=int, default=10000)
     ap.add_argument("--n-test", type=int, default=10000)
     ap.add_argument("--batch-size", type=int, default=2000)
-    ap.add_argument("--epochs", type=int, default=40)
+    ap.add_argument("--epochs", type=int, default=100)
     ap.add_argument("--perplexity", type=float, default=30.0)
-    ap.add_argument("--learning-rate", type=float, default=1e-3)
+    ap.add_argument("--learning-rate", type=float, default=2e-3)
+    ap.add_argument("--early-exaggeration", type=float, default=4.0)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--data-dir", default=None)
     ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "mnist_parametric.jsonl"))
@@ -41,7 +42,7 @@ def main():
     model = ParametricTSNE(a.n_components, encoder=a.encoder, batch_size=a.batch_size,
                            epochs=a.epochs, perplexity=a.perplexity,
                            learning_rate=a.learning_rate, random_state=a.seed,
-                           verbose=a.verbose)
+                           early_exaggeration=a.early_exaggeration, verbose=a.verbose)
     t0 = time.time()
     model.fit(X)
     fit_s = time.time() - t0

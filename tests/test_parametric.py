@@ -21,11 +21,12 @@ def test_exported_from_package():
     assert tsne_ops.ParametricTSNE is ParametricTSNE
 
 
-@pytest.mark.parametrize("encoder, d", [("dense", 2), ("conv", 3)])
-def test_quality_rises_and_new_points_embed(digits, encoder, d):
+@pytest.mark.parametrize("encoder, d, exaggeration", [("dense", 2, 4.0), ("conv", 3, 1.0)])
+def test_quality_rises_and_new_points_embed(digits, encoder, d, exaggeration):
     Xtr, ytr, Xte, yte = digits
     snapshots = []
     model = ParametricTSNE(d, encoder=encoder, batch_size=350, epochs=25, learning_rate=2e-3,
+                           early_exaggeration=exaggeration, early_exaggeration_epochs=5,
                            random_state=0, callback=lambda e, l, Y: snapshots.append((e, l, Y)),
                            callback_every=5)
     Y = model.fit_transform(Xtr)
@@ -39,6 +40,9 @@ def test_quality_rises_and_new_points_embed(digits, encoder, d):
     assert test_acc > 0.75
     if encoder == "conv":
         assert model.image_shape_ == (8, 8)
+    # Exaggeration is switched off after its epochs (and was never on without it).
+    assert float(model.model_.exaggerating.numpy()) == 0.0
+    assert model.model_.early_exaggeration == exaggeration
 
 
 def test_image_shaped_input_and_custom_encoder(digits):
@@ -58,13 +62,13 @@ def test_image_shaped_input_and_custom_encoder(digits):
 def test_save_load_roundtrip_in_fresh_process(digits, tmp_path):
     Xtr, _, Xte, _ = digits
     model = ParametricTSNE(encoder="dense", batch_size=350, epochs=2, perplexity=20,
-                           random_state=0).fit(Xtr)
+                           early_exaggeration=4.0, random_state=0).fit(Xtr)
     path = model.save(tmp_path / "model")
     assert path.endswith(".keras")
     expected = model.transform(Xte)
     same = ParametricTSNE.load(path)
     np.testing.assert_allclose(same.transform(Xte), expected, rtol=1e-5, atol=1e-6)
-    assert same.perplexity == 20 and same.encoder == "dense"
+    assert same.perplexity == 20 and same.encoder == "dense" and same.early_exaggeration == 4.0
     np.save(tmp_path / "x.npy", Xte)
     code = (
         "import sys, numpy as np, json\n"
@@ -103,6 +107,8 @@ def test_unfitted_and_shape_errors(digits):
     (dict(optimizer="nosuchopt"), "optimizer"),
     (dict(learning_rate=0), "learning_rate"),
     (dict(dof=-1.0), "dof"),
+    (dict(early_exaggeration=0.5), "early_exaggeration"),
+    (dict(early_exaggeration_epochs=-1), "early_exaggeration_epochs"),
     (dict(random_state="zero"), "random_state"),
     (dict(callback="print"), "callback"),
     (dict(callback_every=0), "callback_every"),

@@ -103,6 +103,9 @@ def build_parser():
                        help="cases B-E: minibatch size (default N/2, at most 2000)")
         p.add_argument("--learning-rate", type=_positive_float, default=None,
                        help="case A: 'auto' by default; B-E: Adam's rate (default 2e-3)")
+        p.add_argument("--early-exaggeration", type=float, default=None,
+                       help="factor on attractive forces early on (default: 12 for case A, "
+                            "4 for B-E, over their first quarter of epochs)")
         p.add_argument("--seed", type=int, default=0)
         p.add_argument("--frames", type=_positive_int, default=40,
                        help="most frames in the animation (default 40)")
@@ -189,6 +192,7 @@ def _fit(args, case, parametric, X):
         model = TSNE(n_components=case["n_components"], perplexity=args.perplexity,
                      max_iter=args.max_iter, early_exaggeration_iter=early,
                      learning_rate=args.learning_rate or "auto", random_state=args.seed,
+                     early_exaggeration=args.early_exaggeration or 12.0,
                      callback=progress, callback_every=every)
         try:
             Y = model.fit_transform(X)
@@ -201,6 +205,7 @@ def _fit(args, case, parametric, X):
     model = ParametricTSNE(n_components=case["n_components"], encoder=case["encoder"],
                            perplexity=args.perplexity, batch_size=batch, epochs=epochs,
                            learning_rate=args.learning_rate or 2e-3, random_state=args.seed,
+                           early_exaggeration=args.early_exaggeration or 4.0,
                            callback=progress, callback_every=max(1, epochs // args.frames))
     try:
         Y = model.fit_transform(X)

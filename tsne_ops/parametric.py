@@ -94,11 +94,17 @@ def _model_class():
         custom ops have no XLA kernel, so the model never compiles with XLA.
         """
 
-        def __init__(self, encoder, perplexity=30.0, dof=1.0, **kwargs):
+        def __init__(self, encoder, perplexity=30.0, dof=1.0, early_exaggeration=1.0, **kwargs):
             super().__init__(**kwargs)
             self.encoder = encoder
             self.perplexity = float(perplexity)
             self.dof = float(dof)
+            self.early_exaggeration = float(early_exaggeration)
+            # 1 while exaggerating, 0 after (set by a callback); a variable so
+            # that one traced train step serves both phases.
+            self.exaggerating = keras.Variable(
+                1.0 if self.early_exaggeration != 1.0 else 0.0, trainable=False,
+                name="exaggerating")
             self.supports_jit = False
             self.loss_tracker = keras.metrics.Mean(name="loss")
 
@@ -120,9 +126,20 @@ def _model_class():
             with tf.GradientTape() as tape:
                 y = tf.cast(self(x, training=True), p.dtype)
                 kl = ops.tsne_loss(p, y, dof=self.dof)
+                objective = kl
+                if self.early_exaggeration != 1.0:
+                    # Early exaggeration multiplies the attractive part of the
+                    # gradient: add w * (grad(alpha) - grad(1)) through y.
+                    g_exag, _ = ops.tsne_gradient(p, y, exaggeration=self.early_exaggeration,
+                                                  dof=self.dof, compute_kl=False)
+                    g_plain, _ = ops.tsne_gradient(p, y, dof=self.dof, compute_kl=False)
+                    w = tf.cast(tf.convert_to_tensor(self.exaggerating), y.dtype)
+                    extra = tf.stop_gradient(w * (g_exag - g_plain))
+                    objective = kl + tf.reduce_sum(extra * y) - tf.stop_gradient(
+                        tf.reduce_sum(extra * y))
                 # Keras sums gradients over replicas: average them instead.
                 replicas = tf.distribute.get_strategy().num_replicas_in_sync
-                scaled = kl / tf.cast(replicas, kl.dtype)
+                scaled = objective / tf.cast(replicas, kl.dtype)
             grads = tape.gradient(scaled, self.trainable_variables)
             self.optimizer.apply(grads, self.trainable_variables)
             self.loss_tracker.update_state(kl)
@@ -140,7 +157,8 @@ def _model_class():
         def get_config(self):
             config = super().get_config()
             config.update(encoder=keras.saving.serialize_keras_object(self.encoder),
-                          perplexity=self.perplexity, dof=self.dof)
+                          perplexity=self.perplexity, dof=self.dof,
+                          early_exaggeration=self.early_exaggeration)
             return config
 
         @classmethod
@@ -177,6 +195,19 @@ def _snapshot_callback(fn, every, x_monitor, batch_size):
     return EmbeddingSnapshots()
 
 
+def _exaggeration_callback(n_epochs):
+    keras = _keras()
+
+    class EndEarlyExaggeration(keras.callbacks.Callback):
+        """Switches early exaggeration off after ``n_epochs`` epochs."""
+
+        def on_epoch_begin(self, epoch, logs=None):
+            if epoch == n_epochs:
+                self.model.exaggerating.assign(0.0)
+
+    return EndEarlyExaggeration()
+
+
 class ParametricTSNE(TransformerMixin, BaseEstimator):
     """Parametric t-SNE with a Keras encoder, trained through the t-SNE ops.
 
@@ -202,6 +233,12 @@ class ParametricTSNE(TransformerMixin, BaseEstimator):
         Used when ``optimizer`` is a string.
     dof : float or None, default=None
         Student-t degrees of freedom; None is max(n_components - 1, 1).
+    early_exaggeration : float, default=1.0
+        Factor on the attractive forces during the first
+        ``early_exaggeration_epochs`` epochs, as in plain t-SNE (1: off). The
+        loss reported stays the plain KL.
+    early_exaggeration_epochs : int or None, default=None
+        None: a quarter of ``epochs``.
     random_state : int or None
         Seeds Keras (weights, shuffling) with ``keras.utils.set_random_seed``.
     verbose : int, default=0
@@ -231,7 +268,7 @@ class ParametricTSNE(TransformerMixin, BaseEstimator):
 
     def __init__(self, n_components=2, *, perplexity=30.0, encoder="dense", image_shape=None,
                  batch_size=1000, epochs=50, optimizer="adam", learning_rate=1e-3, dof=None,
-                 random_state=None, verbose=0, callback=None, callback_every=1,
+                 early_exaggeration=1.0, early_exaggeration_epochs=None, random_state=None, verbose=0, callback=None, callback_every=1,
                  callback_samples=2000, strategy=None):
         self.n_components = n_components
         self.perplexity = perplexity
@@ -242,6 +279,8 @@ class ParametricTSNE(TransformerMixin, BaseEstimator):
         self.optimizer = optimizer
         self.learning_rate = learning_rate
         self.dof = dof
+        self.early_exaggeration = early_exaggeration
+        self.early_exaggeration_epochs = early_exaggeration_epochs
         self.random_state = random_state
         self.verbose = verbose
         self.callback = callback
@@ -277,6 +316,13 @@ class ParametricTSNE(TransformerMixin, BaseEstimator):
         if self.dof is not None and (not _is_real(self.dof) or not self.dof > 0
                                      or not math.isfinite(self.dof)):
             raise _bad("dof", self.dof, "a finite number > 0 or None")
+        if not _is_real(self.early_exaggeration) or not self.early_exaggeration >= 1 \
+                or not math.isfinite(self.early_exaggeration):
+            raise _bad("early_exaggeration", self.early_exaggeration, "a finite number >= 1")
+        if self.early_exaggeration_epochs is not None and (
+                not _is_int(self.early_exaggeration_epochs) or self.early_exaggeration_epochs < 0):
+            raise _bad("early_exaggeration_epochs", self.early_exaggeration_epochs,
+                       "an integer >= 0 or None")
         if self.random_state is not None and not _is_int(self.random_state):
             raise _bad("random_state", self.random_state, "an integer or None")
         if not _is_int(self.verbose) or self.verbose < 0:
@@ -375,6 +421,7 @@ class ParametricTSNE(TransformerMixin, BaseEstimator):
         with strategy.scope():
             encoder = self._build_encoder(X.shape[1])
             model = _model_class()(encoder, perplexity=float(self.perplexity), dof=dof,
+                                   early_exaggeration=float(self.early_exaggeration),
                                    name="parametric_tsne")
             model.compile(optimizer=self._make_optimizer(), jit_compile=False)
 
@@ -384,6 +431,10 @@ class ParametricTSNE(TransformerMixin, BaseEstimator):
                 .batch(batch, drop_remainder=True)
                 .prefetch(tf.data.AUTOTUNE))
         callbacks = []
+        if self.early_exaggeration != 1.0:
+            n_exag = (self.epochs // 4 if self.early_exaggeration_epochs is None
+                      else self.early_exaggeration_epochs)
+            callbacks.append(_exaggeration_callback(n_exag))
         if self.callback is not None:
             # A fixed subset, the same in every snapshot (callback_indices_).
             idx = np.arange(n) if n <= self.callback_samples else np.sort(
