@@ -267,9 +267,12 @@ def run(args, compare=False):
               "n_train": int(len(X)), "perplexity": args.perplexity, "seed": args.seed}
     if parametric:
         result.update(epochs=model.epochs, batch_size=model.batch_size_,
+                      learning_rate=model.learning_rate,
+                      early_exaggeration=model.early_exaggeration,
                       final_batch_kl=model.kl_divergence_)
     else:
         result.update(max_iter=args.max_iter, n_iter=model.n_iter_,
+                      early_exaggeration=model.early_exaggeration,
                       kl_divergence_optimizer=model.kl_divergence_)
     result["tsne_ops"] = _metrics(X, Y, y, args.perplexity, dof, elapsed)
     files = {}
