@@ -231,6 +231,90 @@ static inline vd Log(vd x) {
 static inline float Log(float x) { return std::log(x); }
 static inline double Log(double x) { return std::log(x); }
 
+// ------------------------------------------------------------ transpose ----
+// dst[c * ldd + r] = src[r * lds + c] for r < rows, c < cols.
+template <typename T>
+static inline void Transpose(const T* __restrict src, int64_t lds, int64_t rows, int64_t cols,
+               T* __restrict dst, int64_t ldd) {
+  int64_t r = 0;
+#if defined(__AVX2__)
+  if constexpr (sizeof(T) == 4) {
+    for (; r + 8 <= rows; r += 8) {
+      int64_t c = 0;
+      for (; c + 8 <= cols; c += 8) {
+        const float* s = reinterpret_cast<const float*>(src) + r * lds + c;
+        __m256 r0 = _mm256_loadu_ps(s), r1 = _mm256_loadu_ps(s + lds),
+               r2 = _mm256_loadu_ps(s + 2 * lds), r3 = _mm256_loadu_ps(s + 3 * lds),
+               r4 = _mm256_loadu_ps(s + 4 * lds), r5 = _mm256_loadu_ps(s + 5 * lds),
+               r6 = _mm256_loadu_ps(s + 6 * lds), r7 = _mm256_loadu_ps(s + 7 * lds);
+        __m256 t0 = _mm256_unpacklo_ps(r0, r1), t1 = _mm256_unpackhi_ps(r0, r1),
+               t2 = _mm256_unpacklo_ps(r2, r3), t3 = _mm256_unpackhi_ps(r2, r3),
+               t4 = _mm256_unpacklo_ps(r4, r5), t5 = _mm256_unpackhi_ps(r4, r5),
+               t6 = _mm256_unpacklo_ps(r6, r7), t7 = _mm256_unpackhi_ps(r6, r7);
+        __m256 u0 = _mm256_shuffle_ps(t0, t2, _MM_SHUFFLE(1, 0, 1, 0)),
+               u1 = _mm256_shuffle_ps(t0, t2, _MM_SHUFFLE(3, 2, 3, 2)),
+               u2 = _mm256_shuffle_ps(t1, t3, _MM_SHUFFLE(1, 0, 1, 0)),
+               u3 = _mm256_shuffle_ps(t1, t3, _MM_SHUFFLE(3, 2, 3, 2)),
+               u4 = _mm256_shuffle_ps(t4, t6, _MM_SHUFFLE(1, 0, 1, 0)),
+               u5 = _mm256_shuffle_ps(t4, t6, _MM_SHUFFLE(3, 2, 3, 2)),
+               u6 = _mm256_shuffle_ps(t5, t7, _MM_SHUFFLE(1, 0, 1, 0)),
+               u7 = _mm256_shuffle_ps(t5, t7, _MM_SHUFFLE(3, 2, 3, 2));
+        float* d = reinterpret_cast<float*>(dst) + c * ldd + r;
+        _mm256_storeu_ps(d, _mm256_permute2f128_ps(u0, u4, 0x20));
+        _mm256_storeu_ps(d + ldd, _mm256_permute2f128_ps(u1, u5, 0x20));
+        _mm256_storeu_ps(d + 2 * ldd, _mm256_permute2f128_ps(u2, u6, 0x20));
+        _mm256_storeu_ps(d + 3 * ldd, _mm256_permute2f128_ps(u3, u7, 0x20));
+        _mm256_storeu_ps(d + 4 * ldd, _mm256_permute2f128_ps(u0, u4, 0x31));
+        _mm256_storeu_ps(d + 5 * ldd, _mm256_permute2f128_ps(u1, u5, 0x31));
+        _mm256_storeu_ps(d + 6 * ldd, _mm256_permute2f128_ps(u2, u6, 0x31));
+        _mm256_storeu_ps(d + 7 * ldd, _mm256_permute2f128_ps(u3, u7, 0x31));
+      }
+      for (; c < cols; ++c)
+        for (int64_t k = 0; k < 8; ++k) dst[c * ldd + r + k] = src[(r + k) * lds + c];
+    }
+  } else {
+    for (; r + 4 <= rows; r += 4) {
+      int64_t c = 0;
+      for (; c + 4 <= cols; c += 4) {
+        const double* s = reinterpret_cast<const double*>(src) + r * lds + c;
+        __m256d r0 = _mm256_loadu_pd(s), r1 = _mm256_loadu_pd(s + lds),
+                r2 = _mm256_loadu_pd(s + 2 * lds), r3 = _mm256_loadu_pd(s + 3 * lds);
+        __m256d t0 = _mm256_unpacklo_pd(r0, r1), t1 = _mm256_unpackhi_pd(r0, r1),
+                t2 = _mm256_unpacklo_pd(r2, r3), t3 = _mm256_unpackhi_pd(r2, r3);
+        double* d = reinterpret_cast<double*>(dst) + c * ldd + r;
+        _mm256_storeu_pd(d, _mm256_permute2f128_pd(t0, t2, 0x20));
+        _mm256_storeu_pd(d + ldd, _mm256_permute2f128_pd(t1, t3, 0x20));
+        _mm256_storeu_pd(d + 2 * ldd, _mm256_permute2f128_pd(t0, t2, 0x31));
+        _mm256_storeu_pd(d + 3 * ldd, _mm256_permute2f128_pd(t1, t3, 0x31));
+      }
+      for (; c < cols; ++c)
+        for (int64_t k = 0; k < 4; ++k) dst[c * ldd + r + k] = src[(r + k) * lds + c];
+    }
+  }
+#elif defined(__SSE2__)
+  if constexpr (sizeof(T) == 4) {
+    for (; r + 4 <= rows; r += 4) {
+      int64_t c = 0;
+      for (; c + 4 <= cols; c += 4) {
+        const float* s = reinterpret_cast<const float*>(src) + r * lds + c;
+        __m128 r0 = _mm_loadu_ps(s), r1 = _mm_loadu_ps(s + lds), r2 = _mm_loadu_ps(s + 2 * lds),
+               r3 = _mm_loadu_ps(s + 3 * lds);
+        _MM_TRANSPOSE4_PS(r0, r1, r2, r3);
+        float* d = reinterpret_cast<float*>(dst) + c * ldd + r;
+        _mm_storeu_ps(d, r0);
+        _mm_storeu_ps(d + ldd, r1);
+        _mm_storeu_ps(d + 2 * ldd, r2);
+        _mm_storeu_ps(d + 3 * ldd, r3);
+      }
+      for (; c < cols; ++c)
+        for (int64_t k = 0; k < 4; ++k) dst[c * ldd + r + k] = src[(r + k) * lds + c];
+    }
+  }
+#endif
+  for (; r < rows; ++r)
+    for (int64_t c = 0; c < cols; ++c) dst[c * ldd + r] = src[r * lds + c];
+}
+
 }  // namespace simd
 }  // namespace TSNE_CPU_ISA
 }  // namespace kernels
