@@ -185,35 +185,49 @@ static inline double Exp(double x) { return std::exp(x); }
 // ------------------------------------------------------------------ log ----
 // x = 2^e m, m in [sqrt(1/2), sqrt(2)); log m = 2 atanh(s), s = (m-1)/(m+1).
 static inline vf Log(vf x) {
+  // Cephes logf: a polynomial in f = m - 1 (no division, which would compete
+  // with the kernels' own divisions for the divider).
   vi32 bits = (vi32)x;
   vi32 e = ((bits >> 23) & 0xff) - 127;
   vf m = (vf)((bits & 0x007fffff) | 0x3f800000);  // [1, 2)
   const auto big = m > 1.41421356f;
   m = big ? m * 0.5f : m;
   e = big ? e + 1 : e;
-  const vf s = (m - 1.0f) / (m + 1.0f);
-  const vf s2 = s * s;
-  vf p = Set1(1.0f / 11.0f);
-  p = p * s2 + 1.0f / 9.0f;
-  p = p * s2 + 1.0f / 7.0f;
-  p = p * s2 + 1.0f / 5.0f;
-  p = p * s2 + 1.0f / 3.0f;
-  p = p * s2 + 1.0f;
+  const vf f = m - 1.0f;
+  const vf z = f * f;
+  vf p = Set1(7.0376836292e-2f);
+  p = p * f - 1.1514610310e-1f;
+  p = p * f + 1.1676998740e-1f;
+  p = p * f - 1.2420140846e-1f;
+  p = p * f + 1.4249322787e-1f;
+  p = p * f - 1.6668057665e-1f;
+  p = p * f + 2.0000714765e-1f;
+  p = p * f - 2.4999993993e-1f;
+  p = p * f + 3.3333331174e-1f;
   const vf fe = __builtin_convertvector(e, vf);
-  return fe * 0.693147180559945f + 2.0f * s * p;
+  vf y = p * f * z;
+  y = y + fe * -2.12194440e-4f;
+  y = y - 0.5f * z;
+  return f + y + fe * 0.693359375f;
 }
 
-static inline vd Log(vd x) {
+// Double: reduction to m in [sqrt(1/2), sqrt(2)), s = (m - 1) / (m + 1),
+// log m = 2 atanh(s) = 2 s (1 + s^2/3 + ... + s^20/21).
+struct LogParts {
+  vd fe, f, den;  // exponent, m - 1, m + 1
+};
+static inline LogParts LogReduce(vd x) {
   vi64 bits = (vi64)x;
   vi64 e = ((bits >> 52) & 0x7ff) - 1023;
   vd m = (vd)((bits & 0x000fffffffffffffLL) | 0x3ff0000000000000LL);
   const auto big = m > 1.4142135623730951;
   m = big ? m * 0.5 : m;
   e = big ? e + 1 : e;
-  const vd s = (m - 1.0) / (m + 1.0);
+  return {__builtin_convertvector(e, vd), m - 1.0, m + 1.0};
+}
+static inline vd LogFinish(const LogParts& r, vd s) {
   const vd s2 = s * s;
-  vd p = Set1(1.0 / 23.0);
-  p = p * s2 + 1.0 / 21.0;
+  vd p = Set1(1.0 / 21.0);
   p = p * s2 + 1.0 / 19.0;
   p = p * s2 + 1.0 / 17.0;
   p = p * s2 + 1.0 / 15.0;
@@ -223,10 +237,33 @@ static inline vd Log(vd x) {
   p = p * s2 + 1.0 / 7.0;
   p = p * s2 + 1.0 / 5.0;
   p = p * s2 + 1.0 / 3.0;
-  const vd fe = __builtin_convertvector(e, vd);
   // log x = e ln2_hi + (2 s + 2 s s2 p + e ln2_lo)
   const vd two_s = 2.0 * s;
-  return fe * 6.93147180369123816490e-1 + (two_s * s2 * p + fe * 1.90821492927058770002e-10 + two_s);
+  return r.fe * 6.93147180369123816490e-1 +
+         (two_s * s2 * p + r.fe * 1.90821492927058770002e-10 + two_s);
+}
+static inline vd Log(vd x) {
+  const LogParts r = LogReduce(x);
+  return LogFinish(r, r.f / r.den);
+}
+// Three logarithms for one division (the divider is the bottleneck of the
+// double KL kernel): 1/(d1 d2 d3) is formed once; each d is in [1.7, 2.5].
+static inline void Log3(vd x1, vd x2, vd x3, vd& l1, vd& l2, vd& l3) {
+  const LogParts r1 = LogReduce(x1), r2 = LogReduce(x2), r3 = LogReduce(x3);
+  const vd d12 = r1.den * r2.den;
+  const vd inv = 1.0 / (d12 * r3.den);
+  const vd i3 = d12 * inv;            // 1 / d3
+  const vd i12 = r3.den * inv;        // 1 / (d1 d2)
+  l1 = LogFinish(r1, r1.f * (r2.den * i12));
+  l2 = LogFinish(r2, r2.f * (r1.den * i12));
+  l3 = LogFinish(r3, r3.f * i3);
+}
+static inline void Log3(vf x1, vf x2, vf x3, vf& l1, vf& l2, vf& l3);
+
+static inline void Log3(vf x1, vf x2, vf x3, vf& l1, vf& l2, vf& l3) {
+  l1 = Log(x1);
+  l2 = Log(x2);
+  l3 = Log(x3);
 }
 static inline float Log(float x) { return std::log(x); }
 static inline double Log(double x) { return std::log(x); }

@@ -79,65 +79,122 @@ struct Kernel {
   }
   static inline T XLogX(T p) { return p > T(0) ? p * std::log(p) : T(0); }
 
-  // Row i against columns [ja, jb) (none of them i), row i only:
-  // ra/rr += attractive/repulsive sums, s += z, p_sum, KL terms.
-  static void RowOnly(const T* __restrict prow, const T* __restrict yt, int64_t n,
-                      const T* yi, int64_t ja, int64_t jb, T inv_alpha, T half_exp, T* ra,
-                      T* rr, UnitSums& s) {
+  // One vector of lanes of the symmetric kernel: pairs (i, j_l). ys[k]: the
+  // lanes' coordinate k; pij, pji: p[i, j_l] and p[j_l, i]; colp[k * ldc + l]:
+  // the lanes' column sums (k < D attractive, D + k repulsive). kMasked: only
+  // the first `valid` lanes count in Z (the others are padding).
+  template <bool kMasked>
+  static inline void SymStep(const T* yi, const T* const* ys, const T* pijp, const T* pjip,
+                             T* colp, int64_t ldc, T inv_alpha, T half_exp, V* va, V* vr, V& vz,
+                             V& vps, V& vplp, V& vplu, int valid = L) {
+    V dk[3];
+    for (int k = 0; k < D; ++k) dk[k] = Set1(yi[k]) - Load(ys[k]);
+    V dist = dk[0] * dk[0];
+    for (int k = 1; k < D; ++k) dist += dk[k] * dk[k];
+    V u, w, lu, lpij, lpji;
+    const V pij = Load(pijp), pji = Load(pjip);
+    if constexpr (kKl) {
+      // The three logarithms of a KL pair share one division (double).
+      const V a = kOne ? dist + T(1) : dist * inv_alpha + T(1);
+      u = T(1) / a;
+      V la;
+      simd::Log3(a, pij, pji, la, lpij, lpji);
+      lu = -la;
+      if constexpr (kOne) {
+        w = u;
+      } else {
+        w = simd::Exp(lu * half_exp);
+      }
+    } else {
+      UW(dist, inv_alpha, half_exp, u, w, lu);
+    }
+    const V wu = w * u, pu_ij = pij * u, pu_ji = pji * u;
+    for (int k = 0; k < D; ++k) {
+      va[k] += pu_ij * dk[k];
+      vr[k] += wu * dk[k];
+      Store(colp + k * ldc, Load(colp + k * ldc) - pu_ji * dk[k]);
+      Store(colp + (D + k) * ldc, Load(colp + (D + k) * ldc) - wu * dk[k]);
+    }
+    if constexpr (kMasked) {
+      V m = {};
+      for (int l = 0; l < valid; ++l) m[l] = T(1);
+      vz += w * m;
+    } else {
+      vz += w;
+    }
+    if constexpr (kPs) vps += pij + pji;
+    if constexpr (kKl) {
+      vplu += (pij + pji) * lu;
+      vplp += (pij > T(0) ? pij * lpij : V{}) + (pji > T(0) ? pji * lpji : V{});
+    }
+  }
+
+  // One vector of lanes, row side only: pairs (i, j_l), p[i, j_l] = pjp[l].
+  // kMasked: z counts lane l only where zmask[l] = 1.
+  template <bool kMasked>
+  static inline void RowStep(const T* yi, const T* const* ys, const T* pjp, T inv_alpha,
+                             T half_exp, V* va, V* vr, V& vz, V& vps, V& vplp, V& vplu,
+                             V zmask = V{}) {
+    V dk[3];
+    for (int k = 0; k < D; ++k) dk[k] = Set1(yi[k]) - Load(ys[k]);
+    V dist = dk[0] * dk[0];
+    for (int k = 1; k < D; ++k) dist += dk[k] * dk[k];
+    V u, w, lu;
+    UW(dist, inv_alpha, half_exp, u, w, lu);
+    const V pj = Load(pjp);
+    const V pu = pj * u, wu = w * u;
+    for (int k = 0; k < D; ++k) {
+      va[k] += pu * dk[k];
+      vr[k] += wu * dk[k];
+    }
+    if constexpr (kMasked) {
+      vz += w * zmask;
+    } else {
+      vz += w;
+    }
+    if constexpr (kPs) vps += pj;
+    if constexpr (kKl) {
+      vplu += pj * lu;
+      vplp += XLogX(pj);
+    }
+  }
+
+  // Row i of a diagonal tile: every column j in [ja, jb) but i, row side
+  // only. Vectors holding the diagonal or the tile's end run on padded
+  // copies (y_j = y_i and p = 0 in the lanes that do not count, which then
+  // add nothing but w = 1 to Z: masked).
+  static void DiagRow(const T* __restrict prow, const T* __restrict yt, int64_t n,
+                      const T* yi, int64_t i, int64_t ja, int64_t jb, T inv_alpha, T half_exp,
+                      double* r, UnitSums& s) {
     V va[3] = {}, vr[3] = {};
     V vz = {}, vps = {}, vplp = {}, vplu = {};
-    int64_t j = ja;
-    for (; j + L <= jb; j += L) {
-      V dk[3];
-      for (int k = 0; k < D; ++k) dk[k] = Set1(yi[k]) - Load(yt + k * n + j);
-      V dist = dk[0] * dk[0];
-      for (int k = 1; k < D; ++k) dist += dk[k] * dk[k];
-      V u, w, lu;
-      UW(dist, inv_alpha, half_exp, u, w, lu);
-      const V pj = Load(prow + j);
-      const V pu = pj * u, wu = w * u;
-      for (int k = 0; k < D; ++k) {
-        va[k] += pu * dk[k];
-        vr[k] += wu * dk[k];
-      }
-      vz += w;
-      if constexpr (kPs) vps += pj;
-      if constexpr (kKl) {
-        vplu += pj * lu;
-        vplp += XLogX(pj);
-      }
-    }
-    T sa[3] = {}, sr[3] = {}, sz = 0, sps = 0, splp = 0, splu = 0;
-    for (; j < jb; ++j) {
-      T dk[3], dist = 0;
-      for (int k = 0; k < D; ++k) {
-        dk[k] = yi[k] - yt[k * n + j];
-        dist += dk[k] * dk[k];
-      }
-      T u, w, lu;
-      UW(dist, inv_alpha, half_exp, u, w, lu);
-      const T pj = prow[j];
-      const T pu = pj * u, wu = w * u;
-      for (int k = 0; k < D; ++k) {
-        sa[k] += pu * dk[k];
-        sr[k] += wu * dk[k];
-      }
-      sz += w;
-      if constexpr (kPs) sps += pj;
-      if constexpr (kKl) {
-        splu += pj * lu;
-        splp += XLogX(pj);
+    for (int64_t j = ja; j < jb; j += L) {
+      const T* ys[3];
+      if (j + L <= jb && !(i >= j && i < j + L)) {
+        for (int k = 0; k < D; ++k) ys[k] = yt + k * n + j;
+        RowStep<false>(yi, ys, prow + j, inv_alpha, half_exp, va, vr, vz, vps, vplp, vplu);
+      } else {
+        T ybuf[3][L], pbuf[L];
+        V m;
+        for (int l = 0; l < L; ++l) {
+          const bool ok = j + l < jb && j + l != i;
+          for (int k = 0; k < D; ++k) ybuf[k][l] = ok ? yt[k * n + j + l] : yi[k];
+          pbuf[l] = ok ? prow[j + l] : T(0);
+          m[l] = ok ? T(1) : T(0);
+        }
+        for (int k = 0; k < D; ++k) ys[k] = ybuf[k];
+        RowStep<true>(yi, ys, pbuf, inv_alpha, half_exp, va, vr, vz, vps, vplp, vplu, m);
       }
     }
     for (int k = 0; k < D; ++k) {
-      ra[k] += HSum(va[k]) + sa[k];
-      rr[k] += HSum(vr[k]) + sr[k];
+      r[k] += HSum(va[k]);
+      r[D + k] += HSum(vr[k]);
     }
-    s.z += HSum(vz) + sz;
-    if constexpr (kPs) s.p_sum += HSum(vps) + sps;
+    s.z += HSum(vz);
+    if constexpr (kPs) s.p_sum += HSum(vps);
     if constexpr (kKl) {
-      s.p_log_p += HSum(vplp) + splp;
-      s.p_log_u += HSum(vplu) + splu;
+      s.p_log_p += HSum(vplp);
+      s.p_log_u += HSum(vplu);
     }
   }
 
@@ -155,7 +212,6 @@ struct Kernel {
     const T* ytj[3];
     for (int k = 0; k < D; ++k) ytj[k] = yt + k * n + j0;
     V vz = {}, vps = {}, vplp = {}, vplu = {};
-    T sz = 0, sps = 0, splp = 0, splu = 0;
     for (int64_t i = i0; i < i1; ++i) {
       T yi[3];
       for (int k = 0; k < D; ++k) yi[k] = yt[k * n + i];
@@ -171,63 +227,44 @@ struct Kernel {
         for (int64_t off = 0; off < kT * int64_t(sizeof(T)); off += 64) __builtin_prefetch(b + off, 0, 2);
       }
       for (int64_t jj = 0; jj < wv; jj += L) {
-        V dk[3];
-        for (int k = 0; k < D; ++k) dk[k] = Set1(yi[k]) - Load(ytj[k] + jj);
-        V dist = dk[0] * dk[0];
-        for (int k = 1; k < D; ++k) dist += dk[k] * dk[k];
-        V u, w, lu;
-        UW(dist, inv_alpha, half_exp, u, w, lu);
-        const V pij = Load(prow + jj), pji = Load(ptr + jj);
-        const V wu = w * u, pu_ij = pij * u, pu_ji = pji * u;
-        for (int k = 0; k < D; ++k) {
-          va[k] += pu_ij * dk[k];
-          vr[k] += wu * dk[k];
-          Store(col + k * kT + jj, Load(col + k * kT + jj) - pu_ji * dk[k]);
-          Store(col + (D + k) * kT + jj, Load(col + (D + k) * kT + jj) - wu * dk[k]);
-        }
-        vz += w;
-        if constexpr (kPs) vps += pij + pji;
-        if constexpr (kKl) {
-          vplu += (pij + pji) * lu;
-          vplp += XLogX(pij) + XLogX(pji);
-        }
+        const T* ys[3];
+        for (int k = 0; k < D; ++k) ys[k] = ytj[k] + jj;
+        SymStep<false>(yi, ys, prow + jj, ptr + jj, col + jj, kT, inv_alpha, half_exp, va, vr, vz,
+                       vps, vplp, vplu);
       }
-      T sa[3] = {}, sr[3] = {};
-      for (int64_t jj = wv; jj < wdt; ++jj) {
-        T dk[3], dist = 0;
+      if (wv < wdt) {
+        // Tail: one vector step on zero-padded copies. Padded lanes have
+        // y_j = y_i and p = 0, so they add nothing but w = 1 to Z: masked.
+        const int64_t rem = wdt - wv;
+        T ybuf[3][L], pa[L] = {}, pb[L] = {}, cbuf[2 * D * L];
+        const T* ys[3];
         for (int k = 0; k < D; ++k) {
-          dk[k] = yi[k] - ytj[k][jj];
-          dist += dk[k] * dk[k];
+          for (int l = 0; l < L; ++l) ybuf[k][l] = l < rem ? ytj[k][wv + l] : yi[k];
+          ys[k] = ybuf[k];
         }
-        T u, w, lu;
-        UW(dist, inv_alpha, half_exp, u, w, lu);
-        const T pij = prow[jj], pji = ptr[jj];
-        const T wu = w * u, pu_ij = pij * u, pu_ji = pji * u;
-        for (int k = 0; k < D; ++k) {
-          sa[k] += pu_ij * dk[k];
-          sr[k] += wu * dk[k];
-          col[k * kT + jj] -= pu_ji * dk[k];
-          col[(D + k) * kT + jj] -= wu * dk[k];
+        for (int l = 0; l < rem; ++l) {
+          pa[l] = prow[wv + l];
+          pb[l] = ptr[wv + l];
         }
-        sz += w;
-        if constexpr (kPs) sps += pij + pji;
-        if constexpr (kKl) {
-          splu += (pij + pji) * lu;
-          splp += XLogX(pij) + XLogX(pji);
-        }
+        for (int k = 0; k < 2 * D; ++k)
+          for (int l = 0; l < L; ++l) cbuf[k * L + l] = l < rem ? col[k * kT + wv + l] : T(0);
+        SymStep<true>(yi, ys, pa, pb, cbuf, L, inv_alpha, half_exp, va, vr, vz, vps, vplp, vplu,
+                      rem);
+        for (int k = 0; k < 2 * D; ++k)
+          for (int l = 0; l < rem; ++l) col[k * kT + wv + l] = cbuf[k * L + l];
       }
       double* r = row + (i - i0) * 2 * D;
       for (int k = 0; k < D; ++k) {
-        r[k] += HSum(va[k]) + sa[k];
-        r[D + k] += HSum(vr[k]) + sr[k];
+        r[k] += HSum(va[k]);
+        r[D + k] += HSum(vr[k]);
       }
     }
     // Each unordered pair stands for two ordered ones in Z.
-    s.z += 2.0 * static_cast<double>(HSum(vz) + sz);
-    if constexpr (kPs) s.p_sum += HSum(vps) + sps;
+    s.z += 2.0 * static_cast<double>(HSum(vz));
+    if constexpr (kPs) s.p_sum += HSum(vps);
     if constexpr (kKl) {
-      s.p_log_p += HSum(vplp) + splp;
-      s.p_log_u += HSum(vplu) + splu;
+      s.p_log_p += HSum(vplp);
+      s.p_log_u += HSum(vplu);
     }
   }
 
@@ -249,15 +286,10 @@ struct Kernel {
           if (i0 == j0) {
             // Diagonal tile: every ordered pair, row side only.
             for (int64_t i = i0; i < i1; ++i) {
-              T yi[3], ra[3] = {}, rr[3] = {};
+              T yi[3];
               for (int k = 0; k < D; ++k) yi[k] = yt[k * n + i];
-              RowOnly(p + i * n, yt, n, yi, i0, i, inv_alpha, half_exp, ra, rr, s);
-              RowOnly(p + i * n, yt, n, yi, i + 1, i1, inv_alpha, half_exp, ra, rr, s);
-              double* r = row.data() + (i - r0) * 2 * D;
-              for (int k = 0; k < D; ++k) {
-                r[k] += ra[k];
-                r[D + k] += rr[k];
-              }
+              DiagRow(p + i * n, yt, n, yi, i, i0, i1, inv_alpha, half_exp,
+                      row.data() + (i - r0) * 2 * D, s);
             }
           } else {
             if (!any_col) std::fill(col.begin(), col.end(), T(0));
