@@ -138,8 +138,11 @@ def _mnist_floor(encoder, d):
     return metrics.train_test_knn_accuracy(model.transform(X), y, model.transform(Xte), yte, k=1)
 
 
-# The settings of the README's MNIST numbers (benchmarks/mnist_parametric.py).
-MNIST_SETTINGS = dict(batch_size=2000, epochs=150, learning_rate=1e-3, random_state=0)
+# The best settings measured so far (benchmarks/results/mnist_parametric.jsonl):
+# dense 2-D reached test 1-NN 0.840 with these, below the 0.90 floor, so this
+# test currently fails; it states the target, not the present result.
+MNIST_SETTINGS = dict(batch_size=5000, epochs=150, learning_rate=2e-3, early_exaggeration=4.0,
+                      random_state=0)
 
 
 @pytest.mark.slow
