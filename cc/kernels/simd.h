@@ -68,9 +68,28 @@ template <typename T>
 static inline void Store(T* p, Vec<T> v) {
   std::memcpy(p, &v, sizeof(v));
 }
-template <typename T>
-static inline Vec<T> Set1(T x) {
-  return Vec<T>{} + x;
+// Broadcast (0 + x would cost an add: it is not an identity for x = -0).
+static inline vf Set1(float x) {
+#if defined(__AVX2__)
+  return (vf)_mm256_set1_ps(x);
+#elif defined(__SSE__)
+  return (vf)_mm_set1_ps(x);
+#else
+  vf v;
+  for (int l = 0; l < TSNE_SIMD_BYTES / 4; ++l) v[l] = x;
+  return v;
+#endif
+}
+static inline vd Set1(double x) {
+#if defined(__AVX2__)
+  return (vd)_mm256_set1_pd(x);
+#elif defined(__SSE2__)
+  return (vd)_mm_set1_pd(x);
+#else
+  vd v;
+  for (int l = 0; l < TSNE_SIMD_BYTES / 8; ++l) v[l] = x;
+  return v;
+#endif
 }
 // Horizontal sums in a fixed pairwise (tree) order that depends only on the
 // lane count: ((v0 + v4) + (v2 + v6)) + ((v1 + v5) + (v3 + v7)) for 8 lanes.
