@@ -157,6 +157,39 @@ def bench_gradient(repeats, peak):
             print(f"N={n:5d} d=2 float32 TF composite grad {fmt_ms(t)} "
                   f"({n * (n - 1) / t / 1e9:5.2f} Gpairs/s)", flush=True)
 
+def bench_gradient_loop(repeats, peak, iters=50):
+    """The plain gradient inside a tf.while_loop (as TSNE runs it), so the time
+    per call excludes Python and eager dispatch."""
+    import numpy as np
+    import tensorflow as tf
+
+    import tsne_ops
+
+    print(f"\n== tsne_gradient in a tf.while_loop of {iters} calls (float32, d=2, dof=1, no KL) ==")
+    rng = np.random.default_rng(0)
+
+    @tf.function
+    def loop(p, y, n):
+        def body(i, acc):
+            g, _ = tsne_ops.tsne_gradient(p, y + acc * 0.0, compute_kl=False)
+            return i + 1, acc + g[0, 0]
+        return tf.while_loop(lambda i, _: i < n, body, (tf.constant(0), tf.constant(0.0)))[1]
+
+    for n in (1797, 5000):
+        x = rng.normal(size=(n, 10)).astype(np.float32)
+        p = tsne_ops.joint_probabilities(tsne_ops.pairwise_squared_distance(x), 30.0)
+        y = tf.constant((rng.normal(size=(n, 2)) * 5).astype(np.float32))
+        count = tf.constant(iters)
+        t = median_time(lambda: loop(p, y, count).numpy(), max(3, repeats // 3)) / iters
+        gps = n * (n - 1) / t / 1e9
+        line = f"N={n:5d} {fmt_ms(t)} per call ({gps:5.2f} Gpairs/s)"
+        if peak:
+            line += f"  {gps * FLOPS_PER_PAIR:6.1f} GFLOP/s = {100 * gps * FLOPS_PER_PAIR / peak:5.1f}% of {peak:.0f} GFLOP/s"
+        # Bytes of P streamed per call, for the memory-bound view.
+        line += f"  P read at {n * n * 4 / t / 1e9:5.1f} GB/s"
+        print(line, flush=True)
+
+
 def bench_distance(repeats):
     import numpy as np
     import tensorflow as tf
@@ -232,7 +265,8 @@ def bench_affinity(repeats):
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--repeats", type=int, default=15)
-    ap.add_argument("--only", default="peak,gradient,distance,affinity")
+    ap.add_argument("--only", default="peak,gradient,distance,affinity",
+                    help="comma-separated sections; 'loop' = only the in-graph gradient timing")
     args = ap.parse_args()
     only = set(args.only.split(","))
     import tensorflow as tf
@@ -242,7 +276,7 @@ def main():
     cores = os.cpu_count()
     print(f"CPU cores {cores}, TensorFlow {tf.__version__}, tsne_ops build {tsne_ops.build_info()}")
     peak = None
-    if "peak" in only or "gradient" in only:
+    if "peak" in only or "gradient" in only or "loop" in only:
         peak = fma_peak_gflops(cores)
         one = fma_peak_gflops(1)
         if peak:
@@ -250,6 +284,9 @@ def main():
                   f"{peak:.1f} GFLOP/s on {cores} cores; float64: half")
     if "gradient" in only:
         bench_gradient(args.repeats, peak)
+        bench_gradient_loop(args.repeats, peak)
+    if "loop" in only and "gradient" not in only:
+        bench_gradient_loop(args.repeats, peak)
     if "distance" in only:
         bench_distance(args.repeats)
     if "affinity" in only:
