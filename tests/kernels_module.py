@@ -68,3 +68,15 @@ def load_or_skip():
             allow_module_level=True,
         )
     return mod
+
+
+def assert_close(actual, expected, rtol, what=""):
+    """Norm-relative comparison (robust where single entries cancel)."""
+    import numpy as np
+
+    actual = np.asarray(actual, dtype=np.float64)
+    expected = np.asarray(expected, dtype=np.float64)
+    assert actual.shape == expected.shape, (what, actual.shape, expected.shape)
+    scale = max(np.abs(expected).max(), 1e-300)
+    err = np.abs(actual - expected).max() / scale
+    assert err <= rtol, f"{what}: max error / max |ref| = {err:.3g} > {rtol:.1g}"

@@ -102,14 +102,7 @@ def ref_tsne(p, y, exaggeration=1.0, dof=1.0, scale_by_p_sum=False):
     return grad, kl
 
 
-def assert_close(actual, expected, rtol, what=""):
-    """Norm-relative comparison (robust where single entries cancel)."""
-    actual = np.asarray(actual, dtype=np.float64)
-    expected = np.asarray(expected, dtype=np.float64)
-    assert actual.shape == expected.shape, (what, actual.shape, expected.shape)
-    scale = max(np.abs(expected).max(), 1e-300)
-    err = np.abs(actual - expected).max() / scale
-    assert err <= rtol, f"{what}: max error / max |ref| = {err:.3g} > {rtol:.1g}"
+assert_close = kernels_module.assert_close
 
 
 # ------------------------------------------------------------------ tests ---

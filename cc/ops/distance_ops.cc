@@ -103,7 +103,7 @@ grad_y: [batch, m, dim].
 
 namespace {
 
-absl::Status CheckPoints(const Tensor& t, const char* name, const kernels::ParallelFor* pf) {
+absl::Status CheckPoints(const Tensor& t, const char* name) {
   auto s = CheckRank(t, 3, name, "[batch, points, dim]");
   if (!s.ok()) return s;
   if (t.dim_size(2) < 1) {
@@ -141,9 +141,9 @@ class SquaredDistanceOp : public OpKernel {
     const Tensor* y = Cross ? &ctx->input(1) : nullptr;
     kernels::ParallelFor pf;
     if (kCpu) pf = CpuParallelFor(ctx);
-    OP_REQUIRES_OK(ctx, CheckPoints(x, "x", nullptr));
+    OP_REQUIRES_OK(ctx, CheckPoints(x, "x"));
     if (Cross) {
-      OP_REQUIRES_OK(ctx, CheckPoints(*y, "y", nullptr));
+      OP_REQUIRES_OK(ctx, CheckPoints(*y, "y"));
       OP_REQUIRES_OK(ctx, CheckSameBatchAndDim(x, *y));
     }
     if (kCpu) {
@@ -180,9 +180,9 @@ class SquaredDistanceGradOp : public OpKernel {
     const Tensor& grad = ctx->input(0);
     const Tensor& x = ctx->input(1);
     const Tensor* y = Cross ? &ctx->input(2) : nullptr;
-    OP_REQUIRES_OK(ctx, CheckPoints(x, "x", nullptr));
+    OP_REQUIRES_OK(ctx, CheckPoints(x, "x"));
     if (Cross) {
-      OP_REQUIRES_OK(ctx, CheckPoints(*y, "y", nullptr));
+      OP_REQUIRES_OK(ctx, CheckPoints(*y, "y"));
       OP_REQUIRES_OK(ctx, CheckSameBatchAndDim(x, *y));
     }
     const int64_t batch = x.dim_size(0), n = x.dim_size(1), dim = x.dim_size(2);
