@@ -50,12 +50,17 @@ def main():
     ap.add_argument("--n", type=int, default=None)
     ap.add_argument("--out", default=str(Path(__file__).parent / "results"))
     ap.add_argument("--extra", default="", help="extra tsne-ops options, e.g. '--epochs 50'")
+    ap.add_argument("--sklearn-cases", nargs="*", default=None,
+                    help="cases that also run scikit-learn's TSNE (`tsne-ops compare`); "
+                         "default: all. Its result does not depend on the case's encoder, so "
+                         "on MNIST `--sklearn-cases A` saves a long Barnes-Hut run per case")
     a = ap.parse_args()
     out = Path(a.out)
     rows = []
     t0 = time.time()
     for case in a.cases:
-        argv = ["compare", "--case", case, "--dataset", a.dataset,
+        command = "compare" if a.sklearn_cases is None or case in a.sklearn_cases else "run"
+        argv = [command, "--case", case, "--dataset", a.dataset,
                 "--out", str(out / a.dataset), "--quiet"] + a.extra.split()
         if a.n:
             argv += ["--n", str(a.n)]
@@ -67,7 +72,9 @@ def main():
     (out / f"cases_{a.dataset}.json").write_text(json.dumps({"machine": machine, "cases": rows}, indent=2))
     lines = [f"Dataset: {a.dataset}; machine: {machine}; command: "
              f"`python benchmarks/cases_table.py --dataset {a.dataset}"
-             + (f" --n {a.n}" if a.n else "") + (f" --extra '{a.extra}'" if a.extra else "") + "`",
+             + (f" --n {a.n}" if a.n else "") + (f" --extra '{a.extra}'" if a.extra else "")
+             + (f" --sklearn-cases {' '.join(a.sklearn_cases)}" if a.sklearn_cases is not None
+                else "") + "`",
              "", "| " + " | ".join(h for _, h in COLUMNS) + " |",
              "|" + "---|" * len(COLUMNS)]
     for r in rows:

@@ -30,6 +30,9 @@ def main():
     ap.add_argument("--perplexity", type=float, default=30.0)
     ap.add_argument("--learning-rate", type=float, default=2e-3)
     ap.add_argument("--early-exaggeration", type=float, default=4.0)
+    ap.add_argument("--early-exaggeration-epochs", type=int, default=None)
+    ap.add_argument("--shift-augmentation", type=int, default=0)
+    ap.add_argument("--dof", type=float, default=None)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--data-dir", default=None)
     ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "mnist_parametric.jsonl"))
@@ -42,7 +45,10 @@ def main():
     model = ParametricTSNE(a.n_components, encoder=a.encoder, batch_size=a.batch_size,
                            epochs=a.epochs, perplexity=a.perplexity,
                            learning_rate=a.learning_rate, random_state=a.seed,
-                           early_exaggeration=a.early_exaggeration, verbose=a.verbose)
+                           early_exaggeration=a.early_exaggeration,
+                           early_exaggeration_epochs=a.early_exaggeration_epochs,
+                           shift_augmentation=a.shift_augmentation, dof=a.dof,
+                           verbose=a.verbose)
     t0 = time.time()
     model.fit(X)
     fit_s = time.time() - t0

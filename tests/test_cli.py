@@ -60,10 +60,12 @@ def test_mnist_from_a_data_dir(tmp_path, capsys):
     _write_idx(tmp_path / "data" / "mnist", "t10k", images[:20], labels[:20])
     code, _ = _run(["run", "--case", "B", "--dataset", "mnist", "--data-dir",
                     str(tmp_path / "data"), "--n", "80", "--epochs", "2", "--perplexity", "10",
+                    "--shift-augmentation", "2",
                     "--out", str(tmp_path / "o"), "--no-animation", "--quiet"], capsys)
     assert code == 0
     result = json.loads((tmp_path / "o" / "caseB_mnist_metrics.json").read_text())
     assert result["n_train"] == 80 and result["n_test"] == 20
+    assert result["shift_augmentation"] == 2
     assert not (tmp_path / "o" / "caseB_mnist.gif").exists()
 
 
@@ -74,6 +76,8 @@ def test_mnist_from_a_data_dir(tmp_path, capsys):
     (["run", "--case", "A", "--perplexity", "-3"], "--perplexity: must be a positive number"),
     (["run", "--case", "A", "--dataset", "cifar"], "invalid choice: 'cifar'"),
     (["run", "--case", "A", "--max-iter", "x"], "--max-iter: must be a positive integer"),
+    (["run", "--case", "B", "--shift-augmentation", "-1"],
+     "--shift-augmentation: must be an integer >= 0"),
     (["frobnicate"], "invalid choice"),
 ])
 def test_argument_errors_are_one_line(argv, message, capsys):
@@ -88,6 +92,8 @@ def test_argument_errors_are_one_line(argv, message, capsys):
     (["run", "--case", "A", "--n", "20", "--perplexity", "30"], "perplexity must be less than"),
     (["run", "--case", "B", "--dataset", "mnist", "--data-dir", "/no/such/dir"],
      "data directory not found: /no/such/dir"),
+    (["run", "--case", "C", "--n", "100", "--perplexity", "5", "--shift-augmentation", "8"],
+     "shift_augmentation=8 must be less than the image size (8, 8)"),
 ])
 def test_value_errors_are_one_line(argv, message, capsys, tmp_path):
     with pytest.raises(SystemExit) as exc:

@@ -111,6 +111,9 @@ def test_unfitted_and_shape_errors(digits):
     (dict(early_exaggeration_epochs=-1), "early_exaggeration_epochs"),
     (dict(random_state="zero"), "random_state"),
     (dict(callback="print"), "callback"),
+    (dict(shift_augmentation=-1), "shift_augmentation"),
+    (dict(shift_augmentation=1.5), "shift_augmentation"),
+    (dict(shift_augmentation=8), "shift_augmentation"),  # 8x8 digits
     (dict(callback_every=0), "callback_every"),
 ])
 def test_bad_arguments_raise_value_error_naming_them(digits, kwargs, name):
@@ -127,6 +130,51 @@ def test_conv_needs_square_or_image_shape():
     m = ParametricTSNE(encoder="conv", image_shape=(2, 5), perplexity=5, batch_size=50,
                        epochs=1).fit(X)
     assert m.transform(X).shape == (100, 2)
+
+
+def _shifted(img, dy, dx):
+    """numpy reference: img moved down by dy and right by dx, zero fill."""
+    h, w = img.shape
+    out = np.zeros_like(img)
+    out[max(dy, 0):h + min(dy, 0), max(dx, 0):w + min(dx, 0)] = \
+        img[max(-dy, 0):h - max(dy, 0), max(-dx, 0):w - max(dx, 0)]
+    return out
+
+
+@pytest.mark.parametrize("shape, s", [((8, 8), 1), ((6, 5), 2)])
+def test_random_shift_moves_each_image_within_range(shape, s):
+    import tensorflow as tf
+
+    from tsne_ops.parametric import random_shift
+
+    h, w = shape
+    x = np.random.RandomState(0).rand(200, h * w).astype(np.float32) + 1  # no zeros inside
+    out = random_shift(tf.constant(x), shape, s).numpy()
+    assert out.shape == x.shape
+    seen = set()
+    for i in range(len(x)):
+        img, got = x[i].reshape(h, w), out[i].reshape(h, w)
+        match = [(dy, dx) for dy in range(-s, s + 1) for dx in range(-s, s + 1)
+                 if np.array_equal(_shifted(img, dy, dx), got)]
+        assert len(match) == 1, i
+        seen.add(match[0])
+    assert len(seen) == (2 * s + 1) ** 2  # every offset occurs in 200 draws
+    # image-shaped input keeps its shape
+    assert random_shift(tf.constant(x.reshape(-1, h, w, 1)), shape, s).shape == (200, h, w, 1)
+
+
+def test_shift_augmentation_trains_and_round_trips(digits, tmp_path):
+    Xtr, ytr, Xte, _ = digits
+    model = ParametricTSNE(encoder="dense", batch_size=350, epochs=15, learning_rate=2e-3,
+                           shift_augmentation=1, random_state=0).fit(Xtr)
+    assert model.model_.shift_augmentation == 1 and model.model_.image_shape == (8, 8)
+    assert metrics.knn_accuracy(model.transform(Xtr), ytr, k=10) > 0.7
+    same = ParametricTSNE.load(model.save(tmp_path / "m"))
+    assert same.shift_augmentation == 1
+    np.testing.assert_allclose(same.transform(Xte), model.transform(Xte), rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="shift_augmentation needs image_shape"):
+        ParametricTSNE(shift_augmentation=1, perplexity=5, batch_size=50,
+                       epochs=1).fit(np.random.rand(100, 10))
 
 
 def _mnist_floor(encoder, d):

@@ -35,14 +35,21 @@ class CommandLineError(Exception):
     """A problem with the arguments found after parsing (exit code 2)."""
 
 
-def _positive_int(text):
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}")
-    return value
+def _int_at_least(low, what):
+    def parse(text):
+        try:
+            value = int(text)
+        except ValueError:
+            value = None
+        if value is None or value < low:
+            raise argparse.ArgumentTypeError(f"must be {what}, got {text!r}")
+        return value
+
+    return parse
+
+
+_positive_int = _int_at_least(1, "a positive integer")
+_non_negative_int = _int_at_least(0, "an integer >= 0")
 
 
 def _positive_float(text):
@@ -106,6 +113,9 @@ def build_parser():
         p.add_argument("--early-exaggeration", type=float, default=None,
                        help="factor on attractive forces early on (default: 12 for case A, "
                             "4 for B-E, over their first quarter of epochs)")
+        p.add_argument("--shift-augmentation", type=_non_negative_int, default=0,
+                       help="cases B-E on images: move each training image by up to this many "
+                            "pixels per step, P from the unmoved images (default 0: off)")
         p.add_argument("--seed", type=int, default=0)
         p.add_argument("--frames", type=_positive_int, default=40,
                        help="most frames in the animation (default 40)")
@@ -206,6 +216,7 @@ def _fit(args, case, parametric, X):
                            perplexity=args.perplexity, batch_size=batch, epochs=epochs,
                            learning_rate=args.learning_rate or 2e-3, random_state=args.seed,
                            early_exaggeration=args.early_exaggeration or 4.0,
+                           shift_augmentation=args.shift_augmentation,
                            callback=progress, callback_every=max(1, epochs // args.frames))
     try:
         Y = model.fit_transform(X)
@@ -269,6 +280,7 @@ def run(args, compare=False):
         result.update(epochs=model.epochs, batch_size=model.batch_size_,
                       learning_rate=model.learning_rate,
                       early_exaggeration=model.early_exaggeration,
+                      shift_augmentation=model.shift_augmentation,
                       final_batch_kl=model.kl_divergence_)
     else:
         result.update(max_iter=args.max_iter, n_iter=model.n_iter_,
