@@ -32,6 +32,7 @@ def main():
     ap.add_argument("--early-exaggeration", type=float, default=4.0)
     ap.add_argument("--early-exaggeration-epochs", type=int, default=None)
     ap.add_argument("--shift-augmentation", type=int, default=0)
+    ap.add_argument("--neighbor-mixup", type=float, default=0.0)
     ap.add_argument("--dof", type=float, default=None)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--data-dir", default=None)
@@ -47,7 +48,8 @@ def main():
                            learning_rate=a.learning_rate, random_state=a.seed,
                            early_exaggeration=a.early_exaggeration,
                            early_exaggeration_epochs=a.early_exaggeration_epochs,
-                           shift_augmentation=a.shift_augmentation, dof=a.dof,
+                           shift_augmentation=a.shift_augmentation,
+                           neighbor_mixup=a.neighbor_mixup, dof=a.dof,
                            verbose=a.verbose)
     t0 = time.time()
     model.fit(X)

@@ -25,19 +25,25 @@ from pathlib import Path
 import numpy as np
 
 
-def build_encoder(keras, a):
-    inp = keras.Input((784,))
+def build_encoder(keras, a, n_in):
+    inp = keras.Input((n_in,))
     h = inp
     if a.encoder == "dense":
         if a.in_dropout:
             h = keras.layers.Dropout(a.in_dropout)(h)
-        for units in (500, 500, 2000):
-            h = keras.layers.Dense(units, activation=None if a.bn else "relu")(h)
+        for units in map(int, a.hidden.split(",")):
+            h = keras.layers.Dense(units, activation=None if a.bn else a.act)(h)
             if a.bn:
                 h = keras.layers.BatchNormalization()(h)
-                h = keras.layers.Activation("relu")(h)
+                h = keras.layers.Activation(a.act)(h)
             if a.dropout:
                 h = keras.layers.Dropout(a.dropout)(h)
+    elif a.encoder == "sconv":  # strided: no pooling, cheaper than the dense net
+        h = keras.layers.Reshape((28, 28, 1))(h)
+        h = keras.layers.Conv2D(32, 5, strides=2, padding="same", activation="relu")(h)
+        h = keras.layers.Conv2D(64, 3, strides=2, padding="same", activation="relu")(h)
+        h = keras.layers.Flatten()(h)
+        h = keras.layers.Dense(256, activation="relu")(h)
     else:
         h = keras.layers.Reshape((28, 28, 1))(h)
         for filters in (32, 64):
@@ -53,7 +59,7 @@ def build_encoder(keras, a):
 def main():
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--encoder", default="dense", choices=("dense", "conv"))
+    ap.add_argument("--encoder", default="dense", choices=("dense", "conv", "sconv"))
     ap.add_argument("--n", type=int, default=10000)
     ap.add_argument("--batch", type=int, default=5000)
     ap.add_argument("--epochs", type=int, default=150)
@@ -67,7 +73,15 @@ def main():
     ap.add_argument("--bn", action="store_true")
     ap.add_argument("--wd", type=float, default=0.0, help="AdamW weight decay (0: Adam)")
     ap.add_argument("--shift", type=int, default=0, help="random shift augmentation (pixels)")
+    ap.add_argument("--nbr-mix", type=float, default=0.0,
+                    help="move each input up to this fraction towards a P-sampled neighbour")
     ap.add_argument("--noise", type=float, default=0.0, help="Gaussian input noise (std)")
+    ap.add_argument("--pca", type=int, default=0,
+                    help="encoder input: the first K principal components of the training set")
+    ap.add_argument("--hidden", default="500,500,2000", help="dense layer widths")
+    ap.add_argument("--act", default="relu", help="dense activation")
+    ap.add_argument("--ema", type=float, default=0.0,
+                    help="evaluate an exponential moving average of the weights (decay)")
     ap.add_argument("--pmode", default="batch", choices=("batch", "global"))
     ap.add_argument("--eval-every", type=int, default=25)
     ap.add_argument("--seed", type=int, default=0)
@@ -86,18 +100,32 @@ def main():
     Xte, yte = datasets.load_dataset("mnist", None, n=10000, split="test")
     X = X.reshape(len(X), -1).astype(np.float32)
     Xte = Xte.reshape(len(Xte), -1).astype(np.float32)
-    encoder = build_encoder(keras, a)
-    opt = keras.optimizers.AdamW(a.lr, weight_decay=a.wd) if a.wd else keras.optimizers.Adam(a.lr)
+    Xp = X  # P is computed from the pixels
+    if a.pca:
+        from sklearn.decomposition import PCA
+        pca = PCA(a.pca, random_state=a.seed).fit(X)
+        X, Xte = pca.transform(X).astype(np.float32), pca.transform(Xte).astype(np.float32)
+    encoder = build_encoder(keras, a, X.shape[1])
+    kw = dict(use_ema=True, ema_momentum=a.ema) if a.ema else {}
+    opt = (keras.optimizers.AdamW(a.lr, weight_decay=a.wd, **kw) if a.wd
+           else keras.optimizers.Adam(a.lr, **kw))
     if a.pmode == "global":
         p_all = ops.joint_probabilities(ops.pairwise_squared_distance(tf.constant(X)), a.perp)
 
     @tf.function(jit_compile=False)
-    def step(xb, idx, exaggerating):
+    def step(xb, xpb, idx, exaggerating):
         if a.pmode == "global":
             sub = tf.gather(tf.gather(p_all, idx, axis=0), idx, axis=1)
             p = sub / tf.reduce_sum(sub)
         else:
-            p = ops.joint_probabilities(ops.pairwise_squared_distance(xb), a.perp)
+            p = ops.joint_probabilities(ops.pairwise_squared_distance(xpb), a.perp)
+        if a.nbr_mix:
+            # move each point part of the way towards one of its neighbours,
+            # drawn from its row of P: the encoder must map the in-between
+            # point where the point itself goes
+            j = tf.random.categorical(tf.math.log(p + 1e-12), 1)[:, 0]
+            alpha = tf.random.uniform([tf.shape(xb)[0], 1], 0.0, a.nbr_mix)
+            xb = xb + alpha * (tf.gather(xb, j) - xb)
         if a.shift:
             xb = random_shift(xb, (28, 28), a.shift)
         if a.noise:
@@ -114,14 +142,20 @@ def main():
         return kl
 
     def evaluate():
+        if a.ema:
+            saved = [v.numpy() for v in encoder.trainable_variables]
+            opt.finalize_variable_values(encoder.trainable_variables)
         Ytr = encoder.predict(X, batch_size=5000, verbose=0)
         Yte = encoder.predict(Xte, batch_size=5000, verbose=0)
+        if a.ema:
+            for v, w in zip(encoder.trainable_variables, saved):
+                v.assign(w)
         return dict(test1=metrics.train_test_knn_accuracy(Ytr, y, Yte, yte, k=1),
                     test10=metrics.train_test_knn_accuracy(Ytr, y, Yte, yte, k=10),
                     train10=metrics.knn_accuracy(Ytr, y, k=10))
 
     rng = np.random.RandomState(a.seed)
-    Xt = tf.constant(X)
+    Xt, Xpt = tf.constant(X), tf.constant(Xp)
     t0 = time.time()
     trajectory = []
     for epoch in range(a.epochs):
@@ -130,7 +164,8 @@ def main():
         kls = []
         for b in range(len(X) // a.batch):
             idx = perm[b * a.batch:(b + 1) * a.batch]
-            kls.append(float(step(tf.gather(Xt, idx), tf.constant(idx, tf.int32), exaggerating)))
+            kls.append(float(step(tf.gather(Xt, idx), tf.gather(Xpt, idx),
+                                   tf.constant(idx, tf.int32), exaggerating)))
         if (epoch + 1) % a.eval_every == 0 or epoch == a.epochs - 1:
             row = dict(epoch=epoch + 1, kl=round(float(np.mean(kls)), 4), **evaluate(),
                        s=round(time.time() - t0, 1))

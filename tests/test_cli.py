@@ -60,12 +60,12 @@ def test_mnist_from_a_data_dir(tmp_path, capsys):
     _write_idx(tmp_path / "data" / "mnist", "t10k", images[:20], labels[:20])
     code, _ = _run(["run", "--case", "B", "--dataset", "mnist", "--data-dir",
                     str(tmp_path / "data"), "--n", "80", "--epochs", "2", "--perplexity", "10",
-                    "--shift-augmentation", "2",
+                    "--shift-augmentation", "2", "--neighbor-mixup", "0.5",
                     "--out", str(tmp_path / "o"), "--no-animation", "--quiet"], capsys)
     assert code == 0
     result = json.loads((tmp_path / "o" / "caseB_mnist_metrics.json").read_text())
     assert result["n_train"] == 80 and result["n_test"] == 20
-    assert result["shift_augmentation"] == 2
+    assert result["shift_augmentation"] == 2 and result["neighbor_mixup"] == 0.5
     assert not (tmp_path / "o" / "caseB_mnist.gif").exists()
 
 
@@ -78,6 +78,7 @@ def test_mnist_from_a_data_dir(tmp_path, capsys):
     (["run", "--case", "A", "--max-iter", "x"], "--max-iter: must be a positive integer"),
     (["run", "--case", "B", "--shift-augmentation", "-1"],
      "--shift-augmentation: must be an integer >= 0"),
+    (["run", "--case", "B", "--neighbor-mixup", "2"], "--neighbor-mixup: must be a number in [0, 1]"),
     (["frobnicate"], "invalid choice"),
 ])
 def test_argument_errors_are_one_line(argv, message, capsys):

@@ -114,6 +114,9 @@ def test_unfitted_and_shape_errors(digits):
     (dict(shift_augmentation=-1), "shift_augmentation"),
     (dict(shift_augmentation=1.5), "shift_augmentation"),
     (dict(shift_augmentation=8), "shift_augmentation"),  # 8x8 digits
+    (dict(neighbor_mixup=-0.1), "neighbor_mixup"),
+    (dict(neighbor_mixup=1.5), "neighbor_mixup"),
+    (dict(neighbor_mixup="half"), "neighbor_mixup"),
     (dict(callback_every=0), "callback_every"),
 ])
 def test_bad_arguments_raise_value_error_naming_them(digits, kwargs, name):
@@ -175,6 +178,51 @@ def test_shift_augmentation_trains_and_round_trips(digits, tmp_path):
     with pytest.raises(ValueError, match="shift_augmentation needs image_shape"):
         ParametricTSNE(shift_augmentation=1, perplexity=5, batch_size=50,
                        epochs=1).fit(np.random.rand(100, 10))
+
+
+def test_neighbor_mixup_moves_each_point_towards_a_neighbour():
+    import tensorflow as tf
+
+    from tsne_ops.parametric import neighbor_mixup
+
+    rng = np.random.RandomState(0)
+    n, d, frac = 60, 5, 0.4
+    x = rng.rand(n, d).astype(np.float32)
+    # each point has exactly two neighbours with affinity: i-1 and i+1 (mod n)
+    p = np.zeros((n, n), np.float32)
+    for i in range(n):
+        p[i, (i - 1) % n] = 1.0
+        p[i, (i + 1) % n] = 3.0
+    out = neighbor_mixup(tf.constant(x), tf.constant(p), frac).numpy()
+    assert out.shape == x.shape
+    picks, alphas = [], []
+    for i in range(n):
+        fits = []
+        for j in ((i - 1) % n, (i + 1) % n):
+            step = x[j] - x[i]
+            a = float(np.dot(out[i] - x[i], step) / np.dot(step, step))
+            if np.allclose(x[i] + a * step, out[i], atol=1e-5):
+                fits.append((j, a))
+        assert len(fits) == 1, i  # on the segment to exactly one neighbour
+        picks.append(fits[0][0] == (i + 1) % n)
+        alphas.append(fits[0][1])
+    assert 0 <= min(alphas) and max(alphas) < frac + 1e-6
+    assert max(alphas) > frac / 2  # the fractions spread over the range
+    assert 0.5 < np.mean(picks) < 0.95  # the heavier neighbour drawn more often (3:1)
+    # image-shaped input keeps its shape
+    imgs = tf.constant(x.reshape(n, d, 1))
+    assert neighbor_mixup(imgs, tf.constant(p), frac).shape == (n, d, 1)
+
+
+def test_neighbor_mixup_trains_and_round_trips(digits, tmp_path):
+    Xtr, ytr, Xte, _ = digits
+    model = ParametricTSNE(encoder="dense", batch_size=350, epochs=15, learning_rate=2e-3,
+                           neighbor_mixup=0.5, random_state=0).fit(Xtr)
+    assert model.model_.neighbor_mixup == 0.5
+    assert metrics.knn_accuracy(model.transform(Xtr), ytr, k=10) > 0.7
+    same = ParametricTSNE.load(model.save(tmp_path / "m"))
+    assert same.neighbor_mixup == 0.5
+    np.testing.assert_allclose(same.transform(Xte), model.transform(Xte), rtol=1e-5, atol=1e-6)
 
 
 def _mnist_floor(encoder, d):

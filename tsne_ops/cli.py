@@ -62,14 +62,25 @@ def _positive_float(text):
     return value
 
 
-def _fraction(text):
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a number in (0, 1), got {text!r}") from None
-    if not 0 < value < 1:
-        raise argparse.ArgumentTypeError(f"must be a number in (0, 1), got {text!r}")
-    return value
+def _number_between(low, high, closed):
+    """argparse type: a float in [low, high] (closed) or (low, high)."""
+    what = f"a number in [{low}, {high}]" if closed else f"a number in ({low}, {high})"
+
+    def parse(text):
+        try:
+            value = float(text)
+        except ValueError:
+            value = None
+        inside = value is not None and (low <= value <= high if closed else low < value < high)
+        if not inside:
+            raise argparse.ArgumentTypeError(f"must be {what}, got {text!r}")
+        return value
+
+    return parse
+
+
+_open_fraction = _number_between(0, 1, closed=False)
+_fraction = _number_between(0, 1, closed=True)
 
 
 def build_parser():
@@ -95,7 +106,7 @@ def build_parser():
         p.add_argument("--n-test", type=_positive_int, default=None,
                        help="held-out samples for parametric cases (MNIST-like: default "
                             "10000 test images)")
-        p.add_argument("--test-fraction", type=_fraction, default=0.2,
+        p.add_argument("--test-fraction", type=_open_fraction, default=0.2,
                        help="fraction of the digits held out for parametric cases (0.2)")
         p.add_argument("--out", default="out", help="output directory (default: out)")
         p.add_argument("--perplexity", type=_positive_float, default=30.0)
@@ -116,6 +127,10 @@ def build_parser():
         p.add_argument("--shift-augmentation", type=_non_negative_int, default=0,
                        help="cases B-E on images: move each training image by up to this many "
                             "pixels per step, P from the unmoved images (default 0: off)")
+        p.add_argument("--neighbor-mixup", type=_fraction, default=0.0,
+                       help="cases B-E: move each training point up to this fraction of the way "
+                            "towards a neighbour drawn from P, P from the unmoved points "
+                            "(default 0: off)")
         p.add_argument("--seed", type=int, default=0)
         p.add_argument("--frames", type=_positive_int, default=40,
                        help="most frames in the animation (default 40)")
@@ -217,6 +232,7 @@ def _fit(args, case, parametric, X):
                            learning_rate=args.learning_rate or 2e-3, random_state=args.seed,
                            early_exaggeration=args.early_exaggeration or 4.0,
                            shift_augmentation=args.shift_augmentation,
+                           neighbor_mixup=args.neighbor_mixup,
                            callback=progress, callback_every=max(1, epochs // args.frames))
     try:
         Y = model.fit_transform(X)
@@ -281,6 +297,7 @@ def run(args, compare=False):
                       learning_rate=model.learning_rate,
                       early_exaggeration=model.early_exaggeration,
                       shift_augmentation=model.shift_augmentation,
+                      neighbor_mixup=model.neighbor_mixup,
                       final_batch_kl=model.kl_divergence_)
     else:
         result.update(max_iter=args.max_iter, n_iter=model.n_iter_,

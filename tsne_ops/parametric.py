@@ -97,6 +97,26 @@ def random_shift(x, image_shape, max_shift, seed=None):
     return tf.reshape(img, tf.shape(x))
 
 
+def neighbor_mixup(x, p, max_fraction, seed=None):
+    """Each row of ``x`` [B, ...] moved a random fraction, uniform in
+    [0, ``max_fraction``), of the way towards one of its neighbours in the
+    batch, the neighbour drawn from the row's affinities in ``p`` [B, B].
+
+    Training augmentation (a mixup restricted to neighbours): P stays that of
+    the unmoved batch, so the encoder learns to place the points between a
+    point and its neighbours where the point goes. Unseen points lie there,
+    so this regularises the map where it is used (see the README's MNIST
+    results).
+    """
+    import tensorflow as tf
+
+    logits = tf.math.log(tf.cast(p, tf.float32) + 1e-30)
+    j = tf.random.categorical(logits, 1, seed=seed)[:, 0]
+    shape = tf.concat([tf.shape(x)[:1], tf.ones([tf.rank(x) - 1], tf.int32)], 0)
+    alpha = tf.random.uniform(shape, 0.0, float(max_fraction), dtype=x.dtype, seed=seed)
+    return x + alpha * (tf.gather(x, j) - x)
+
+
 def _model_class():
     """The Keras model class, defined on first use so that importing this
     module does not import TensorFlow."""
@@ -118,9 +138,10 @@ def _model_class():
         """
 
         def __init__(self, encoder, perplexity=30.0, dof=1.0, early_exaggeration=1.0,
-                     shift_augmentation=0, image_shape=None, **kwargs):
+                     shift_augmentation=0, image_shape=None, neighbor_mixup=0.0, **kwargs):
             super().__init__(**kwargs)
             self.encoder = encoder
+            self.neighbor_mixup = float(neighbor_mixup)
             self.shift_augmentation = int(shift_augmentation)
             self.image_shape = None if image_shape is None else tuple(int(v) for v in image_shape)
             if self.shift_augmentation and self.image_shape is None:
@@ -151,6 +172,8 @@ def _model_class():
         def train_step(self, data):
             x = data[0] if isinstance(data, (tuple, list)) else data
             p = self.affinities(x)
+            if self.neighbor_mixup:
+                x = neighbor_mixup(tf.cast(x, tf.float32), p, self.neighbor_mixup)
             if self.shift_augmentation:
                 x = random_shift(x, self.image_shape, self.shift_augmentation)
             with tf.GradientTape() as tape:
@@ -190,6 +213,7 @@ def _model_class():
                           perplexity=self.perplexity, dof=self.dof,
                           early_exaggeration=self.early_exaggeration,
                           shift_augmentation=self.shift_augmentation,
+                          neighbor_mixup=self.neighbor_mixup,
                           image_shape=None if self.image_shape is None else list(self.image_shape))
             return config
 
@@ -278,6 +302,12 @@ class ParametricTSNE(TransformerMixin, BaseEstimator):
         it, while P is computed from the unmoved images. The encoder then
         places displaced images where the originals belong, which carries
         over to unseen images (MNIST: see the README). 0: off.
+    neighbor_mixup : float, default=0.0
+        Each training step moves every point a random fraction (uniform up
+        to this value, in [0, 1]) of the way towards a neighbour drawn from
+        its row of the batch's P, while P stays that of the unmoved points:
+        a mixup between neighbours that makes the encoder smoother where
+        unseen points fall (MNIST: see the README). 0: off.
     random_state : int or None
         Seeds Keras (weights, shuffling) with ``keras.utils.set_random_seed``.
     verbose : int, default=0
@@ -308,7 +338,7 @@ class ParametricTSNE(TransformerMixin, BaseEstimator):
     def __init__(self, n_components=2, *, perplexity=30.0, encoder="dense", image_shape=None,
                  batch_size=1000, epochs=50, optimizer="adam", learning_rate=1e-3, dof=None,
                  early_exaggeration=1.0, early_exaggeration_epochs=None, shift_augmentation=0,
-                 random_state=None, verbose=0, callback=None, callback_every=1,
+                 neighbor_mixup=0.0, random_state=None, verbose=0, callback=None, callback_every=1,
                  callback_samples=2000, strategy=None):
         self.n_components = n_components
         self.perplexity = perplexity
@@ -322,6 +352,7 @@ class ParametricTSNE(TransformerMixin, BaseEstimator):
         self.early_exaggeration = early_exaggeration
         self.early_exaggeration_epochs = early_exaggeration_epochs
         self.shift_augmentation = shift_augmentation
+        self.neighbor_mixup = neighbor_mixup
         self.random_state = random_state
         self.verbose = verbose
         self.callback = callback
@@ -366,6 +397,8 @@ class ParametricTSNE(TransformerMixin, BaseEstimator):
                        "an integer >= 0 or None")
         if not _is_int(self.shift_augmentation) or self.shift_augmentation < 0:
             raise _bad("shift_augmentation", self.shift_augmentation, "an integer >= 0")
+        if not _is_real(self.neighbor_mixup) or not 0 <= self.neighbor_mixup <= 1:
+            raise _bad("neighbor_mixup", self.neighbor_mixup, "a number in [0, 1]")
         if self.random_state is not None and not _is_int(self.random_state):
             raise _bad("random_state", self.random_state, "an integer or None")
         if not _is_int(self.verbose) or self.verbose < 0:
@@ -474,6 +507,7 @@ class ParametricTSNE(TransformerMixin, BaseEstimator):
             model = _model_class()(encoder, perplexity=float(self.perplexity), dof=dof,
                                    early_exaggeration=float(self.early_exaggeration),
                                    shift_augmentation=int(self.shift_augmentation),
+                                   neighbor_mixup=float(self.neighbor_mixup),
                                    image_shape=shift_shape, name="parametric_tsne")
             model.compile(optimizer=self._make_optimizer(), jit_compile=False)
 
