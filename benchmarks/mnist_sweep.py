@@ -9,11 +9,14 @@ whole trajectory, so overfitting (train rising, test flat) is visible.
 It has its own small training loop (the same step as TSNEModel.train_step:
 P of the clean batch with the ops, tsne_loss, early exaggeration through
 tsne_gradient) so that it can try things the estimator does not offer:
-dropout, batch normalisation, decoupled weight decay, input noise, and P
+dropout, batch normalisation, decoupled weight decay, input noise, PCA
+input, other widths and activations, a weight average, a strided CNN, and P
 taken from one exact P of the whole training set (--pmode global).
+--nbr-mix is the estimator's neighbor_mixup.
 
     python benchmarks/mnist_sweep.py --epochs 300 --tag baseline
     python benchmarks/mnist_sweep.py --epochs 300 --shift 1 --tag shift1
+    python benchmarks/mnist_sweep.py --epochs 400 --nbr-mix 0.5 --eval-every 50 --tag nbrmix05_400
 
 Lines go to stdout and, with a final summary, to --out (JSONL).
 """
