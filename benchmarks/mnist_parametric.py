@@ -4,6 +4,13 @@
     python benchmarks/mnist_parametric.py --encoder dense --n-components 2
     python benchmarks/mnist_parametric.py --encoder conv --n-components 2
 
+With --eval-every K the script builds the encoder itself (the same
+dense_encoder / conv_encoder the estimator builds), passes it to
+ParametricTSNE, and measures the test 1-NN accuracy every K epochs through the
+estimator's callback; the trajectory goes into the JSON line.
+--lr-schedule cosine passes Adam with a cosine decay of the learning rate to
+zero over the run (ParametricTSNE takes any Keras optimizer).
+
 Writes a JSON line to --out (default benchmarks/results/mnist_parametric.jsonl).
 """
 import argparse
@@ -15,13 +22,14 @@ import numpy as np
 
 import tsne_ops  # noqa: F401  (loads the ops)
 from tsne_ops import datasets, metrics
-from tsne_ops.parametric import ParametricTSNE
+from tsne_ops.parametric import ParametricTSNE, conv_encoder, dense_encoder
 
 
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--dataset", default="mnist", choices=("mnist", "fashion-mnist"))
-    ap.add_argument("--encoder", default="dense", choices=("dense", "conv"))
+    ap.add_argument("--encoder", default="dense", choices=("dense", "conv", "sconv"),
+                    help="sconv: conv_encoder(strided=True), passed to the estimator as a model")
     ap.add_argument("--n-components", type=int, default=2)
     ap.add_argument("--n", type=int, default=10000)
     ap.add_argument("--n-test", type=int, default=10000)
@@ -29,6 +37,9 @@ def main():
     ap.add_argument("--epochs", type=int, default=100)
     ap.add_argument("--perplexity", type=float, default=30.0)
     ap.add_argument("--learning-rate", type=float, default=2e-3)
+    ap.add_argument("--lr-schedule", default="constant", choices=("constant", "cosine"))
+    ap.add_argument("--eval-every", type=int, default=0,
+                    help="test 1-NN accuracy every K epochs (0: only at the end)")
     ap.add_argument("--early-exaggeration", type=float, default=4.0)
     ap.add_argument("--early-exaggeration-epochs", type=int, default=None)
     ap.add_argument("--shift-augmentation", type=int, default=0)
@@ -43,8 +54,37 @@ def main():
 
     X, y = datasets.load_dataset(a.dataset, a.data_dir, n=a.n, split="train")
     Xte, yte = datasets.load_dataset(a.dataset, a.data_dir, n=a.n_test, split="test")
-    model = ParametricTSNE(a.n_components, encoder=a.encoder, batch_size=a.batch_size,
-                           epochs=a.epochs, perplexity=a.perplexity,
+    optimizer = "adam"
+    if a.lr_schedule == "cosine":
+        import keras
+        steps = a.epochs * (a.n // a.batch_size)
+        optimizer = keras.optimizers.Adam(
+            keras.optimizers.schedules.CosineDecay(a.learning_rate, decay_steps=steps))
+    encoder, callback, trajectory = a.encoder, None, []
+    if a.eval_every or a.encoder == "sconv":
+        import keras
+        keras.utils.set_random_seed(a.seed)
+        Xf, Xtef = X.reshape(len(X), -1), Xte.reshape(len(Xte), -1)
+        encoder = (dense_encoder(Xf.shape[1], a.n_components) if a.encoder == "dense"
+                   else conv_encoder((int(np.sqrt(Xf.shape[1])),) * 2, a.n_components,
+                                     strided=a.encoder == "sconv"))
+    if a.eval_every:
+        t_start = time.time()
+
+        def callback(epoch, loss, _embedding):
+            if epoch == 0 or (epoch % a.eval_every and epoch != a.epochs):
+                return
+            Ytr = encoder.predict(Xf, batch_size=5000, verbose=0)
+            Yte = encoder.predict(Xtef, batch_size=5000, verbose=0)
+            row = dict(epoch=epoch, loss=round(float(loss), 4),
+                       test_1nn=metrics.train_test_knn_accuracy(Ytr, y, Yte, yte, k=1),
+                       s=round(time.time() - t_start, 1))
+            trajectory.append(row)
+            print(json.dumps(row), flush=True)
+
+    model = ParametricTSNE(a.n_components, encoder=encoder, batch_size=a.batch_size,
+                           epochs=a.epochs, perplexity=a.perplexity, optimizer=optimizer,
+                           callback=callback, callback_every=1, callback_samples=2,
                            learning_rate=a.learning_rate, random_state=a.seed,
                            early_exaggeration=a.early_exaggeration,
                            early_exaggeration_epochs=a.early_exaggeration_epochs,
@@ -59,6 +99,8 @@ def main():
                   test_1nn=metrics.train_test_knn_accuracy(Ytr, y, Yte, yte, k=1),
                   train_10nn_loo=metrics.knn_accuracy(Ytr, y, k=10))
     result.pop("out")
+    if trajectory:
+        result["trajectory"] = trajectory
     print(json.dumps(result))
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
     with open(a.out, "a") as f:

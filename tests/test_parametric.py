@@ -135,6 +135,30 @@ def test_conv_needs_square_or_image_shape():
     assert m.transform(X).shape == (100, 2)
 
 
+@pytest.mark.parametrize("shape", [(8, 8), (28, 28), (2, 5)])
+def test_strided_conv_encoder_shapes(shape):
+    from tsne_ops.parametric import conv_encoder
+    pooled = conv_encoder(shape, 3)
+    strided = conv_encoder(shape, 3, strided=True)
+    x = np.random.RandomState(0).rand(4, shape[0] * shape[1]).astype(np.float32)
+    assert strided(x).shape == (4, 3)
+    assert not any("pool" in layer.name for layer in strided.layers)
+    # stride 2 twice: the flattened feature map is ceil(H/4) * ceil(W/4) * 64
+    flat = [layer for layer in strided.layers if layer.name.startswith("flatten")][0]
+    assert flat.output.shape[-1] == -(-shape[0] // 4) * -(-shape[1] // 4) * 64
+    pooled_flat = [layer for layer in pooled.layers if layer.name.startswith("flatten")][0]
+    assert pooled_flat.output.shape[-1] == flat.output.shape[-1]
+
+
+def test_strided_conv_encoder_trains_as_given_model(digits):
+    from tsne_ops.parametric import conv_encoder
+    Xtr, ytr, _, _ = digits
+    enc = conv_encoder((8, 8), 2, strided=True)
+    m = ParametricTSNE(encoder=enc, batch_size=350, epochs=3, random_state=0).fit(Xtr)
+    assert m.encoder_ is enc
+    assert np.all(np.isfinite(m.transform(Xtr)))
+
+
 def _shifted(img, dy, dx):
     """numpy reference: img moved down by dy and right by dx, zero fill."""
     h, w = img.shape

@@ -54,20 +54,27 @@ def dense_encoder(input_dim, n_components, hidden=(500, 500, 2000), activation="
     return keras.Model(inputs, outputs, name=name)
 
 
-def conv_encoder(image_shape, n_components, filters=(32, 64), dense_units=256, name="conv_encoder"):
+def conv_encoder(image_shape, n_components, filters=(32, 64), dense_units=256, strided=False,
+                 name="conv_encoder"):
     """A small CNN for flattened single-channel images of ``image_shape`` (H, W).
 
     Two blocks of 3x3 convolution + 2x2 max pooling ('same' padding, so 8x8
     digits work as well as 28x28 MNIST), a dense layer, a linear output. The
     input is the flattened image [H*W], as for the dense encoder.
+    ``strided=True`` replaces each convolution + pooling by one stride-2
+    convolution (5x5 then 3x3), about 2.5 times cheaper on 28x28 images.
     """
     keras = _keras()
     h_, w_ = (int(s) for s in image_shape)
     inputs = keras.Input(shape=(h_ * w_,), name="x")
     h = keras.layers.Reshape((h_, w_, 1))(inputs)
     for i, f in enumerate(filters):
-        h = keras.layers.Conv2D(f, 3, padding="same", activation="relu", name=f"conv_{i}")(h)
-        h = keras.layers.MaxPooling2D(2, padding="same", name=f"pool_{i}")(h)
+        if strided:
+            h = keras.layers.Conv2D(f, 5 if i == 0 else 3, strides=2, padding="same",
+                                    activation="relu", name=f"conv_{i}")(h)
+        else:
+            h = keras.layers.Conv2D(f, 3, padding="same", activation="relu", name=f"conv_{i}")(h)
+            h = keras.layers.MaxPooling2D(2, padding="same", name=f"pool_{i}")(h)
     h = keras.layers.Flatten()(h)
     h = keras.layers.Dense(dense_units, activation="relu", name="hidden")(h)
     outputs = keras.layers.Dense(n_components, name="embedding")(h)
