@@ -25,8 +25,31 @@ from tsne_ops import datasets, metrics
 from tsne_ops.parametric import ParametricTSNE, conv_encoder, dense_encoder
 
 
+def table(path):
+    """The runs in the JSONL file at ``path`` as a markdown table (the README's)."""
+    lines = ["| encoder | d | batch | epochs | lr | early exaggeration | neighbour mixup "
+             "| fit s | test 1-NN | train 10-NN |",
+             "| --- | ---: | ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: |"]
+    for line in Path(path).read_text().splitlines():
+        r = json.loads(line)
+        if r.get("dataset", "mnist") != "mnist" or r.get("n") != 10000:
+            continue
+        exag = r.get("early_exaggeration") or 1.0
+        exag = "-" if exag == 1.0 else (f"{exag:g}" + (
+            f" ({r['early_exaggeration_epochs']} epochs)"
+            if r.get("early_exaggeration_epochs") is not None else ""))
+        lr = f"{r['learning_rate']:g}" + (" cosine" if r.get("lr_schedule") == "cosine" else "")
+        lines.append(" | ".join([
+            f"| {r['encoder']}", str(r["n_components"]), str(r["batch_size"]), str(r["epochs"]),
+            lr, exag, f"{r['neighbor_mixup']:g}" if r.get("neighbor_mixup") else "-",
+            f"{r['fit_s']:.0f}", f"{r['test_1nn']:.3f}", f"{r['train_10nn_loo']:.3f} |"]))
+    return "\n".join(lines)
+
+
 def main():
     ap = argparse.ArgumentParser()
+    ap.add_argument("--table", action="store_true",
+                    help="print the runs in --out as a markdown table and exit")
     ap.add_argument("--dataset", default="mnist", choices=("mnist", "fashion-mnist"))
     ap.add_argument("--encoder", default="dense", choices=("dense", "conv", "sconv"),
                     help="sconv: conv_encoder(strided=True), passed to the estimator as a model")
@@ -51,6 +74,9 @@ def main():
     ap.add_argument("--save-embeddings", default=None, help="prefix for .npy files")
     ap.add_argument("--verbose", type=int, default=2, help="Keras fit verbosity (2: a line per epoch)")
     a = ap.parse_args()
+    if a.table:
+        print(table(a.out))
+        return
 
     X, y = datasets.load_dataset(a.dataset, a.data_dir, n=a.n, split="train")
     Xte, yte = datasets.load_dataset(a.dataset, a.data_dir, n=a.n_test, split="test")
