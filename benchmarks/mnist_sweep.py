@@ -83,6 +83,8 @@ def main():
                     help="encoder input: the first K principal components of the training set")
     ap.add_argument("--hidden", default="500,500,2000", help="dense layer widths")
     ap.add_argument("--act", default="relu", help="dense activation")
+    ap.add_argument("--cosine", action="store_true",
+                    help="cosine decay of the learning rate to 0 over the run")
     ap.add_argument("--ema", type=float, default=0.0,
                     help="evaluate an exponential moving average of the weights (decay)")
     ap.add_argument("--pmode", default="batch", choices=("batch", "global"))
@@ -110,14 +112,20 @@ def main():
         X, Xte = pca.transform(X).astype(np.float32), pca.transform(Xte).astype(np.float32)
     encoder = build_encoder(keras, a, X.shape[1])
     kw = dict(use_ema=True, ema_momentum=a.ema) if a.ema else {}
-    opt = (keras.optimizers.AdamW(a.lr, weight_decay=a.wd, **kw) if a.wd
-           else keras.optimizers.Adam(a.lr, **kw))
+    lr = (keras.optimizers.schedules.CosineDecay(a.lr, a.epochs * (len(X) // a.batch))
+          if a.cosine else a.lr)
+    opt = (keras.optimizers.AdamW(lr, weight_decay=a.wd, **kw) if a.wd
+           else keras.optimizers.Adam(lr, **kw))
     if a.pmode == "global":
         p_all = ops.joint_probabilities(ops.pairwise_squared_distance(tf.constant(X)), a.perp)
 
+    full = a.batch >= len(X)
+
     @tf.function(jit_compile=False)
     def step(xb, xpb, idx, exaggerating):
-        if a.pmode == "global":
+        if a.pmode == "global" and full:
+            p = p_all  # the whole set in its own order: nothing to gather
+        elif a.pmode == "global":
             sub = tf.gather(tf.gather(p_all, idx, axis=0), idx, axis=1)
             p = sub / tf.reduce_sum(sub)
         else:
@@ -162,7 +170,7 @@ def main():
     t0 = time.time()
     trajectory = []
     for epoch in range(a.epochs):
-        perm = rng.permutation(len(X))
+        perm = np.arange(len(X)) if full else rng.permutation(len(X))
         exaggerating = tf.constant(1.0 if epoch < a.exag_epochs else 0.0)
         kls = []
         for b in range(len(X) // a.batch):
