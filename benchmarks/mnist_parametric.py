@@ -27,9 +27,9 @@ from tsne_ops.parametric import ParametricTSNE, conv_encoder, dense_encoder
 
 def table(path):
     """The runs in the JSONL file at ``path`` as a markdown table (the README's)."""
-    lines = ["| encoder | d | batch | epochs | lr | early exaggeration | neighbour mixup "
+    lines = ["| encoder | d | dof | batch | epochs | lr | early exaggeration | neighbour mixup "
              "| fit s | test 1-NN | train 10-NN |",
-             "| --- | ---: | ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: |"]
+             "| --- | ---: | ---: | ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: |"]
     for line in Path(path).read_text().splitlines():
         r = json.loads(line)
         if r.get("dataset", "mnist") != "mnist" or r.get("n") != 10000:
@@ -39,8 +39,11 @@ def table(path):
             f" ({r['early_exaggeration_epochs']} epochs)"
             if r.get("early_exaggeration_epochs") is not None else ""))
         lr = f"{r['learning_rate']:g}" + (" cosine" if r.get("lr_schedule") == "cosine" else "")
+        # None means the estimator's default, max(d - 1, 1)
+        dof = r.get("dof") or max(r["n_components"] - 1, 1)
         lines.append(" | ".join([
-            f"| {r['encoder']}", str(r["n_components"]), str(r["batch_size"]), str(r["epochs"]),
+            f"| {r['encoder']}", str(r["n_components"]), f"{dof:g}", str(r["batch_size"]),
+            str(r["epochs"]),
             lr, exag, f"{r['neighbor_mixup']:g}" if r.get("neighbor_mixup") else "-",
             f"{r['fit_s']:.0f}", f"{r['test_1nn']:.3f}", f"{r['train_10nn_loo']:.3f} |"]))
     return "\n".join(lines)
@@ -125,6 +128,7 @@ def main():
                   test_1nn=metrics.train_test_knn_accuracy(Ytr, y, Yte, yte, k=1),
                   train_10nn_loo=metrics.knn_accuracy(Ytr, y, k=10))
     result.pop("out")
+    result.pop("table")
     if trajectory:
         result["trajectory"] = trajectory
     print(json.dumps(result))
