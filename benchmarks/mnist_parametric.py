@@ -28,8 +28,8 @@ from tsne_ops.parametric import ParametricTSNE, conv_encoder, dense_encoder
 def table(path):
     """The runs in the JSONL file at ``path`` as a markdown table (the README's)."""
     lines = ["| encoder | d | dof | batch | epochs | lr | early exaggeration | neighbour mixup "
-             "| fit s | test 1-NN | train 10-NN |",
-             "| --- | ---: | ---: | ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: |"]
+             "| seed | fit s | test 1-NN | train 10-NN |",
+             "| --- | ---: | ---: | ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for line in Path(path).read_text().splitlines():
         r = json.loads(line)
         if r.get("dataset", "mnist") != "mnist" or r.get("n") != 10000:
@@ -44,7 +44,7 @@ def table(path):
         lines.append(" | ".join([
             f"| {r['encoder']}", str(r["n_components"]), f"{dof:g}", str(r["batch_size"]),
             str(r["epochs"]),
-            lr, exag, f"{r['neighbor_mixup']:g}" if r.get("neighbor_mixup") else "-",
+            lr, exag, f"{r['neighbor_mixup']:g}" if r.get("neighbor_mixup") else "-", str(r["seed"]),
             f"{r['fit_s']:.0f}", f"{r['test_1nn']:.3f}", f"{r['train_10nn_loo']:.3f} |"]))
     return "\n".join(lines)
 
