@@ -19,10 +19,10 @@ def _run(argv, capsys):
 def test_run_case_a_writes_everything(tmp_path, capsys):
     out = tmp_path / "out"
     code, cap = _run(["run", "--case", "A", "--n", "400", "--max-iter", "300", "--seed", "1",
-                      "--frames", "8", "--out", str(out)], capsys)
+                      "--dof", "0.8", "--frames", "8", "--out", str(out)], capsys)
     assert code == 0
     result = json.loads((out / "caseA_digits_metrics.json").read_text())
-    assert result["n_train"] == 400 and result["n_iter"] == 299
+    assert result["n_train"] == 400 and result["n_iter"] == 299 and result["dof"] == 0.8
     assert result["tsne_ops"]["knn_accuracy"] > 0.9
     assert result["tsne_ops"]["kl_divergence"] > 0
     assert np.load(out / "caseA_digits_embedding.npy").shape == (400, 2)
@@ -41,7 +41,7 @@ def test_compare_case_d_parametric_3d(tmp_path, capsys):
     result = json.loads((out / "caseD_digits_metrics.json").read_text())
     assert result["n_train"] == 240 and result["n_test"] == 60
     assert 0 <= result["tsne_ops"]["test_1nn_accuracy"] <= 1
-    assert result["sklearn"]["method"] == "exact"
+    assert result["sklearn"]["method"] == "exact" and result["dof"] == 2.0
     assert result["sklearn"]["knn_accuracy"] > 0.8
     assert np.load(out / "caseD_digits_sklearn_embedding.npy").shape == (240, 3)
     assert np.load(out / "caseD_digits_test_embedding.npy").shape == (60, 3)
@@ -61,11 +61,13 @@ def test_mnist_from_a_data_dir(tmp_path, capsys):
     code, _ = _run(["run", "--case", "B", "--dataset", "mnist", "--data-dir",
                     str(tmp_path / "data"), "--n", "80", "--epochs", "2", "--perplexity", "10",
                     "--shift-augmentation", "2", "--neighbor-mixup", "0.5",
-                    "--out", str(tmp_path / "o"), "--no-animation", "--quiet"], capsys)
+                    "--dof", "0.5", "--lr-schedule", "cosine", "--early-exaggeration-epochs", "1", "--out", str(tmp_path / "o"), "--no-animation", "--quiet"], capsys)
     assert code == 0
     result = json.loads((tmp_path / "o" / "caseB_mnist_metrics.json").read_text())
     assert result["n_train"] == 80 and result["n_test"] == 20
     assert result["shift_augmentation"] == 2 and result["neighbor_mixup"] == 0.5
+    assert result["dof"] == 0.5 and result["lr_schedule"] == "cosine"
+    assert result["early_exaggeration_epochs"] == 1
     assert not (tmp_path / "o" / "caseB_mnist.gif").exists()
 
 
@@ -79,6 +81,10 @@ def test_mnist_from_a_data_dir(tmp_path, capsys):
     (["run", "--case", "B", "--shift-augmentation", "-1"],
      "--shift-augmentation: must be an integer >= 0"),
     (["run", "--case", "B", "--neighbor-mixup", "2"], "--neighbor-mixup: must be a number in [0, 1]"),
+    (["run", "--case", "A", "--dof", "0"], "--dof: must be a positive number, got '0'"),
+    (["run", "--case", "B", "--lr-schedule", "step"], "invalid choice: 'step'"),
+    (["run", "--case", "B", "--early-exaggeration-epochs", "-2"],
+     "--early-exaggeration-epochs: must be an integer >= 0"),
     (["frobnicate"], "invalid choice"),
 ])
 def test_argument_errors_are_one_line(argv, message, capsys):

@@ -124,6 +124,9 @@ def build_parser():
         p.add_argument("--early-exaggeration", type=float, default=None,
                        help="factor on attractive forces early on (default: 12 for case A, "
                             "4 for B-E, over their first quarter of epochs)")
+        p.add_argument("--early-exaggeration-epochs", type=_non_negative_int, default=None,
+                       help="cases B-E: epochs with early exaggeration (default: a quarter "
+                            "of --epochs)")
         p.add_argument("--shift-augmentation", type=_non_negative_int, default=0,
                        help="cases B-E on images: move each training image by up to this many "
                             "pixels per step, P from the unmoved images (default 0: off)")
@@ -131,6 +134,12 @@ def build_parser():
                        help="cases B-E: move each training point up to this fraction of the way "
                             "towards a neighbour drawn from P, P from the unmoved points "
                             "(default 0: off)")
+        p.add_argument("--dof", type=_positive_float, default=None,
+                       help="degrees of freedom of the Student-t in Q (default: max(d - 1, 1), "
+                            "as scikit-learn; below 1 gives heavier tails, tighter clusters)")
+        p.add_argument("--lr-schedule", default="constant", choices=("constant", "cosine"),
+                       help="cases B-E: Adam's rate constant or decayed to zero over the epochs "
+                            "with a cosine (default constant)")
         p.add_argument("--seed", type=int, default=0)
         p.add_argument("--frames", type=_positive_int, default=40,
                        help="most frames in the animation (default 40)")
@@ -215,7 +224,7 @@ def _fit(args, case, parametric, X):
         every = max(1, args.max_iter // (2 * args.frames))
         progress = _Progress(args.max_iter, "it", args.quiet, args.frames)
         model = TSNE(n_components=case["n_components"], perplexity=args.perplexity,
-                     max_iter=args.max_iter, early_exaggeration_iter=early,
+                     dof=args.dof, max_iter=args.max_iter, early_exaggeration_iter=early,
                      learning_rate=args.learning_rate or "auto", random_state=args.seed,
                      early_exaggeration=args.early_exaggeration or 12.0,
                      callback=progress, callback_every=every)
@@ -226,11 +235,21 @@ def _fit(args, case, parametric, X):
         return model, Y, progress.recorder.frames, time.time() - t0
     batch = min(args.batch_size or _default_batch(len(X)), len(X))
     epochs = args.epochs or _default_epochs(len(X), batch)
+    learning_rate = args.learning_rate or 2e-3
+    optimizer = "adam"
+    if args.lr_schedule == "cosine":
+        import keras
+
+        steps = epochs * max(1, len(X) // batch)
+        optimizer = keras.optimizers.Adam(
+            keras.optimizers.schedules.CosineDecay(learning_rate, decay_steps=steps))
     progress = _Progress(epochs, "epoch", args.quiet, args.frames)
     model = ParametricTSNE(n_components=case["n_components"], encoder=case["encoder"],
                            perplexity=args.perplexity, batch_size=batch, epochs=epochs,
-                           learning_rate=args.learning_rate or 2e-3, random_state=args.seed,
+                           optimizer=optimizer, dof=args.dof,
+                           learning_rate=learning_rate, random_state=args.seed,
                            early_exaggeration=args.early_exaggeration or 4.0,
+                           early_exaggeration_epochs=args.early_exaggeration_epochs,
                            shift_augmentation=args.shift_augmentation,
                            neighbor_mixup=args.neighbor_mixup,
                            callback=progress, callback_every=max(1, epochs // args.frames))
@@ -289,15 +308,20 @@ def run(args, compare=False):
     names = datasets.CLASS_NAMES[args.dataset]
 
     model, Y, frames, elapsed = _fit(args, case, parametric, X)
-    dof = float(max(case["n_components"] - 1, 1))
+    sklearn_dof = float(max(case["n_components"] - 1, 1))
+    dof = sklearn_dof if args.dof is None else args.dof
     result = {"case": args.case, "dataset": args.dataset, "what": case["title"],
-              "n_train": int(len(X)), "perplexity": args.perplexity, "seed": args.seed}
+              "n_train": int(len(X)), "perplexity": args.perplexity, "dof": dof,
+              "seed": args.seed}
     if parametric:
         result.update(epochs=model.epochs, batch_size=model.batch_size_,
                       learning_rate=model.learning_rate,
                       early_exaggeration=model.early_exaggeration,
+                      early_exaggeration_epochs=(model.epochs // 4
+                                                 if model.early_exaggeration_epochs is None
+                                                 else model.early_exaggeration_epochs),
                       shift_augmentation=model.shift_augmentation,
-                      neighbor_mixup=model.neighbor_mixup,
+                      neighbor_mixup=model.neighbor_mixup, lr_schedule=args.lr_schedule,
                       final_batch_kl=model.kl_divergence_)
     else:
         result.update(max_iter=args.max_iter, n_iter=model.n_iter_,
@@ -324,7 +348,7 @@ def run(args, compare=False):
         Ysk, sk_time, method = _run_sklearn(args, case, X)
         files["sklearn_embedding"] = out / f"{stem}_sklearn_embedding.npy"
         np.save(files["sklearn_embedding"], Ysk)
-        result["sklearn"] = _metrics(X, Ysk, y, args.perplexity, dof, sk_time)
+        result["sklearn"] = _metrics(X, Ysk, y, args.perplexity, sklearn_dof, sk_time)
         result["sklearn"]["method"] = method
         files["comparison"] = out / f"{stem}_compare.png"
         plotting.compare([Y, Ysk], y, path=files["comparison"],
