@@ -42,7 +42,9 @@ def table(path):
         # None means the estimator's default, max(d - 1, 1)
         dof = r.get("dof") or max(r["n_components"] - 1, 1)
         lines.append(" | ".join([
-            f"| {r['encoder']}" + (f" ({r['hidden']})" if r.get("hidden") else ""), str(r["n_components"]), f"{dof:g}", str(r["batch_size"]),
+            f"| {r['encoder']}" + (f" ({r['hidden']})" if r.get("hidden") else "")
+            + (f" (input dropout {r['input_dropout']:g})" if r.get("input_dropout") else ""),
+            str(r["n_components"]), f"{dof:g}", str(r["batch_size"]),
             str(r["epochs"]),
             lr, exag, f"{r['neighbor_mixup']:g}" if r.get("neighbor_mixup") else "-", str(r["seed"]),
             f"{r['fit_s']:.0f}", f"{r['test_1nn']:.3f}", f"{r['train_10nn_loo']:.3f} |"]))
@@ -58,6 +60,8 @@ def main():
                     help="sconv: conv_encoder(strided=True), passed to the estimator as a model")
     ap.add_argument("--hidden", default=None,
                     help="dense encoder widths, e.g. 1000,1000,2000 (default: the estimator's 500,500,2000)")
+    ap.add_argument("--input-dropout", type=float, default=0.0,
+                    help="dense encoder: dropout on the input pixels during training")
     ap.add_argument("--n-components", type=int, default=2)
     ap.add_argument("--n", type=int, default=10000)
     ap.add_argument("--n-test", type=int, default=10000)
@@ -92,14 +96,16 @@ def main():
         optimizer = keras.optimizers.Adam(
             keras.optimizers.schedules.CosineDecay(a.learning_rate, decay_steps=steps))
     encoder, callback, trajectory = a.encoder, None, []
-    if a.hidden and a.encoder != "dense":
-        ap.error(f"--hidden applies to --encoder dense only, got --encoder {a.encoder}")
-    if a.eval_every or a.encoder == "sconv" or a.hidden:
+    if (a.hidden or a.input_dropout) and a.encoder != "dense":
+        ap.error(f"--hidden and --input-dropout apply to --encoder dense only, "
+                 f"got --encoder {a.encoder}")
+    if a.eval_every or a.encoder == "sconv" or a.hidden or a.input_dropout:
         import keras
         keras.utils.set_random_seed(a.seed)
         Xf, Xtef = X.reshape(len(X), -1), Xte.reshape(len(Xte), -1)
         hidden = tuple(map(int, a.hidden.split(","))) if a.hidden else (500, 500, 2000)
-        encoder = (dense_encoder(Xf.shape[1], a.n_components, hidden=hidden) if a.encoder == "dense"
+        encoder = (dense_encoder(Xf.shape[1], a.n_components, hidden=hidden,
+                                 input_dropout=a.input_dropout) if a.encoder == "dense"
                    else conv_encoder((int(np.sqrt(Xf.shape[1])),) * 2, a.n_components,
                                      strided=a.encoder == "sconv"))
     if a.eval_every:

@@ -78,6 +78,8 @@ def main():
     ap.add_argument("--shift", type=int, default=0, help="random shift augmentation (pixels)")
     ap.add_argument("--nbr-mix", type=float, default=0.0,
                     help="move each input up to this fraction towards a P-sampled neighbour")
+    ap.add_argument("--mix-p", action="store_true",
+                    help="with --nbr-mix: mix the rows and columns of P the same way as the points")
     ap.add_argument("--noise", type=float, default=0.0, help="Gaussian input noise (std)")
     ap.add_argument("--pca", type=int, default=0,
                     help="encoder input: the first K principal components of the training set")
@@ -137,6 +139,13 @@ def main():
             j = tf.random.categorical(tf.math.log(p + 1e-12), 1)[:, 0]
             alpha = tf.random.uniform([tf.shape(xb)[0], 1], 0.0, a.nbr_mix)
             xb = xb + alpha * (tf.gather(xb, j) - xb)
+            if a.mix_p:
+                # P of the moved batch: P' = M P M^T with M the mixing matrix
+                # (row i: 1 - alpha_i at i, alpha_i at j_i), renormalised
+                mp = (1.0 - alpha) * p + alpha * tf.gather(p, j)
+                mp = (1.0 - tf.transpose(alpha)) * mp + tf.transpose(alpha) * tf.gather(mp, j, axis=1)
+                mp = tf.linalg.set_diag(mp, tf.zeros_like(mp[:, 0]))
+                p = mp / tf.reduce_sum(mp)
         if a.shift:
             xb = random_shift(xb, (28, 28), a.shift)
         if a.noise:

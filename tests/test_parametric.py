@@ -8,7 +8,7 @@ import pytest
 
 import tsne_ops
 from tsne_ops import datasets, metrics
-from tsne_ops.parametric import ParametricTSNE, conv_encoder
+from tsne_ops.parametric import ParametricTSNE, conv_encoder, dense_encoder
 
 
 @pytest.fixture(scope="module")
@@ -124,6 +124,26 @@ def test_bad_arguments_raise_value_error_naming_them(digits, kwargs, name):
     kwargs = {"batch_size": 350, "epochs": 1, **kwargs}
     with pytest.raises(ValueError, match=name):
         ParametricTSNE(**kwargs).fit(Xtr)
+
+
+def test_dense_encoder_input_dropout_trains_and_is_off_at_transform(digits):
+    Xtr, ytr, Xte, yte = digits
+    enc = dense_encoder(Xtr.shape[1], 2, input_dropout=0.2)
+    assert any(layer.name == "input_dropout" for layer in enc.layers)
+    x = Xtr[:50].astype(np.float32)
+    assert not np.allclose(enc(x, training=True), enc(x, training=False))
+    model = ParametricTSNE(encoder=enc, batch_size=350, epochs=25, learning_rate=2e-3,
+                           early_exaggeration=4.0, early_exaggeration_epochs=5,
+                           random_state=0).fit(Xtr)
+    np.testing.assert_array_equal(model.transform(Xte), model.transform(Xte))
+    Y = model.transform(Xtr)
+    assert metrics.knn_accuracy(Y, ytr, k=10) > 0.8
+
+
+@pytest.mark.parametrize("value", [-0.1, 1.0, "0.2", True])
+def test_dense_encoder_bad_input_dropout(value):
+    with pytest.raises(ValueError, match=r"input_dropout must be a number in \[0, 1\), got input_dropout="):
+        dense_encoder(64, 2, input_dropout=value)
 
 
 def test_conv_needs_square_or_image_shape():

@@ -39,15 +39,21 @@ def _keras():
 
 
 def dense_encoder(input_dim, n_components, hidden=(500, 500, 2000), activation="relu",
-                  name="dense_encoder"):
+                  input_dropout=0.0, name="dense_encoder"):
     """van der Maaten's parametric t-SNE network: input_dim-500-500-2000-n_components.
 
     ReLU hidden layers trained from scratch (instead of the original sigmoid
-    layers pretrained as RBMs), linear output.
+    layers pretrained as RBMs), linear output. ``input_dropout`` in [0, 1)
+    zeroes that fraction of the input features during training (a
+    regulariser; off at ``transform`` time).
     """
+    if not (_is_real(input_dropout) and 0.0 <= input_dropout < 1.0):
+        raise _bad("input_dropout", input_dropout, "a number in [0, 1)")
     keras = _keras()
     inputs = keras.Input(shape=(int(input_dim),), name="x")
     h = inputs
+    if input_dropout:
+        h = keras.layers.Dropout(float(input_dropout), name="input_dropout")(h)
     for i, units in enumerate(hidden):
         h = keras.layers.Dense(units, activation=activation, name=f"hidden_{i}")(h)
     outputs = keras.layers.Dense(n_components, name="embedding")(h)
