@@ -80,6 +80,11 @@ def main():
                     help="move each input up to this fraction towards a P-sampled neighbour")
     ap.add_argument("--mix-p", action="store_true",
                     help="with --nbr-mix: mix the rows and columns of P the same way as the points")
+    ap.add_argument("--distill-epochs", type=int, default=0,
+                    help="first regress the encoder on exact t-SNE of the training set "
+                         "(tsne_ops.TSNE, same perplexity and dof) for this many epochs "
+                         "(MSE, batch 500, with --nbr-mix applied to the inputs), then "
+                         "train through the t-SNE loss for --epochs")
     ap.add_argument("--noise", type=float, default=0.0, help="Gaussian input noise (std)")
     ap.add_argument("--pca", type=int, default=0,
                     help="encoder input: the first K principal components of the training set")
@@ -178,6 +183,40 @@ def main():
     Xt, Xpt = tf.constant(X), tf.constant(Xp)
     t0 = time.time()
     trajectory = []
+    if a.distill_epochs:
+        from sklearn.neighbors import NearestNeighbors
+
+        from tsne_ops import TSNE
+        Yt = TSNE(perplexity=a.perp, dof=a.dof, random_state=a.seed).fit_transform(Xp)
+        Yt = tf.constant(Yt.astype(np.float32))
+        # neighbours for the mixup partners: 10 nearest in pixel space
+        nbrs = NearestNeighbors(n_neighbors=11).fit(Xp).kneighbors(Xp, return_distance=False)[:, 1:]
+        nbrs = tf.constant(nbrs)
+        dopt = keras.optimizers.Adam(a.lr)
+
+        @tf.function(jit_compile=False)
+        def dstep(idx):
+            xb, tb = tf.gather(Xt, idx), tf.gather(Yt, idx)
+            if a.nbr_mix:
+                pick = tf.random.uniform([tf.shape(idx)[0]], 0, 10, dtype=tf.int32)
+                j = tf.gather(tf.gather(nbrs, idx), pick, batch_dims=1)
+                alpha = tf.random.uniform([tf.shape(idx)[0], 1], 0.0, a.nbr_mix)
+                xb = xb + alpha * (tf.gather(Xt, j) - xb)
+            with tf.GradientTape() as tape:
+                loss = tf.reduce_mean(tf.square(encoder(xb, training=True) - tb))
+            dopt.apply(tape.gradient(loss, encoder.trainable_variables),
+                       encoder.trainable_variables)
+            return loss
+
+        for epoch in range(a.distill_epochs):
+            perm = rng.permutation(len(X))
+            losses = [float(dstep(tf.constant(perm[b:b + 500], tf.int32)))
+                      for b in range(0, len(X) - 499, 500)]
+            if (epoch + 1) % max(1, a.distill_epochs // 4) == 0:
+                row = dict(distill_epoch=epoch + 1, mse=round(float(np.mean(losses)), 3),
+                           **evaluate(), s=round(time.time() - t0, 1))
+                trajectory.append(row)
+                print(json.dumps(row), flush=True)
     for epoch in range(a.epochs):
         perm = np.arange(len(X)) if full else rng.permutation(len(X))
         exaggerating = tf.constant(1.0 if epoch < a.exag_epochs else 0.0)
