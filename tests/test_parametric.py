@@ -288,7 +288,7 @@ def _mnist_floor(encoder, epochs):
 
 # The best settings measured so far (benchmarks/results/mnist_parametric.jsonl):
 # with these the dense 2-D encoder reached test 1-NN 0.893 after 1000 epochs
-# and the strided conv encoder 0.892 after 600, below the 0.90 floor, so this
+# and the strided conv encoder 0.8965 after 800, below the 0.90 floor, so this
 # test currently fails; it states the target, not the present result.
 MNIST_SETTINGS = dict(batch_size=5000, early_exaggeration=4.0, early_exaggeration_epochs=50,
                       neighbor_mixup=0.5, dof=0.5, random_state=0)
@@ -297,6 +297,6 @@ MNIST_SETTINGS = dict(batch_size=5000, early_exaggeration=4.0, early_exaggeratio
 @pytest.mark.slow
 def test_mnist_floor_dense_and_conv_2d():
     dense = _mnist_floor("dense", 1000)
-    conv = _mnist_floor("strided conv", 600)
+    conv = _mnist_floor("strided conv", 800)
     assert dense >= 0.90
-    assert conv >= dense - 0.005
+    assert conv >= dense
