@@ -22,7 +22,7 @@ import numpy as np
 
 import tsne_ops  # noqa: F401  (loads the ops)
 from tsne_ops import datasets, metrics
-from tsne_ops.parametric import ParametricTSNE, conv_encoder, dense_encoder
+from tsne_ops.parametric import ParametricTSNE, conv_encoder, cosine_adam, dense_encoder
 
 
 def table(path):
@@ -89,12 +89,8 @@ def main():
 
     X, y = datasets.load_dataset(a.dataset, a.data_dir, n=a.n, split="train")
     Xte, yte = datasets.load_dataset(a.dataset, a.data_dir, n=a.n_test, split="test")
-    optimizer = "adam"
-    if a.lr_schedule == "cosine":
-        import keras
-        steps = a.epochs * (a.n // a.batch_size)
-        optimizer = keras.optimizers.Adam(
-            keras.optimizers.schedules.CosineDecay(a.learning_rate, decay_steps=steps))
+    optimizer = ("adam" if a.lr_schedule == "constant"
+                 else cosine_adam(a.learning_rate, a.epochs, len(X), a.batch_size))
     encoder, callback, trajectory = a.encoder, None, []
     if (a.hidden or a.input_dropout) and a.encoder != "dense":
         ap.error(f"--hidden and --input-dropout apply to --encoder dense only, "

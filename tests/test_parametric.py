@@ -8,7 +8,7 @@ import pytest
 
 import tsne_ops
 from tsne_ops import datasets, metrics
-from tsne_ops.parametric import ParametricTSNE, conv_encoder, dense_encoder
+from tsne_ops.parametric import ParametricTSNE, conv_encoder, cosine_adam, dense_encoder
 
 
 @pytest.fixture(scope="module")
@@ -279,8 +279,7 @@ def _mnist_floor(encoder, epochs):
     keras.utils.set_random_seed(0)
     if encoder == "strided conv":
         encoder = conv_encoder((28, 28), 2, strided=True)
-    steps = epochs * (len(X) // MNIST_SETTINGS["batch_size"])
-    adam = keras.optimizers.Adam(keras.optimizers.schedules.CosineDecay(2e-3, decay_steps=steps))
+    adam = cosine_adam(2e-3, epochs, len(X), MNIST_SETTINGS["batch_size"])
     model = ParametricTSNE(2, encoder=encoder, epochs=epochs, optimizer=adam,
                            **MNIST_SETTINGS).fit(X)
     return metrics.train_test_knn_accuracy(model.transform(X), y, model.transform(Xte), yte, k=1)

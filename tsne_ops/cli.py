@@ -213,7 +213,7 @@ class _Progress:
 
 def _fit(args, case, parametric, X):
     """Fit the case's model; returns (model, embedding, frames, seconds)."""
-    from tsne_ops.parametric import ParametricTSNE
+    from tsne_ops.parametric import ParametricTSNE, cosine_adam
     from tsne_ops.tsne import TSNE
 
     t0 = time.time()
@@ -236,13 +236,8 @@ def _fit(args, case, parametric, X):
     batch = min(args.batch_size or _default_batch(len(X)), len(X))
     epochs = args.epochs or _default_epochs(len(X), batch)
     learning_rate = args.learning_rate or 2e-3
-    optimizer = "adam"
-    if args.lr_schedule == "cosine":
-        import keras
-
-        steps = epochs * max(1, len(X) // batch)
-        optimizer = keras.optimizers.Adam(
-            keras.optimizers.schedules.CosineDecay(learning_rate, decay_steps=steps))
+    optimizer = ("adam" if args.lr_schedule == "constant"
+                 else cosine_adam(learning_rate, epochs, len(X), batch))
     progress = _Progress(epochs, "epoch", args.quiet, args.frames)
     model = ParametricTSNE(n_components=case["n_components"], encoder=case["encoder"],
                            perplexity=args.perplexity, batch_size=batch, epochs=epochs,
@@ -317,9 +312,7 @@ def run(args, compare=False):
         result.update(epochs=model.epochs, batch_size=model.batch_size_,
                       learning_rate=model.learning_rate,
                       early_exaggeration=model.early_exaggeration,
-                      early_exaggeration_epochs=(model.epochs // 4
-                                                 if model.early_exaggeration_epochs is None
-                                                 else model.early_exaggeration_epochs),
+                      early_exaggeration_epochs=model.early_exaggeration_epochs_,
                       shift_augmentation=model.shift_augmentation,
                       neighbor_mixup=model.neighbor_mixup, lr_schedule=args.lr_schedule,
                       final_batch_kl=model.kl_divergence_)

@@ -87,6 +87,16 @@ def conv_encoder(image_shape, n_components, filters=(32, 64), dense_units=256, s
     return keras.Model(inputs, outputs, name=name)
 
 
+def cosine_adam(learning_rate, epochs, n_samples, batch_size):
+    """Adam whose rate decays from ``learning_rate`` to zero along a cosine
+    over the steps of ``epochs`` epochs of ``n_samples`` points in batches of
+    ``batch_size`` (ParametricTSNE drops the last partial batch)."""
+    keras = _keras()
+    steps = int(epochs) * max(1, int(n_samples) // min(int(batch_size), int(n_samples)))
+    return keras.optimizers.Adam(
+        keras.optimizers.schedules.CosineDecay(float(learning_rate), decay_steps=steps))
+
+
 def random_shift(x, image_shape, max_shift, seed=None):
     """Each flattened image in ``x`` [B, H*W] moved by its own random offset of
     up to ``max_shift`` pixels in each direction, the uncovered border zero.
@@ -346,6 +356,9 @@ class ParametricTSNE(TransformerMixin, BaseEstimator):
         Mean training loss (minibatch KL) per epoch.
     kl_divergence_ : float
         Last epoch's mean minibatch KL.
+    early_exaggeration_epochs_ : int
+        Epochs trained with early exaggeration (0 when ``early_exaggeration``
+        is 1).
     """
 
     def __init__(self, n_components=2, *, perplexity=30.0, encoder="dense", image_shape=None,
@@ -530,10 +543,12 @@ class ParametricTSNE(TransformerMixin, BaseEstimator):
                 .batch(batch, drop_remainder=True)
                 .prefetch(tf.data.AUTOTUNE))
         callbacks = []
+        self.early_exaggeration_epochs_ = 0
         if self.early_exaggeration != 1.0:
-            n_exag = (self.epochs // 4 if self.early_exaggeration_epochs is None
-                      else self.early_exaggeration_epochs)
-            callbacks.append(_exaggeration_callback(n_exag))
+            self.early_exaggeration_epochs_ = min(self.epochs, (
+                self.epochs // 4 if self.early_exaggeration_epochs is None
+                else int(self.early_exaggeration_epochs)))
+            callbacks.append(_exaggeration_callback(self.early_exaggeration_epochs_))
         if self.callback is not None:
             # A fixed subset, the same in every snapshot (callback_indices_).
             idx = np.arange(n) if n <= self.callback_samples else np.sort(
@@ -602,6 +617,7 @@ class ParametricTSNE(TransformerMixin, BaseEstimator):
         meta["n_features_in_"] = int(self.n_features_in_)
         meta["history_"] = self.history_
         meta["batch_size_"] = int(self.batch_size_)
+        meta["early_exaggeration_epochs_"] = int(self.early_exaggeration_epochs_)
         _keras().saving.save_model(self.model_, path)
         # The estimator's settings ride along in a small sidecar file.
         with open(path + ".json", "w") as f:
@@ -636,6 +652,7 @@ class ParametricTSNE(TransformerMixin, BaseEstimator):
         self.history_ = meta.get("history_", [])
         self.kl_divergence_ = self.history_[-1] if self.history_ else float("nan")
         self.batch_size_ = meta.get("batch_size_", self.batch_size)
+        self.early_exaggeration_epochs_ = meta.get("early_exaggeration_epochs_")
         self.dof_ = model.dof
         self.n_features_in_ = meta.get("n_features_in_", int(model.encoder.input_shape[-1]))
         return self
