@@ -11,7 +11,9 @@ P of the clean batch with the ops, tsne_loss, early exaggeration through
 tsne_gradient) so that it can try things the estimator does not offer:
 dropout, batch normalisation, decoupled weight decay, input noise, PCA
 input, other widths and activations, a weight average, a strided CNN, and P
-taken from one exact P of the whole training set (--pmode global).
+taken from one exact P of the whole training set (--pmode global),
+denoising-autoencoder pretraining of the dense layers (--ae-epochs) and a
+full-batch fine-tuning phase at the end (--ft-epochs).
 --nbr-mix is the estimator's neighbor_mixup.
 
     python benchmarks/mnist_sweep.py --epochs 300 --tag baseline
@@ -85,6 +87,15 @@ def main():
                          "(tsne_ops.TSNE, same perplexity and dof) for this many epochs "
                          "(MSE, batch 500, with --nbr-mix applied to the inputs), then "
                          "train through the t-SNE loss for --epochs")
+    ap.add_argument("--ae-epochs", type=int, default=0,
+                    help="first pretrain the dense hidden layers as a denoising autoencoder "
+                         "(mirror decoder, masking noise --ae-mask, cross-entropy) for this "
+                         "many epochs")
+    ap.add_argument("--ae-mask", type=float, default=0.2)
+    ap.add_argument("--ft-epochs", type=int, default=0,
+                    help="after --epochs, this many full-batch epochs (P of all --n images) "
+                         "with a fresh Adam at --ft-lr")
+    ap.add_argument("--ft-lr", type=float, default=5e-4)
     ap.add_argument("--noise", type=float, default=0.0, help="Gaussian input noise (std)")
     ap.add_argument("--pca", type=int, default=0,
                     help="encoder input: the first K principal components of the training set")
@@ -217,6 +228,26 @@ def main():
                            **evaluate(), s=round(time.time() - t0, 1))
                 trajectory.append(row)
                 print(json.dumps(row), flush=True)
+    if a.ae_epochs:
+        # the encoder's hidden stack (all but the 2-D output layer) under a
+        # mirror decoder, trained to rebuild the pixels from masked input
+        hidden_out = encoder.layers[-2].output
+        h = hidden_out
+        for units in reversed([int(u) for u in a.hidden.split(",")][:-1]):
+            h = keras.layers.Dense(units, activation=a.act)(h)
+        recon = keras.layers.Dense(X.shape[1], activation="sigmoid")(h)
+        ae = keras.Model(encoder.input, recon)
+        ae.compile(keras.optimizers.Adam(1e-3), "binary_crossentropy")
+        noisy = tf.data.Dataset.from_tensor_slices(X).shuffle(len(X), seed=a.seed).batch(256)
+        noisy = noisy.map(lambda xb: (
+            xb * tf.cast(tf.random.uniform(tf.shape(xb)) >= a.ae_mask, xb.dtype), xb))
+        for epoch in range(a.ae_epochs):
+            hist = ae.fit(noisy, epochs=1, verbose=0)
+            if (epoch + 1) % max(1, a.ae_epochs // 4) == 0:
+                row = dict(ae_epoch=epoch + 1, bce=round(hist.history["loss"][-1], 4),
+                           **evaluate(), s=round(time.time() - t0, 1))
+                trajectory.append(row)
+                print(json.dumps(row), flush=True)
     for epoch in range(a.epochs):
         perm = np.arange(len(X)) if full else rng.permutation(len(X))
         exaggerating = tf.constant(1.0 if epoch < a.exag_epochs else 0.0)
@@ -230,6 +261,17 @@ def main():
                        s=round(time.time() - t0, 1))
             trajectory.append(row)
             print(json.dumps(row), flush=True)
+    if a.ft_epochs:
+        opt = keras.optimizers.Adam(a.ft_lr)  # `step` reads the global: a fresh trace
+        step = tf.function(step.python_function, jit_compile=False)
+        idx = np.arange(len(X))
+        for epoch in range(a.ft_epochs):
+            kl = float(step(Xt, Xpt, tf.constant(idx, tf.int32), tf.constant(0.0)))
+            if (epoch + 1) % max(1, a.ft_epochs // 4) == 0:
+                row = dict(ft_epoch=epoch + 1, kl=round(kl, 4), **evaluate(),
+                           s=round(time.time() - t0, 1))
+                trajectory.append(row)
+                print(json.dumps(row), flush=True)
     summary = dict(vars(a), final=trajectory[-1], trajectory=trajectory)
     summary.pop("out")
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
