@@ -190,6 +190,12 @@ def main():
                     test10=metrics.train_test_knn_accuracy(Ytr, y, Yte, yte, k=10),
                     train10=metrics.knn_accuracy(Ytr, y, k=10))
 
+    def record(**row):
+        """One checkpoint: the given fields, the evaluation, the time so far."""
+        row = dict(row, **evaluate(), s=round(time.time() - t0, 1))
+        trajectory.append(row)
+        print(json.dumps(row), flush=True)
+
     rng = np.random.RandomState(a.seed)
     Xt, Xpt = tf.constant(X), tf.constant(Xp)
     t0 = time.time()
@@ -224,15 +230,11 @@ def main():
             losses = [float(dstep(tf.constant(perm[b:b + 500], tf.int32)))
                       for b in range(0, len(X) - 499, 500)]
             if (epoch + 1) % max(1, a.distill_epochs // 4) == 0:
-                row = dict(distill_epoch=epoch + 1, mse=round(float(np.mean(losses)), 3),
-                           **evaluate(), s=round(time.time() - t0, 1))
-                trajectory.append(row)
-                print(json.dumps(row), flush=True)
+                record(distill_epoch=epoch + 1, mse=round(float(np.mean(losses)), 3))
     if a.ae_epochs:
         # the encoder's hidden stack (all but the 2-D output layer) under a
         # mirror decoder, trained to rebuild the pixels from masked input
-        hidden_out = encoder.layers[-2].output
-        h = hidden_out
+        h = encoder.layers[-2].output
         for units in reversed([int(u) for u in a.hidden.split(",")][:-1]):
             h = keras.layers.Dense(units, activation=a.act)(h)
         recon = keras.layers.Dense(X.shape[1], activation="sigmoid")(h)
@@ -244,10 +246,7 @@ def main():
         for epoch in range(a.ae_epochs):
             hist = ae.fit(noisy, epochs=1, verbose=0)
             if (epoch + 1) % max(1, a.ae_epochs // 4) == 0:
-                row = dict(ae_epoch=epoch + 1, bce=round(hist.history["loss"][-1], 4),
-                           **evaluate(), s=round(time.time() - t0, 1))
-                trajectory.append(row)
-                print(json.dumps(row), flush=True)
+                record(ae_epoch=epoch + 1, bce=round(hist.history["loss"][-1], 4))
     for epoch in range(a.epochs):
         perm = np.arange(len(X)) if full else rng.permutation(len(X))
         exaggerating = tf.constant(1.0 if epoch < a.exag_epochs else 0.0)
@@ -257,21 +256,15 @@ def main():
             kls.append(float(step(tf.gather(Xt, idx), tf.gather(Xpt, idx),
                                    tf.constant(idx, tf.int32), exaggerating)))
         if (epoch + 1) % a.eval_every == 0 or epoch == a.epochs - 1:
-            row = dict(epoch=epoch + 1, kl=round(float(np.mean(kls)), 4), **evaluate(),
-                       s=round(time.time() - t0, 1))
-            trajectory.append(row)
-            print(json.dumps(row), flush=True)
+            record(epoch=epoch + 1, kl=round(float(np.mean(kls)), 4))
     if a.ft_epochs:
-        opt = keras.optimizers.Adam(a.ft_lr)  # `step` reads the global: a fresh trace
+        opt = keras.optimizers.Adam(a.ft_lr)  # `step` closes over `opt`: trace it afresh
         step = tf.function(step.python_function, jit_compile=False)
         idx = np.arange(len(X))
         for epoch in range(a.ft_epochs):
             kl = float(step(Xt, Xpt, tf.constant(idx, tf.int32), tf.constant(0.0)))
             if (epoch + 1) % max(1, a.ft_epochs // 4) == 0:
-                row = dict(ft_epoch=epoch + 1, kl=round(kl, 4), **evaluate(),
-                           s=round(time.time() - t0, 1))
-                trajectory.append(row)
-                print(json.dumps(row), flush=True)
+                record(ft_epoch=epoch + 1, kl=round(kl, 4))
     summary = dict(vars(a), final=trajectory[-1], trajectory=trajectory)
     summary.pop("out")
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
