@@ -8,6 +8,7 @@ With --eval-every K the script builds the encoder itself (the same
 dense_encoder / conv_encoder the estimator builds), passes it to
 ParametricTSNE, and measures the test 1-NN accuracy every K epochs through the
 estimator's callback; the trajectory goes into the JSON line.
+--deskew trains and embeds deskewed images (ParametricTSNE(deskew=True)).
 --lr-schedule cosine passes Adam with a cosine decay of the learning rate to
 zero over the run (ParametricTSNE takes any Keras optimizer).
 
@@ -43,7 +44,8 @@ def table(path):
         dof = r.get("dof") or max(r["n_components"] - 1, 1)
         lines.append(" | ".join([
             f"| {r['encoder']}" + (f" ({r['hidden']})" if r.get("hidden") else "")
-            + (f" (input dropout {r['input_dropout']:g})" if r.get("input_dropout") else ""),
+            + (f" (input dropout {r['input_dropout']:g})" if r.get("input_dropout") else "")
+            + (", deskewed" if r.get("deskew") else ""),
             str(r["n_components"]), f"{dof:g}", str(r["batch_size"]),
             str(r["epochs"]),
             lr, exag, f"{r['neighbor_mixup']:g}" if r.get("neighbor_mixup") else "-", str(r["seed"]),
@@ -77,6 +79,8 @@ def main():
     ap.add_argument("--shift-augmentation", type=int, default=0)
     ap.add_argument("--neighbor-mixup", type=float, default=0.0)
     ap.add_argument("--dof", type=float, default=None)
+    ap.add_argument("--deskew", action="store_true",
+                    help="ParametricTSNE(deskew=True): deskew train and test images")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--data-dir", default=None)
     ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "mnist_parametric.jsonl"))
@@ -99,6 +103,9 @@ def main():
         import keras
         keras.utils.set_random_seed(a.seed)
         Xf, Xtef = X.reshape(len(X), -1), Xte.reshape(len(Xte), -1)
+        if a.deskew:  # what the estimator feeds its encoder
+            shape = datasets.IMAGE_SHAPES[a.dataset]
+            Xf, Xtef = datasets.deskew(Xf, shape), datasets.deskew(Xtef, shape)
         hidden = tuple(map(int, a.hidden.split(","))) if a.hidden else (500, 500, 2000)
         encoder = (dense_encoder(Xf.shape[1], a.n_components, hidden=hidden,
                                  input_dropout=a.input_dropout) if a.encoder == "dense"
@@ -125,7 +132,7 @@ def main():
                            early_exaggeration=a.early_exaggeration,
                            early_exaggeration_epochs=a.early_exaggeration_epochs,
                            shift_augmentation=a.shift_augmentation,
-                           neighbor_mixup=a.neighbor_mixup, dof=a.dof,
+                           neighbor_mixup=a.neighbor_mixup, dof=a.dof, deskew=a.deskew,
                            verbose=a.verbose)
     t0 = time.time()
     model.fit(X)

@@ -12,6 +12,7 @@ tsne_gradient) so that it can try things the estimator does not offer:
 dropout, batch normalisation, decoupled weight decay, input noise, PCA
 input, other widths and activations, a weight average, a strided CNN, and P
 taken from one exact P of the whole training set (--pmode global),
+deskewed images (--deskew, tsne_ops.datasets.deskew),
 denoising-autoencoder pretraining of the dense layers (--ae-epochs) and a
 full-batch fine-tuning phase at the end (--ft-epochs).
 --nbr-mix is the estimator's neighbor_mixup.
@@ -97,6 +98,8 @@ def main():
                          "with a fresh Adam at --ft-lr")
     ap.add_argument("--ft-lr", type=float, default=5e-4)
     ap.add_argument("--noise", type=float, default=0.0, help="Gaussian input noise (std)")
+    ap.add_argument("--deskew", action="store_true",
+                    help="deskew every image (train and test) before anything else")
     ap.add_argument("--pca", type=int, default=0,
                     help="encoder input: the first K principal components of the training set")
     ap.add_argument("--hidden", default="500,500,2000", help="dense layer widths")
@@ -123,6 +126,8 @@ def main():
     Xte, yte = datasets.load_dataset("mnist", None, n=10000, split="test")
     X = X.reshape(len(X), -1).astype(np.float32)
     Xte = Xte.reshape(len(Xte), -1).astype(np.float32)
+    if a.deskew:
+        X, Xte = datasets.deskew(X, (28, 28)), datasets.deskew(Xte, (28, 28))
     Xp = X  # P is computed from the pixels
     if a.pca:
         from sklearn.decomposition import PCA

@@ -60,13 +60,14 @@ def test_mnist_from_a_data_dir(tmp_path, capsys):
     _write_idx(tmp_path / "data" / "mnist", "t10k", images[:20], labels[:20])
     code, _ = _run(["run", "--case", "B", "--dataset", "mnist", "--data-dir",
                     str(tmp_path / "data"), "--n", "80", "--epochs", "2", "--perplexity", "10",
-                    "--shift-augmentation", "2", "--neighbor-mixup", "0.5",
+                    "--shift-augmentation", "2", "--neighbor-mixup", "0.5", "--deskew",
                     "--dof", "0.5", "--lr-schedule", "cosine", "--early-exaggeration-epochs", "1",
                     "--out", str(tmp_path / "o"), "--no-animation", "--quiet"], capsys)
     assert code == 0
     result = json.loads((tmp_path / "o" / "caseB_mnist_metrics.json").read_text())
     assert result["n_train"] == 80 and result["n_test"] == 20
     assert result["shift_augmentation"] == 2 and result["neighbor_mixup"] == 0.5
+    assert result["deskew"] is True
     assert result["dof"] == 0.5 and result["lr_schedule"] == "cosine"
     assert result["early_exaggeration_epochs"] == 1
     assert not (tmp_path / "o" / "caseB_mnist.gif").exists()

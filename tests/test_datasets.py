@@ -99,3 +99,55 @@ def test_real_mnist_when_present():
     assert X.shape == (10000, 784)
     assert list(np.bincount(y)) == [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
     assert 0.1 < X.mean() < 0.2 and X.max() == 1.0
+
+
+def _slanted_bar(h=28, w=28, slope=0.4, row_shift=3):
+    """A slanted stroke off-centre: column = 14 + slope * (row - 14)."""
+    img = np.zeros((h, w))
+    for r in range(6, 22):
+        c = 14 + slope * (r - 14)
+        img[r + row_shift, int(np.floor(c))] = 1 - (c - np.floor(c))
+        img[r + row_shift, int(np.floor(c)) + 1] = c - np.floor(c)
+    return img
+
+
+def _moments(img):
+    r, c = np.mgrid[:img.shape[0], :img.shape[1]]
+    m = img.sum()
+    mr, mc = (r * img).sum() / m, (c * img).sum() / m
+    return mr, mc, ((r - mr) * (c - mc) * img).sum() / m
+
+
+def test_deskew_uprights_and_centres_a_slanted_stroke():
+    img = _slanted_bar()
+    mr, mc, cov = _moments(img)
+    assert cov > 1.0 and mr > 15.0  # slanted, below the centre
+    out = datasets.deskew(img.reshape(1, -1), (28, 28))
+    assert out.shape == (1, 784) and out.dtype == np.float32
+    mr, mc, cov = _moments(out.reshape(28, 28))
+    assert abs(cov) < 0.05 and abs(mr - 13.5) < 0.1 and abs(mc - 13.5) < 0.1
+    assert abs(out.sum() - img.sum()) < 0.05 * img.sum()  # no ink lost
+    # image-shaped input keeps its shape; an empty image stays empty
+    both = np.stack([img, np.zeros((28, 28))])[..., None]
+    out = datasets.deskew(both, (28, 28))
+    assert out.shape == (2, 28, 28, 1) and not out[1].any()
+
+
+def test_deskew_matches_scipy_affine_transform():
+    ndimage = pytest.importorskip("scipy.ndimage")
+    rng = np.random.RandomState(0)
+    imgs = np.stack([_slanted_bar(slope=s, row_shift=k) for s, k in
+                     ((0.4, 3), (-0.7, -2), (0.0, 0), (1.2, 4))]) + 0.05 * rng.rand(4, 28, 28)
+    out = datasets.deskew(imgs, (28, 28), chunk=3)  # two chunks
+    for img, got in zip(imgs, out):
+        mr, mc, cov = _moments(img)
+        alpha = cov / (((np.mgrid[:28, :28][0] - mr) ** 2 * img).sum() / img.sum())
+        shear = np.array([[1.0, 0.0], [alpha, 1.0]])
+        want = ndimage.affine_transform(img, shear, offset=np.array([mr, mc]) - shear @ [13.5, 13.5],
+                                        order=1, mode="grid-constant")
+        np.testing.assert_allclose(got, want, atol=1e-5)
+
+
+def test_deskew_rejects_a_wrong_image_shape():
+    with pytest.raises(ValueError, match=r"image_shape=\(8, 8\)"):
+        datasets.deskew(np.zeros((3, 60)), (8, 8))

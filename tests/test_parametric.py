@@ -117,6 +117,8 @@ def test_unfitted_and_shape_errors(digits):
     (dict(neighbor_mixup=-0.1), "neighbor_mixup"),
     (dict(neighbor_mixup=1.5), "neighbor_mixup"),
     (dict(neighbor_mixup="half"), "neighbor_mixup"),
+    (dict(deskew="yes"), "deskew"),
+    (dict(deskew=1), "deskew"),
     (dict(callback_every=0), "callback_every"),
 ])
 def test_bad_arguments_raise_value_error_naming_them(digits, kwargs, name):
@@ -267,6 +269,29 @@ def test_neighbor_mixup_trains_and_round_trips(digits, tmp_path):
     same = ParametricTSNE.load(model.save(tmp_path / "m"))
     assert same.neighbor_mixup == 0.5
     np.testing.assert_allclose(same.transform(Xte), model.transform(Xte), rtol=1e-5, atol=1e-6)
+
+
+def test_deskew_trains_on_deskewed_images_and_round_trips(digits, tmp_path):
+    Xtr, ytr, Xte, yte = digits
+    model = ParametricTSNE(encoder="dense", batch_size=350, epochs=15, learning_rate=2e-3,
+                           deskew=True, random_state=0).fit(Xtr)
+    assert model.deskew_shape_ == (8, 8)
+    assert metrics.knn_accuracy(model.transform(Xtr), ytr, k=10) > 0.7
+    # transform deskews: the encoder itself on deskewed images gives the same
+    direct = model.encoder_.predict(datasets.deskew(Xte, (8, 8)), verbose=0)
+    np.testing.assert_allclose(model.transform(Xte), direct, rtol=1e-5, atol=1e-6)
+    assert not np.allclose(model.transform(Xte), model.encoder_.predict(Xte, verbose=0))
+    same = ParametricTSNE.load(model.save(tmp_path / "m"))
+    assert same.deskew and same.deskew_shape_ == (8, 8)
+    np.testing.assert_allclose(same.transform(Xte), model.transform(Xte), rtol=1e-5, atol=1e-6)
+    off = ParametricTSNE(batch_size=350, epochs=1).fit(Xtr)
+    assert off.deskew_shape_ is None
+
+
+def test_deskew_needs_an_image_shape(digits):
+    Xtr, _, _, _ = digits
+    with pytest.raises(ValueError, match="deskew needs image_shape for 60 features"):
+        ParametricTSNE(batch_size=350, epochs=1, deskew=True).fit(Xtr[:, :60])
 
 
 def _mnist_floor(encoder, epochs):

@@ -134,6 +134,9 @@ def build_parser():
                        help="cases B-E: move each training point up to this fraction of the way "
                             "towards a neighbour drawn from P, P from the unmoved points "
                             "(default 0: off)")
+        p.add_argument("--deskew", action="store_true",
+                       help="cases B-E on images: deskew every image (train and held-out) "
+                            "before training and embedding (for handwritten digits)")
         p.add_argument("--dof", type=_positive_float, default=None,
                        help="degrees of freedom of the Student-t in Q (default: max(d - 1, 1), "
                             "as scikit-learn; below 1 gives heavier tails, tighter clusters)")
@@ -246,7 +249,7 @@ def _fit(args, case, parametric, X):
                            early_exaggeration=args.early_exaggeration or 4.0,
                            early_exaggeration_epochs=args.early_exaggeration_epochs,
                            shift_augmentation=args.shift_augmentation,
-                           neighbor_mixup=args.neighbor_mixup,
+                           neighbor_mixup=args.neighbor_mixup, deskew=args.deskew,
                            callback=progress, callback_every=max(1, epochs // args.frames))
     try:
         Y = model.fit_transform(X)
@@ -314,7 +317,8 @@ def run(args, compare=False):
                       early_exaggeration=model.early_exaggeration,
                       early_exaggeration_epochs=model.early_exaggeration_epochs_,
                       shift_augmentation=model.shift_augmentation,
-                      neighbor_mixup=model.neighbor_mixup, lr_schedule=args.lr_schedule,
+                      neighbor_mixup=model.neighbor_mixup, deskew=model.deskew,
+                      lr_schedule=args.lr_schedule,
                       final_batch_kl=model.kl_divergence_)
     else:
         result.update(max_iter=args.max_iter, n_iter=model.n_iter_,

@@ -27,6 +27,7 @@ import math
 import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin
 
+from tsne_ops.datasets import deskew as _deskew
 from tsne_ops.tsne import _bad, _is_int, _is_real
 
 _ENCODERS = ("dense", "conv")
@@ -331,6 +332,13 @@ class ParametricTSNE(TransformerMixin, BaseEstimator):
         its row of the batch's P, while P stays that of the unmoved points:
         a mixup between neighbours that makes the encoder smoother where
         unseen points fall (MNIST: see the README). 0: off.
+    deskew : bool, default=False
+        For images of handwritten characters: deskew every image (shear
+        away its slant, centre its ink; :func:`tsne_ops.datasets.deskew`)
+        before anything else, in ``fit`` (so P is computed from the
+        deskewed images too), ``transform`` and ``score``. Needs the image
+        shape as for ``encoder='conv'``. On MNIST it lifts the held-out
+        1-NN accuracy by about 0.04 (see the README).
     random_state : int or None
         Seeds Keras (weights, shuffling) with ``keras.utils.set_random_seed``.
     verbose : int, default=0
@@ -359,12 +367,14 @@ class ParametricTSNE(TransformerMixin, BaseEstimator):
     early_exaggeration_epochs_ : int
         Epochs trained with early exaggeration (0 when ``early_exaggeration``
         is 1).
+    deskew_shape_ : (int, int) or None
+        The image shape used for ``deskew`` (None when it is off).
     """
 
     def __init__(self, n_components=2, *, perplexity=30.0, encoder="dense", image_shape=None,
                  batch_size=1000, epochs=50, optimizer="adam", learning_rate=1e-3, dof=None,
                  early_exaggeration=1.0, early_exaggeration_epochs=None, shift_augmentation=0,
-                 neighbor_mixup=0.0, random_state=None, verbose=0, callback=None, callback_every=1,
+                 neighbor_mixup=0.0, deskew=False, random_state=None, verbose=0, callback=None, callback_every=1,
                  callback_samples=2000, strategy=None):
         self.n_components = n_components
         self.perplexity = perplexity
@@ -379,6 +389,7 @@ class ParametricTSNE(TransformerMixin, BaseEstimator):
         self.early_exaggeration_epochs = early_exaggeration_epochs
         self.shift_augmentation = shift_augmentation
         self.neighbor_mixup = neighbor_mixup
+        self.deskew = deskew
         self.random_state = random_state
         self.verbose = verbose
         self.callback = callback
@@ -425,6 +436,8 @@ class ParametricTSNE(TransformerMixin, BaseEstimator):
             raise _bad("shift_augmentation", self.shift_augmentation, "an integer >= 0")
         if not _is_real(self.neighbor_mixup) or not 0 <= self.neighbor_mixup <= 1:
             raise _bad("neighbor_mixup", self.neighbor_mixup, "a number in [0, 1]")
+        if not isinstance(self.deskew, (bool, np.bool_)):
+            raise _bad("deskew", self.deskew, "True or False")
         if self.random_state is not None and not _is_int(self.random_state):
             raise _bad("random_state", self.random_state, "an integer or None")
         if not _is_int(self.verbose) or self.verbose < 0:
@@ -507,6 +520,9 @@ class ParametricTSNE(TransformerMixin, BaseEstimator):
         keras = _keras()
         self._validate_params()
         X = self._prepare_x(X, fitting=True)
+        self.deskew_shape_ = (self._resolve_image_shape(int(np.prod(X.shape[1:])), what="deskew")
+                              if self.deskew else None)
+        X = self._deskewed(X)
         n = len(X)
         strategy = self.strategy or tf.distribute.get_strategy()
         replicas = strategy.num_replicas_in_sync
@@ -567,6 +583,9 @@ class ParametricTSNE(TransformerMixin, BaseEstimator):
         self.n_features_in_ = X.shape[1]
         return self
 
+    def _deskewed(self, X):
+        return X if self.deskew_shape_ is None else _deskew(X, self.deskew_shape_)
+
     def _check_fitted(self):
         if not hasattr(self, "model_"):
             raise RuntimeError("this ParametricTSNE is not fitted yet: call fit or load first")
@@ -580,6 +599,7 @@ class ParametricTSNE(TransformerMixin, BaseEstimator):
                              f"with {self.n_features_in_}")
         if len(X) == 0:
             return np.zeros((0, self.n_components), np.float32)
+        X = self._deskewed(X)
         return np.asarray(self.encoder_.predict(X, batch_size=batch_size, verbose=0),
                           dtype=np.float32)
 
@@ -594,7 +614,7 @@ class ParametricTSNE(TransformerMixin, BaseEstimator):
         import tensorflow as tf
 
         self._check_fitted()
-        X = self._prepare_x(X, fitting=False)
+        X = self._deskewed(self._prepare_x(X, fitting=False))
         bs = batch_size or self.batch_size_
         data = tf.data.Dataset.from_tensor_slices(X).batch(bs, drop_remainder=len(X) >= bs)
         return float(self.model_.evaluate(data, verbose=0))
@@ -618,6 +638,7 @@ class ParametricTSNE(TransformerMixin, BaseEstimator):
         meta["history_"] = self.history_
         meta["batch_size_"] = int(self.batch_size_)
         meta["early_exaggeration_epochs_"] = int(self.early_exaggeration_epochs_)
+        meta["deskew_shape_"] = None if self.deskew_shape_ is None else list(self.deskew_shape_)
         _keras().saving.save_model(self.model_, path)
         # The estimator's settings ride along in a small sidecar file.
         with open(path + ".json", "w") as f:
@@ -653,6 +674,8 @@ class ParametricTSNE(TransformerMixin, BaseEstimator):
         self.kl_divergence_ = self.history_[-1] if self.history_ else float("nan")
         self.batch_size_ = meta.get("batch_size_", self.batch_size)
         self.early_exaggeration_epochs_ = meta.get("early_exaggeration_epochs_")
+        shape = meta.get("deskew_shape_")
+        self.deskew_shape_ = None if shape is None else tuple(shape)
         self.dof_ = model.dof
         self.n_features_in_ = meta.get("n_features_in_", int(model.encoder.input_shape[-1]))
         return self
