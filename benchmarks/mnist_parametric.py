@@ -2,12 +2,17 @@
 10,000 test images, report the train-to-test 1-NN accuracy and the wall time.
 
     python benchmarks/mnist_parametric.py --encoder dense --n-components 2
-    python benchmarks/mnist_parametric.py --encoder conv --n-components 2
+    python benchmarks/mnist_parametric.py --encoder sconv --hidden 500,500,2000 --deskew
 
-With --eval-every K the script builds the encoder itself (the same
-dense_encoder / conv_encoder the estimator builds), passes it to
-ParametricTSNE, and measures the test 1-NN accuracy every K epochs through the
-estimator's callback; the trajectory goes into the JSON line.
+The conv encoders are built here and passed to ParametricTSNE as models:
+--encoder conv is conv_encoder's default (3x3 convolutions with pooling, one
+256-unit layer; the estimator's built-in encoder='conv' before it became the
+strided one), --encoder sconv is conv_encoder(strided=True), and --hidden sets
+the dense widths after the convolutions; the estimator's encoder='conv' is
+--encoder sconv --hidden 500,500,2000. With --eval-every K the dense encoder
+is built here too (dense_encoder, as the estimator builds it), and the test
+1-NN accuracy is measured every K epochs through the estimator's callback;
+the trajectory goes into the JSON line.
 --deskew trains and embeds deskewed images (ParametricTSNE(deskew=True)).
 --lr-schedule cosine passes Adam with a cosine decay of the learning rate to
 zero over the run (ParametricTSNE takes any Keras optimizer).
@@ -59,9 +64,14 @@ def main():
                     help="print the runs in --out as a markdown table and exit")
     ap.add_argument("--dataset", default="mnist", choices=("mnist", "fashion-mnist"))
     ap.add_argument("--encoder", default="dense", choices=("dense", "conv", "sconv"),
-                    help="sconv: conv_encoder(strided=True), passed to the estimator as a model")
+                    help="conv: conv_encoder's default (pooled) CNN, sconv: "
+                         "conv_encoder(strided=True); both passed to the estimator as a model. "
+                         "The estimator's own encoder='conv' is --encoder sconv --hidden "
+                         "500,500,2000")
     ap.add_argument("--hidden", default=None,
-                    help="dense encoder widths, e.g. 1000,1000,2000 (default: the estimator's 500,500,2000)")
+                    help="dense encoder widths, e.g. 1000,1000,2000 (default: the estimator's "
+                         "500,500,2000); for conv/sconv the widths of the dense layers after "
+                         "the convolutions (default 256)")
     ap.add_argument("--input-dropout", type=float, default=0.0,
                     help="dense encoder: dropout on the input pixels during training")
     ap.add_argument("--n-components", type=int, default=2)
@@ -96,21 +106,20 @@ def main():
     optimizer = ("adam" if a.lr_schedule == "constant"
                  else cosine_adam(a.learning_rate, a.epochs, len(X), a.batch_size))
     encoder, callback, trajectory = a.encoder, None, []
-    if (a.hidden or a.input_dropout) and a.encoder != "dense":
-        ap.error(f"--hidden and --input-dropout apply to --encoder dense only, "
-                 f"got --encoder {a.encoder}")
-    if a.eval_every or a.encoder == "sconv" or a.hidden or a.input_dropout:
+    if a.input_dropout and a.encoder != "dense":
+        ap.error(f"--input-dropout applies to --encoder dense only, got --encoder {a.encoder}")
+    if a.eval_every or a.encoder != "dense" or a.hidden or a.input_dropout:
         import keras
         keras.utils.set_random_seed(a.seed)
         Xf, Xtef = X.reshape(len(X), -1), Xte.reshape(len(Xte), -1)
         if a.deskew:  # what the estimator feeds its encoder
             shape = datasets.IMAGE_SHAPES[a.dataset]
             Xf, Xtef = datasets.deskew(Xf, shape), datasets.deskew(Xtef, shape)
-        hidden = tuple(map(int, a.hidden.split(","))) if a.hidden else (500, 500, 2000)
-        encoder = (dense_encoder(Xf.shape[1], a.n_components, hidden=hidden,
+        hidden = tuple(map(int, a.hidden.split(","))) if a.hidden else None
+        encoder = (dense_encoder(Xf.shape[1], a.n_components, hidden=hidden or (500, 500, 2000),
                                  input_dropout=a.input_dropout) if a.encoder == "dense"
                    else conv_encoder((int(np.sqrt(Xf.shape[1])),) * 2, a.n_components,
-                                     strided=a.encoder == "sconv"))
+                                     dense_units=hidden or 256, strided=a.encoder == "sconv"))
     if a.eval_every:
         t_start = time.time()
 

@@ -127,7 +127,8 @@ def main():
     X = X.reshape(len(X), -1).astype(np.float32)
     Xte = Xte.reshape(len(Xte), -1).astype(np.float32)
     if a.deskew:
-        X, Xte = datasets.deskew(X, (28, 28)), datasets.deskew(Xte, (28, 28))
+        shape = datasets.IMAGE_SHAPES["mnist"]
+        X, Xte = datasets.deskew(X, shape), datasets.deskew(Xte, shape)
     Xp = X  # P is computed from the pixels
     if a.pca:
         from sklearn.decomposition import PCA

@@ -33,6 +33,20 @@ def test_run_case_a_writes_everything(tmp_path, capsys):
     assert '"knn_accuracy"' in cap.out
 
 
+def test_deskew_changes_what_case_a_embeds(tmp_path, capsys):
+    runs = {}
+    for flag in ([], ["--deskew"]):
+        out = tmp_path / ("d" if flag else "r")
+        code, _ = _run(["run", "--case", "A", "--n", "200", "--max-iter", "250", "--out",
+                        str(out), "--no-animation", "--quiet"] + flag, capsys)
+        assert code == 0
+        result = json.loads((out / "caseA_digits_metrics.json").read_text())
+        assert result["deskew"] is bool(flag)
+        runs[bool(flag)] = (np.load(out / "caseA_digits_embedding.npy"), result)
+    assert not np.allclose(runs[True][0], runs[False][0])
+    assert runs[True][1]["tsne_ops"]["kl_divergence"] != runs[False][1]["tsne_ops"]["kl_divergence"]
+
+
 def test_compare_case_d_parametric_3d(tmp_path, capsys):
     out = tmp_path / "o"
     code, _ = _run(["compare", "--case", "d", "--n", "300", "--epochs", "3", "--batch-size",

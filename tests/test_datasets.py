@@ -151,3 +151,17 @@ def test_deskew_matches_scipy_affine_transform():
 def test_deskew_rejects_a_wrong_image_shape():
     with pytest.raises(ValueError, match=r"image_shape=\(8, 8\)"):
         datasets.deskew(np.zeros((3, 60)), (8, 8))
+
+
+def test_deskew_edge_cases_and_bad_arguments():
+    row = np.zeros((28, 28))
+    row[5, 3:20] = 1.0  # ink on one row: no shear, only centring
+    out = datasets.deskew(row[None], (28, 28))[0]
+    mr, mc, cov = _moments(out)
+    assert abs(mr - 13.5) < 1e-6 and abs(mc - 13.5) < 1e-6 and abs(out.sum() - 17) < 1e-4
+    assert datasets.deskew(np.zeros((0, 784)), (28, 28)).shape == (0, 784)
+    for chunk in (0, -1, 2.0, True):
+        with pytest.raises(ValueError, match="chunk must be an integer >= 1"):
+            datasets.deskew(row[None], (28, 28), chunk=chunk)
+    with pytest.raises(ValueError, match="non-negative intensities"):
+        datasets.deskew(row[None] - 0.5, (28, 28))

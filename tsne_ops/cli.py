@@ -135,8 +135,9 @@ def build_parser():
                             "towards a neighbour drawn from P, P from the unmoved points "
                             "(default 0: off)")
         p.add_argument("--deskew", action="store_true",
-                       help="cases B-E on images: deskew every image (train and held-out) "
-                            "before training and embedding (for handwritten digits)")
+                       help="deskew every image (for handwritten digits): case A embeds the "
+                            "deskewed images, B-E train with ParametricTSNE(deskew=True); the "
+                            "metrics and scikit-learn's run use the deskewed images too")
         p.add_argument("--dof", type=_positive_float, default=None,
                        help="degrees of freedom of the Student-t in Q (default: max(d - 1, 1), "
                             "as scikit-learn; below 1 gives heavier tails, tighter clusters)")
@@ -305,26 +306,28 @@ def run(args, compare=False):
     stem = f"case{args.case}_{args.dataset}"
     names = datasets.CLASS_NAMES[args.dataset]
 
-    model, Y, frames, elapsed = _fit(args, case, parametric, X)
+    # What the embedding is of: with --deskew, the deskewed images (B-E deskew
+    # inside the model, so that transform does it for new points as well).
+    X_seen = datasets.deskew(X, datasets.IMAGE_SHAPES[args.dataset]) if args.deskew else X
+    model, Y, frames, elapsed = _fit(args, case, parametric, X if parametric else X_seen)
     sklearn_dof = float(max(case["n_components"] - 1, 1))
     dof = sklearn_dof if args.dof is None else args.dof
     result = {"case": args.case, "dataset": args.dataset, "what": case["title"],
               "n_train": int(len(X)), "perplexity": args.perplexity, "dof": dof,
-              "seed": args.seed}
+              "seed": args.seed, "deskew": bool(args.deskew)}
     if parametric:
         result.update(epochs=model.epochs, batch_size=model.batch_size_,
                       learning_rate=model.learning_rate,
                       early_exaggeration=model.early_exaggeration,
                       early_exaggeration_epochs=model.early_exaggeration_epochs_,
                       shift_augmentation=model.shift_augmentation,
-                      neighbor_mixup=model.neighbor_mixup, deskew=model.deskew,
-                      lr_schedule=args.lr_schedule,
+                      neighbor_mixup=model.neighbor_mixup, lr_schedule=args.lr_schedule,
                       final_batch_kl=model.kl_divergence_)
     else:
         result.update(max_iter=args.max_iter, n_iter=model.n_iter_,
                       early_exaggeration=model.early_exaggeration,
                       kl_divergence_optimizer=model.kl_divergence_)
-    result["tsne_ops"] = _metrics(X, Y, y, args.perplexity, dof, elapsed)
+    result["tsne_ops"] = _metrics(X_seen, Y, y, args.perplexity, dof, elapsed)
     files = {}
     files["embedding"] = out / f"{stem}_embedding.npy"
     np.save(files["embedding"], Y)
@@ -342,10 +345,10 @@ def run(args, compare=False):
         plotting.animate(frames, _frame_labels(y, model), files["animation"], class_names=names,
                          unit="epoch" if parametric else "iteration")
     if compare:
-        Ysk, sk_time, method = _run_sklearn(args, case, X)
+        Ysk, sk_time, method = _run_sklearn(args, case, X_seen)
         files["sklearn_embedding"] = out / f"{stem}_sklearn_embedding.npy"
         np.save(files["sklearn_embedding"], Ysk)
-        result["sklearn"] = _metrics(X, Ysk, y, args.perplexity, sklearn_dof, sk_time)
+        result["sklearn"] = _metrics(X_seen, Ysk, y, args.perplexity, sklearn_dof, sk_time)
         result["sklearn"]["method"] = method
         files["comparison"] = out / f"{stem}_compare.png"
         plotting.compare([Y, Ysk], y, path=files["comparison"],

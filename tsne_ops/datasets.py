@@ -176,7 +176,7 @@ def load_dataset(name, data_dir=None, n=None, split="train"):
     return load_fashion_mnist(data_dir, split=split, n=n)
 
 
-def deskew(X, image_shape, chunk=4096):
+def deskew(X, image_shape, chunk=1024):
     """Deskew single-channel images: shear each one so that its ink has no
     row-column covariance, and move its centre of mass to the image centre.
 
@@ -190,12 +190,19 @@ def deskew(X, image_shape, chunk=4096):
     only centred / left as they are.
 
     ``X``: [N, H*W], [N, H, W] or [N, H, W, 1] (non-negative intensities);
-    ``image_shape``: (H, W). Returns float32 of the same shape as ``X``.
+    ``image_shape``: (H, W); ``chunk``: images resampled at a time (memory).
+    Returns float32 of the same shape as ``X``.
     """
     X = np.asarray(X)
     h, w = (int(v) for v in image_shape)
     if X.ndim < 2 or int(np.prod(X.shape[1:])) != h * w:
         raise ValueError(f"deskew needs images of image_shape={(h, w)}, got X of shape {X.shape}")
+    if isinstance(chunk, bool) or not isinstance(chunk, (int, np.integer)) or chunk < 1:
+        raise ValueError(f"chunk must be an integer >= 1, got chunk={chunk!r}")
+    if X.size and not np.issubdtype(X.dtype, np.number):
+        raise ValueError(f"deskew needs a numeric array, got dtype {X.dtype}")
+    if X.size and X.min() < 0:
+        raise ValueError(f"deskew needs non-negative intensities, got a minimum of {X.min()!r}")
     flat = X.reshape(len(X), h * w).astype(np.float32)
     out = np.empty_like(flat)
     rows, cols = np.mgrid[:h, :w].astype(np.float64)
