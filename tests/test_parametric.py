@@ -52,6 +52,11 @@ def test_image_shaped_input_and_custom_encoder(digits):
     images = Xtr.reshape(-1, 8, 8)
     model = ParametricTSNE(encoder="conv", batch_size=350, epochs=1, random_state=0).fit(images)
     assert model.image_shape_ == (8, 8)
+    # the built-in conv encoder: stride-2 convolutions, van der Maaten's dense layers
+    layers = model.encoder_.layers
+    assert not any("pool" in layer.name for layer in layers)
+    assert [layer.strides for layer in layers if layer.name.startswith("conv")] == [(2, 2)] * 2
+    assert [layer.units for layer in layers if layer.name.startswith("hidden")] == [500, 500, 2000]
     assert model.transform(images[:5]).shape == (5, 2)
     custom = keras.Sequential([keras.Input((64,)), keras.layers.Dense(32, activation="relu"),
                                keras.layers.Dense(2)])
@@ -172,6 +177,15 @@ def test_strided_conv_encoder_shapes(shape):
     assert pooled_flat.output.shape[-1] == flat.output.shape[-1]
 
 
+def test_conv_encoder_takes_several_dense_widths():
+    enc = conv_encoder((8, 8), 2, dense_units=(40, 30, 20), strided=True)
+    dense = [layer.units for layer in enc.layers if layer.name.startswith("hidden")]
+    assert dense == [40, 30, 20]
+    assert enc(np.zeros((3, 64), np.float32)).shape == (3, 2)
+    assert [layer.units for layer in conv_encoder((8, 8), 2).layers
+            if layer.name.startswith("hidden")] == [256]
+
+
 def test_strided_conv_encoder_trains_as_given_model(digits):
     from tsne_ops.parametric import conv_encoder
     Xtr, ytr, _, _ = digits
@@ -288,6 +302,44 @@ def test_deskew_trains_on_deskewed_images_and_round_trips(digits, tmp_path):
     assert off.deskew_shape_ is None
 
 
+def test_deskew_with_a_custom_image_encoder_and_old_sidecar_files(digits, tmp_path):
+    import keras
+
+    Xtr, _, Xte, _ = digits
+    enc = keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Flatten(),
+                            keras.layers.Dense(16, activation="relu"), keras.layers.Dense(2)])
+    images = Xtr.reshape(-1, 8, 8, 1)
+    model = ParametricTSNE(encoder=enc, batch_size=350, epochs=np.int64(2),
+                           deskew=np.True_).fit(images)
+    assert model.deskew_shape_ == (8, 8)
+    test = Xte.reshape(-1, 8, 8, 1)
+    direct = enc.predict(datasets.deskew(test, (8, 8)), verbose=0)
+    np.testing.assert_allclose(model.transform(test), direct, rtol=1e-5, atol=1e-6)
+    path = model.save(tmp_path / "m")  # numpy scalars in the settings are written as numbers
+    same = ParametricTSNE.load(path)
+    np.testing.assert_allclose(same.transform(test), direct, rtol=1e-5, atol=1e-6)
+    # a sidecar written before deskewing existed loads with deskewing off
+    meta = json.loads(open(path + ".json").read())
+    del meta["deskew"], meta["deskew_shape_"]
+    with open(path + ".json", "w") as f:
+        json.dump(meta, f)
+    old = ParametricTSNE.load(path)
+    assert not old.deskew and old.deskew_shape_ is None
+    np.testing.assert_allclose(old.transform(test), enc.predict(test, verbose=0),
+                               rtol=1e-5, atol=1e-6)
+
+
+def test_a_failed_refit_leaves_the_fitted_model_as_it_was(digits):
+    Xtr, _, Xte, _ = digits
+    model = ParametricTSNE(batch_size=350, epochs=1, random_state=0).fit(Xtr)
+    before = model.transform(Xte)
+    model.set_params(deskew=True, perplexity=500.0)  # too large for the batch: fit raises
+    with pytest.raises(ValueError, match="perplexity"):
+        model.fit(Xtr)
+    assert model.deskew_shape_ is None
+    np.testing.assert_allclose(model.transform(Xte), before, rtol=1e-6)
+
+
 def test_deskew_needs_an_image_shape(digits):
     Xtr, _, _, _ = digits
     with pytest.raises(ValueError, match="deskew needs image_shape for 60 features"):
@@ -295,33 +347,27 @@ def test_deskew_needs_an_image_shape(digits):
 
 
 def _mnist_floor(encoder, epochs):
-    import keras
-
     from tsne_ops.datasets import load_mnist
 
     X, y = load_mnist(split="train", n=10000)
     Xte, yte = load_mnist(split="test")
-    keras.utils.set_random_seed(0)
-    if encoder == "strided conv":
-        encoder = conv_encoder((28, 28), 2, strided=True)
     adam = cosine_adam(2e-3, epochs, len(X), MNIST_SETTINGS["batch_size"])
     model = ParametricTSNE(2, encoder=encoder, epochs=epochs, optimizer=adam,
                            **MNIST_SETTINGS).fit(X)
     return metrics.train_test_knn_accuracy(model.transform(X), y, model.transform(Xte), yte, k=1)
 
 
-# The best settings measured so far (benchmarks/results/mnist_parametric.jsonl):
-# with these the dense 2-D encoder reached test 1-NN 0.893 after 1000 epochs
-# and the strided conv encoder 0.8965 after 800 (seed 0), below the 0.90 floor,
-# so this test currently fails; it states the target, not the present result.
-# Other seeds give less (dense 0.869-0.893, strided conv 0.853-0.881).
+# The README's MNIST recipe (benchmarks/results/mnist_parametric.jsonl): with
+# it, through benchmarks/mnist_parametric.py, the dense encoder gave 0.933,
+# 0.932, 0.933 (seeds 0-2) and the conv encoder (the network encoder='conv'
+# builds) 0.951, 0.951, 0.953. Without deskew=True dense stayed below 0.90.
 MNIST_SETTINGS = dict(batch_size=5000, early_exaggeration=4.0, early_exaggeration_epochs=50,
-                      neighbor_mixup=0.5, dof=0.5, random_state=0)
+                      neighbor_mixup=0.5, dof=0.5, deskew=True, random_state=0)
 
 
 @pytest.mark.slow
 def test_mnist_floor_dense_and_conv_2d():
-    dense = _mnist_floor("dense", 1000)
-    conv = _mnist_floor("strided conv", 800)
-    assert dense >= 0.90
-    assert conv >= dense
+    dense = _mnist_floor("dense", 300)
+    conv = _mnist_floor("conv", 300)
+    assert dense >= 0.90, dense
+    assert conv >= dense, (conv, dense)
