@@ -54,18 +54,24 @@ def main():
                     help="cases that also run scikit-learn's TSNE (`tsne-ops compare`); "
                          "default: all. Its result does not depend on the case's encoder, so "
                          "on MNIST `--sklearn-cases A` saves a long Barnes-Hut run per case")
+    ap.add_argument("--reuse", nargs="*", default=[],
+                    help="cases not run again: their metrics JSON from an earlier run in "
+                         "--out/<dataset>/ goes into the table as it is")
     a = ap.parse_args()
     out = Path(a.out)
     rows = []
     t0 = time.time()
     for case in a.cases:
+        stem = f"case{case}_{a.dataset}"
+        if case in a.reuse:
+            rows.append(json.loads((out / a.dataset / f"{stem}_metrics.json").read_text()))
+            continue
         command = "compare" if a.sklearn_cases is None or case in a.sklearn_cases else "run"
         argv = [command, "--case", case, "--dataset", a.dataset,
                 "--out", str(out / a.dataset), "--quiet"] + a.extra.split()
         if a.n:
             argv += ["--n", str(a.n)]
         cli.main(argv)
-        stem = f"case{case}_{a.dataset}"
         rows.append(json.loads((out / a.dataset / f"{stem}_metrics.json").read_text()))
         print(f"case {case} done ({time.time() - t0:.0f}s)", flush=True)
     machine = f"{platform.machine()}, {__import__('os').cpu_count()} CPUs"
@@ -74,7 +80,7 @@ def main():
              f"`python benchmarks/cases_table.py --dataset {a.dataset}"
              + (f" --n {a.n}" if a.n else "") + (f" --extra '{a.extra}'" if a.extra else "")
              + (f" --sklearn-cases {' '.join(a.sklearn_cases)}" if a.sklearn_cases is not None
-                else "") + "`",
+                else "") + (f" --reuse {' '.join(a.reuse)}" if a.reuse else "") + "`",
              "", "| " + " | ".join(h for _, h in COLUMNS) + " |",
              "|" + "---|" * len(COLUMNS)]
     for r in rows:

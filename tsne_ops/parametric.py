@@ -386,8 +386,8 @@ class ParametricTSNE(TransformerMixin, BaseEstimator):
     def __init__(self, n_components=2, *, perplexity=30.0, encoder="dense", image_shape=None,
                  batch_size=1000, epochs=50, optimizer="adam", learning_rate=1e-3, dof=None,
                  early_exaggeration=1.0, early_exaggeration_epochs=None, shift_augmentation=0,
-                 neighbor_mixup=0.0, deskew=False, random_state=None, verbose=0, callback=None, callback_every=1,
-                 callback_samples=2000, strategy=None):
+                 neighbor_mixup=0.0, deskew=False, random_state=None, verbose=0, callback=None,
+                 callback_every=1, callback_samples=2000, strategy=None):
         self.n_components = n_components
         self.perplexity = perplexity
         self.encoder = encoder
