@@ -112,13 +112,13 @@ def main():
         import keras
         keras.utils.set_random_seed(a.seed)
         Xf, Xtef = X.reshape(len(X), -1), Xte.reshape(len(Xte), -1)
+        shape = datasets.IMAGE_SHAPES[a.dataset]
         if a.deskew:  # what the estimator feeds its encoder
-            shape = datasets.IMAGE_SHAPES[a.dataset]
             Xf, Xtef = datasets.deskew(Xf, shape), datasets.deskew(Xtef, shape)
         hidden = tuple(map(int, a.hidden.split(","))) if a.hidden else None
         encoder = (dense_encoder(Xf.shape[1], a.n_components, hidden=hidden or (500, 500, 2000),
                                  input_dropout=a.input_dropout) if a.encoder == "dense"
-                   else conv_encoder((int(np.sqrt(Xf.shape[1])),) * 2, a.n_components,
+                   else conv_encoder(shape, a.n_components,
                                      dense_units=hidden or 256, strided=a.encoder == "sconv"))
     if a.eval_every:
         t_start = time.time()
