@@ -32,7 +32,7 @@ from tsne_ops.parametric import ParametricTSNE, conv_encoder, cosine_adam, dense
 
 
 def table(path):
-    """The runs in the JSONL file at ``path`` as a markdown table (as in docs/parametric_mnist.md)."""
+    """The runs in the JSONL file at ``path`` as a markdown table (docs/parametric_mnist.md's)."""
     lines = ["| encoder | d | dof | batch | epochs | lr | early exaggeration | neighbour mixup "
              "| seed | fit s | test 1-NN | train 10-NN |",
              "| --- | ---: | ---: | ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: |"]

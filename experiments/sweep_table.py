@@ -21,8 +21,9 @@ def _setting(run):
     """The run's settings that are not the sweep's defaults, as short text."""
     parts = [run.get("encoder", "dense")]
     for key, default in (("dof", 1.0), ("nbr_mix", 0.0), ("perp", 30.0), ("batch", 5000),
-                         ("lr", 0.002), ("exag", 4.0), ("exag_epochs", 50), ("shift", 0), ("noise", 0.0), ("in_dropout", 0.0),
-                         ("dropout", 0.0), ("wd", 0.0), ("pmode", "batch"), ("hidden", "500,500,2000"),
+                         ("lr", 0.002), ("exag", 4.0), ("exag_epochs", 50), ("shift", 0),
+                         ("noise", 0.0), ("in_dropout", 0.0), ("dropout", 0.0), ("wd", 0.0),
+                         ("pmode", "batch"), ("hidden", "500,500,2000"),
                          ("act", "relu"), ("ae_epochs", 0), ("distill_epochs", 0),
                          ("ft_epochs", 0)):
         value = run.get(key, default)
@@ -37,7 +38,8 @@ def _setting(run):
 def table(path):
     lines = ["| tag | settings | epochs run | " + " | ".join(f"test 1-NN @{e}" for e in EPOCHS)
              + " | final test 1-NN | final train 10-NN | stopped early |",
-             "| --- | --- | ---: | " + " | ".join("---:" for _ in EPOCHS) + " | ---: | ---: | --- |"]
+             "| --- | --- | ---: | " + " | ".join("---:" for _ in EPOCHS)
+             + " | ---: | ---: | --- |"]
     for line in Path(path).read_text().splitlines():
         run = json.loads(line)
         at = {p["epoch"]: p["test1"] for p in run["trajectory"] if "epoch" in p}

@@ -6,8 +6,9 @@ of the clusters forming (``.gif``) and the metrics (``.json``).
 ``tsne-ops compare`` does the same and also runs scikit-learn's ``TSNE`` on
 the same data, adding its embedding, its metrics and a side-by-side figure.
 
-Cases (the README's "The five cases and the command line"): A plain t-SNE (2-D); B dense encoder, 2-D; C conv
-encoder, 2-D; D dense encoder, 3-D; E conv encoder, 3-D. Parametric cases
+Cases (README.md, "The five cases and the command line"): A plain t-SNE
+(2-D); B dense encoder, 2-D; C conv encoder, 2-D; D dense encoder, 3-D; E conv
+encoder, 3-D. Parametric cases
 train on the training split and also embed held-out data (the test split of
 MNIST and Fashion-MNIST, 20% of the digits held out), reporting the 1-NN
 accuracy of a classifier fitted on the training embedding.
