@@ -10,6 +10,7 @@ the build needs TensorFlow importable: install with
 example ``-DTSNE_OPS_WITH_CUDA=OFF``.
 """
 import os
+import re
 import shlex
 import shutil
 import subprocess
@@ -20,7 +21,29 @@ from setuptools import Extension, find_packages, setup
 from setuptools.command.build_ext import build_ext
 
 ROOT = Path(__file__).resolve().parent
-TF_VERSION = "2.21.0"
+
+
+def _version():
+    # Read as text: importing tsne_ops would import TensorFlow and the op
+    # library, which do not exist yet at build time.
+    text = (ROOT / "tsne_ops" / "_version.py").read_text()
+    return re.search(r'^__version__ = "([^"]+)"', text, re.M).group(1)
+
+
+def _runtime_requirements():
+    """The "# Runtime" section of requirements.txt: the pins have one home."""
+    requirements, section = [], None
+    for line in (ROOT / "requirements.txt").read_text().splitlines():
+        line = line.strip()
+        if line.startswith("#"):
+            words = line[1:].split()
+            if words and words[0] in ("Runtime", "Build", "Tests"):
+                section = words[0]
+            continue
+        if line and section == "Runtime":
+            requirements.append(line)
+    return requirements
+
 
 
 class CMakeExtension(Extension):
@@ -59,22 +82,16 @@ class CMakeBuild(build_ext):
 
 setup(
     name="tsne_ops",
-    version="0.1.0",
+    version=_version(),
     description="t-SNE as TensorFlow custom ops (C++ and CUDA): plain and parametric t-SNE",
     long_description=(ROOT / "README.md").read_text() if (ROOT / "README.md").exists() else "",
     long_description_content_type="text/markdown",
-    python_requires=">=3.10",
+    # TensorFlow 2.21.0 has wheels for CPython 3.10 to 3.13 only.
+    python_requires=">=3.10,<3.14",
     packages=find_packages(include=["tsne_ops", "tsne_ops.*"]),
     ext_modules=[CMakeExtension("tsne_ops._tsne_ops")],
     cmdclass={"build_ext": CMakeBuild},
-    install_requires=[
-        f"tensorflow=={TF_VERSION}",
-        "numpy",
-        "scikit-learn",
-        "matplotlib",
-        "pillow",
-        "tqdm",
-    ],
+    install_requires=_runtime_requirements(),
     extras_require={
         "test": ["pytest"],
         "bench": ["openTSNE"],

@@ -2,9 +2,13 @@
 
     python benchmarks/cases_table.py                    # digits, all cases
     python benchmarks/cases_table.py --dataset mnist --n 5000 --cases A B C
+    python benchmarks/cases_table.py --parametric-extra '--epochs 150 --early-exaggeration 4'
 
 Each case's files (embeddings, figures, animations, metrics JSON) go to
 --out/<dataset>/; the table goes to --out/cases_<dataset>.json and .md.
+Options not given take the estimators' defaults (as in `tsne-ops`); --extra
+goes to every case, --parametric-extra only to B-E (the training options of
+ParametricTSNE, which case A would read differently or refuse).
 Parametric cases (B-E) train on the training split and report the 1-NN
 accuracy of held-out points (digits: a 20% split; MNIST-like: the test set).
 """
@@ -49,7 +53,10 @@ def main():
     ap.add_argument("--cases", nargs="+", default=list("ABCDE"))
     ap.add_argument("--n", type=int, default=None)
     ap.add_argument("--out", default=str(Path(__file__).parent / "results"))
-    ap.add_argument("--extra", default="", help="extra tsne-ops options, e.g. '--epochs 50'")
+    ap.add_argument("--extra", default="", help="extra tsne-ops options for every case, "
+                                                "e.g. '--perplexity 20'")
+    ap.add_argument("--parametric-extra", default="",
+                    help="extra tsne-ops options for cases B-E only, e.g. '--learning-rate 2e-3'")
     ap.add_argument("--sklearn-cases", nargs="*", default=None,
                     help="cases that also run scikit-learn's TSNE (`tsne-ops compare`); "
                          "default: all. Its result does not depend on the case's encoder, so "
@@ -69,6 +76,8 @@ def main():
         command = "compare" if a.sklearn_cases is None or case in a.sklearn_cases else "run"
         argv = [command, "--case", case, "--dataset", a.dataset,
                 "--out", str(out / a.dataset), "--quiet"] + a.extra.split()
+        if case != "A":
+            argv += a.parametric_extra.split()
         if a.n:
             argv += ["--n", str(a.n)]
         cli.main(argv)
@@ -79,6 +88,7 @@ def main():
     lines = [f"Dataset: {a.dataset}; machine: {machine}; command: "
              f"`python benchmarks/cases_table.py --dataset {a.dataset}"
              + (f" --n {a.n}" if a.n else "") + (f" --extra '{a.extra}'" if a.extra else "")
+             + (f" --parametric-extra '{a.parametric_extra}'" if a.parametric_extra else "")
              + (f" --sklearn-cases {' '.join(a.sklearn_cases)}" if a.sklearn_cases is not None
                 else "") + (f" --reuse {' '.join(a.reuse)}" if a.reuse else "") + "`",
              "", "| " + " | ".join(h for _, h in COLUMNS) + " |",

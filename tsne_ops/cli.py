@@ -6,11 +6,17 @@ of the clusters forming (``.gif``) and the metrics (``.json``).
 ``tsne-ops compare`` does the same and also runs scikit-learn's ``TSNE`` on
 the same data, adding its embedding, its metrics and a side-by-side figure.
 
-Cases (see DESIGN.md): A plain t-SNE (2-D); B dense encoder, 2-D; C conv
-encoder, 2-D; D dense encoder, 3-D; E conv encoder, 3-D. Parametric cases
+Cases (README.md, "The five cases and the command line"): A plain t-SNE
+(2-D); B dense encoder, 2-D; C conv encoder, 2-D; D dense encoder, 3-D; E conv
+encoder, 3-D. Parametric cases
 train on the training split and also embed held-out data (the test split of
 MNIST and Fashion-MNIST, 20% of the digits held out), reporting the 1-NN
 accuracy of a classifier fitted on the training embedding.
+
+Defaults have one home, the estimators: an option left out is not passed, so
+``TSNE`` (case A) or ``ParametricTSNE`` (B-E) uses its own default for it.
+Imports are inside the functions so that ``tsne-ops --help`` does not load
+TensorFlow (see the package docstring).
 """
 import argparse
 import json
@@ -109,38 +115,46 @@ def build_parser():
         p.add_argument("--test-fraction", type=_open_fraction, default=0.2,
                        help="fraction of the digits held out for parametric cases (0.2)")
         p.add_argument("--out", default="out", help="output directory (default: out)")
-        p.add_argument("--perplexity", type=_positive_float, default=30.0)
-        p.add_argument("--max-iter", type=_positive_int, default=1000,
-                       help="case A: iterations (default 1000)")
+        # default=None everywhere below: "not given", so the estimator's
+        # own default applies (its signature is the one source).
+        p.add_argument("--perplexity", type=_positive_float, default=None,
+                       help="default: the estimator's perplexity")
+        p.add_argument("--max-iter", type=_positive_int, default=None,
+                       help="case A, and scikit-learn in compare: iterations (default: TSNE's "
+                            "max_iter)")
         p.add_argument("--early-exaggeration-iter", type=int, default=None,
-                       help="case A: iterations with early exaggeration (default 250, at most "
-                            "a quarter of --max-iter when that is below 1000)")
+                       help="case A: iterations with early exaggeration (default: TSNE's "
+                            "early_exaggeration_iter)")
         p.add_argument("--epochs", type=_positive_int, default=None,
-                       help="cases B-E: training epochs (default: about 300 steps, 20-150 epochs)")
+                       help="cases B-E: training epochs (default: ParametricTSNE's epochs)")
         p.add_argument("--batch-size", type=_positive_int, default=None,
-                       help="cases B-E: minibatch size (default N/2, at most 2000)")
+                       help="cases B-E: minibatch size (default: ParametricTSNE's batch_size)")
         p.add_argument("--learning-rate", type=_positive_float, default=None,
-                       help="case A: 'auto' by default; B-E: Adam's rate (default 2e-3)")
+                       help="case A: the gradient step (default: TSNE's, 'auto'); B-E: "
+                            "Adam's rate (default: ParametricTSNE's learning_rate)")
         p.add_argument("--early-exaggeration", type=float, default=None,
-                       help="factor on attractive forces early on (default: 12 for case A, "
-                            "4 for B-E, over their first quarter of epochs)")
+                       help="factor on attractive forces early on (default: the estimator's "
+                            "early_exaggeration; ParametricTSNE's 1 means none)")
         p.add_argument("--early-exaggeration-epochs", type=_non_negative_int, default=None,
-                       help="cases B-E: epochs with early exaggeration (default: a quarter "
-                            "of --epochs)")
-        p.add_argument("--shift-augmentation", type=_non_negative_int, default=0,
+                       help="cases B-E: epochs with early exaggeration, when "
+                            "--early-exaggeration is not 1 (default: ParametricTSNE's, a "
+                            "quarter of the epochs)")
+        p.add_argument("--shift-augmentation", type=_non_negative_int, default=None,
                        help="cases B-E on images: move each training image by up to this many "
-                            "pixels per step, P from the unmoved images (default 0: off)")
-        p.add_argument("--neighbor-mixup", type=_fraction, default=0.0,
+                            "pixels per step, P from the unmoved images (default: "
+                            "ParametricTSNE's, 0: off)")
+        p.add_argument("--neighbor-mixup", type=_fraction, default=None,
                        help="cases B-E: move each training point up to this fraction of the way "
                             "towards a neighbour drawn from P, P from the unmoved points "
-                            "(default 0: off)")
+                            "(default: ParametricTSNE's, 0: off)")
         p.add_argument("--deskew", action="store_true",
                        help="deskew every image (for handwritten digits): case A embeds the "
                             "deskewed images, B-E train with ParametricTSNE(deskew=True); the "
                             "metrics and scikit-learn's run use the deskewed images too")
         p.add_argument("--dof", type=_positive_float, default=None,
-                       help="degrees of freedom of the Student-t in Q (default: max(d - 1, 1), "
-                            "as scikit-learn; below 1 gives heavier tails, tighter clusters)")
+                       help="degrees of freedom of the Student-t in Q (default: the "
+                            "estimator's, max(d - 1, 1) as scikit-learn; below 1 gives heavier "
+                            "tails, tighter clusters)")
         p.add_argument("--lr-schedule", default="constant", choices=("constant", "cosine"),
                        help="cases B-E: Adam's rate constant or decayed to zero over the epochs "
                             "with a cosine (default constant)")
@@ -215,60 +229,53 @@ class _Progress:
         self.bar.close()
 
 
+def _given(**options):
+    """The options given on the command line; None means "not given", so the
+    estimator's own default applies."""
+    return {name: value for name, value in options.items() if value is not None}
+
+
+def _model(args, case, parametric, n_samples):
+    """The case's estimator, unfitted, with the options the user gave."""
+    common = _given(perplexity=args.perplexity, dof=args.dof,
+                    learning_rate=args.learning_rate,
+                    early_exaggeration=args.early_exaggeration)
+    if not parametric:
+        from tsne_ops.tsne import TSNE
+
+        return TSNE(n_components=case["n_components"], random_state=args.seed, **common,
+                    **_given(max_iter=args.max_iter,
+                             early_exaggeration_iter=args.early_exaggeration_iter))
+    from tsne_ops.parametric import ParametricTSNE, cosine_adam
+
+    model = ParametricTSNE(n_components=case["n_components"], encoder=case["encoder"],
+                           random_state=args.seed, deskew=args.deskew, **common,
+                           **_given(batch_size=args.batch_size, epochs=args.epochs,
+                                    early_exaggeration_epochs=args.early_exaggeration_epochs,
+                                    shift_augmentation=args.shift_augmentation,
+                                    neighbor_mixup=args.neighbor_mixup))
+    if args.lr_schedule == "cosine":
+        model.set_params(optimizer=cosine_adam(model.learning_rate, model.epochs, n_samples,
+                                               model.batch_size))
+    return model
+
+
 def _fit(args, case, parametric, X):
     """Fit the case's model; returns (model, embedding, frames, seconds)."""
-    from tsne_ops.parametric import ParametricTSNE, cosine_adam
-    from tsne_ops.tsne import TSNE
-
     t0 = time.time()
-    if not parametric:
-        early = args.early_exaggeration_iter
-        if early is None:
-            early = 250 if args.max_iter >= 1000 else min(250, args.max_iter // 4)
-        every = max(1, args.max_iter // (2 * args.frames))
-        progress = _Progress(args.max_iter, "it", args.quiet, args.frames)
-        model = TSNE(n_components=case["n_components"], perplexity=args.perplexity,
-                     dof=args.dof, max_iter=args.max_iter, early_exaggeration_iter=early,
-                     learning_rate=args.learning_rate or "auto", random_state=args.seed,
-                     early_exaggeration=args.early_exaggeration or 12.0,
-                     callback=progress, callback_every=every)
-        try:
-            Y = model.fit_transform(X)
-        finally:
-            progress.close()
-        return model, Y, progress.recorder.frames, time.time() - t0
-    batch = min(args.batch_size or _default_batch(len(X)), len(X))
-    epochs = args.epochs or _default_epochs(len(X), batch)
-    learning_rate = args.learning_rate or 2e-3
-    optimizer = ("adam" if args.lr_schedule == "constant"
-                 else cosine_adam(learning_rate, epochs, len(X), batch))
-    progress = _Progress(epochs, "epoch", args.quiet, args.frames)
-    model = ParametricTSNE(n_components=case["n_components"], encoder=case["encoder"],
-                           perplexity=args.perplexity, batch_size=batch, epochs=epochs,
-                           optimizer=optimizer, dof=args.dof,
-                           learning_rate=learning_rate, random_state=args.seed,
-                           early_exaggeration=args.early_exaggeration or 4.0,
-                           early_exaggeration_epochs=args.early_exaggeration_epochs,
-                           shift_augmentation=args.shift_augmentation,
-                           neighbor_mixup=args.neighbor_mixup, deskew=args.deskew,
-                           callback=progress, callback_every=max(1, epochs // args.frames))
+    model = _model(args, case, parametric, len(X))
+    if parametric:
+        progress = _Progress(model.epochs, "epoch", args.quiet, args.frames)
+        every = max(1, model.epochs // args.frames)
+    else:
+        progress = _Progress(model.max_iter, "it", args.quiet, args.frames)
+        every = max(1, model.max_iter // (2 * args.frames))
+    model.set_params(callback=progress, callback_every=every)
     try:
         Y = model.fit_transform(X)
     finally:
         progress.close()
     return model, Y, progress.recorder.frames, time.time() - t0
-
-
-def _default_batch(n):
-    # Large batches give each step a P close to the full data's; two or more
-    # batches per epoch keep the steps varied.
-    return max(3, min(2000, n // 2))
-
-
-def _default_epochs(n, batch):
-    # About 300 optimiser steps, within 20-150 epochs.
-    steps_per_epoch = max(1, n // batch)
-    return int(min(150, max(20, round(300 / steps_per_epoch))))
 
 
 def _metrics(X, Y, y, perplexity, dof, elapsed):
@@ -280,15 +287,15 @@ def _metrics(X, Y, y, perplexity, dof, elapsed):
     return out
 
 
-def _run_sklearn(args, case, X):
+def _run_sklearn(args, case, X, perplexity, max_iter):
     from sklearn.manifold import TSNE as SkTSNE
 
     method = args.sklearn_method
     if method == "auto":
         method = "exact" if len(X) <= 2000 else "barnes_hut"
-    max_iter = max(args.max_iter, 250)  # scikit-learn's minimum
+    max_iter = max(max_iter, 250)  # scikit-learn's minimum
     t0 = time.time()
-    model = SkTSNE(n_components=case["n_components"], perplexity=args.perplexity,
+    model = SkTSNE(n_components=case["n_components"], perplexity=perplexity,
                    max_iter=max_iter, init="pca", random_state=args.seed, method=method)
     Y = model.fit_transform(X)
     return Y, time.time() - t0, method
@@ -313,7 +320,7 @@ def run(args, compare=False):
     sklearn_dof = float(max(case["n_components"] - 1, 1))
     dof = sklearn_dof if args.dof is None else args.dof
     result = {"case": args.case, "dataset": args.dataset, "what": case["title"],
-              "n_train": int(len(X)), "perplexity": args.perplexity, "dof": dof,
+              "n_train": int(len(X)), "perplexity": model.perplexity, "dof": dof,
               "seed": args.seed, "deskew": bool(args.deskew)}
     if parametric:
         result.update(epochs=model.epochs, batch_size=model.batch_size_,
@@ -324,10 +331,10 @@ def run(args, compare=False):
                       neighbor_mixup=model.neighbor_mixup, lr_schedule=args.lr_schedule,
                       final_batch_kl=model.kl_divergence_)
     else:
-        result.update(max_iter=args.max_iter, n_iter=model.n_iter_,
+        result.update(max_iter=model.max_iter, n_iter=model.n_iter_,
                       early_exaggeration=model.early_exaggeration,
                       kl_divergence_optimizer=model.kl_divergence_)
-    result["tsne_ops"] = _metrics(X_seen, Y, y, args.perplexity, dof, elapsed)
+    result["tsne_ops"] = _metrics(X_seen, Y, y, model.perplexity, dof, elapsed)
     files = {}
     files["embedding"] = out / f"{stem}_embedding.npy"
     np.save(files["embedding"], Y)
@@ -345,10 +352,14 @@ def run(args, compare=False):
         plotting.animate(frames, _frame_labels(y, model), files["animation"], class_names=names,
                          unit="epoch" if parametric else "iteration")
     if compare:
-        Ysk, sk_time, method = _run_sklearn(args, case, X_seen)
+        # scikit-learn runs as many iterations as case A (B-E: TSNE's default).
+        from tsne_ops.tsne import TSNE
+
+        max_iter = args.max_iter or TSNE().max_iter
+        Ysk, sk_time, method = _run_sklearn(args, case, X_seen, model.perplexity, max_iter)
         files["sklearn_embedding"] = out / f"{stem}_sklearn_embedding.npy"
         np.save(files["sklearn_embedding"], Ysk)
-        result["sklearn"] = _metrics(X_seen, Ysk, y, args.perplexity, sklearn_dof, sk_time)
+        result["sklearn"] = _metrics(X_seen, Ysk, y, model.perplexity, sklearn_dof, sk_time)
         result["sklearn"]["method"] = method
         files["comparison"] = out / f"{stem}_compare.png"
         plotting.compare([Y, Ysk], y, path=files["comparison"],
@@ -378,9 +389,9 @@ def main(argv=None):
     except (ValueError, FileNotFoundError, CommandLineError) as e:
         parser.exit(2, f"{parser.prog}: error: {e}\n")
     except Exception as e:  # TensorFlow's InvalidArgumentError from the ops
-        import tensorflow as tf
-
-        if isinstance(e, tf.errors.InvalidArgumentError):
+        # Only an op can raise it, and then TensorFlow is loaded already.
+        tf = sys.modules.get("tensorflow")
+        if tf is not None and isinstance(e, tf.errors.InvalidArgumentError):
             parser.exit(2, f"{parser.prog}: error: {e.message.splitlines()[0]}\n")
         raise
     return 0

@@ -1,8 +1,8 @@
 """Parametric t-SNE on MNIST: train on the first N training images, embed the
 10,000 test images, report the train-to-test 1-NN accuracy and the wall time.
 
-    python benchmarks/mnist_parametric.py --encoder dense --n-components 2
-    python benchmarks/mnist_parametric.py --encoder sconv --hidden 500,500,2000 --deskew
+    python experiments/mnist_parametric.py --encoder dense --n-components 2
+    python experiments/mnist_parametric.py --encoder sconv --hidden 500,500,2000 --deskew
 
 The conv encoders are built here and passed to ParametricTSNE as models:
 --encoder conv is conv_encoder's default (3x3 convolutions with pooling, one
@@ -17,7 +17,7 @@ the trajectory goes into the JSON line.
 --lr-schedule cosine passes Adam with a cosine decay of the learning rate to
 zero over the run (ParametricTSNE takes any Keras optimizer).
 
-Writes a JSON line to --out (default benchmarks/results/mnist_parametric.jsonl).
+Writes a JSON line to --out (default experiments/results/mnist_parametric.jsonl).
 """
 import argparse
 import json
@@ -32,7 +32,7 @@ from tsne_ops.parametric import ParametricTSNE, conv_encoder, cosine_adam, dense
 
 
 def table(path):
-    """The runs in the JSONL file at ``path`` as a markdown table (the README's)."""
+    """The runs in the JSONL file at ``path`` as a markdown table (docs/parametric_mnist.md's)."""
     lines = ["| encoder | d | dof | batch | epochs | lr | early exaggeration | neighbour mixup "
              "| seed | fit s | test 1-NN | train 10-NN |",
              "| --- | ---: | ---: | ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: |"]

@@ -1,8 +1,8 @@
 """k-NN accuracy in pixel space, raw and deskewed: the neighbourhoods t-SNE's P
 is built from, before any embedding.
 
-    python benchmarks/pixel_knn.py                       # MNIST, 10,000 train / 10,000 test
-    python benchmarks/pixel_knn.py --dataset fashion-mnist
+    python experiments/pixel_knn.py                       # MNIST, 10,000 train / 10,000 test
+    python experiments/pixel_knn.py --dataset fashion-mnist
 
 Fits scikit-learn's KNeighborsClassifier on the first --n training images
 (raw, then deskewed with tsne_ops.datasets.deskew) and scores the --n-test
