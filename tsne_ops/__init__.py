@@ -6,7 +6,7 @@ gradients, so SavedModels that use the ops load in a fresh process after
 
 Ops (batched, float32/float64, CPU and GPU kernels):
   pairwise_squared_distance, perplexity_affinities, joint_probabilities,
-  tsne_gradient, tsne_loss.
+  tsne_gradient, tsne_loss, nearest_neighbors.
 Estimators:
   TSNE (plain t-SNE, a drop-in for sklearn.manifold.TSNE) and ParametricTSNE
   (dense or convolutional Keras encoders trained through tsne_loss).
@@ -15,6 +15,7 @@ Modules: datasets, metrics, plotting; the ``tsne-ops`` command line (cli).
 from tsne_ops.ops import (
     build_info,
     joint_probabilities,
+    nearest_neighbors,
     pairwise_squared_distance,
     perplexity_affinities,
     tsne_gradient,
@@ -32,6 +33,7 @@ __all__ = [
     "joint_probabilities",
     "tsne_gradient",
     "tsne_loss",
+    "nearest_neighbors",
     "build_info",
     "TSNE",
     "ParametricTSNE",
