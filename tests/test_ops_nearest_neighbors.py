@@ -66,7 +66,7 @@ def test_matches_sklearn_brute(rng, dtype, n, m, dim, k):
     np.testing.assert_array_equal(idx, sk_idx)
     np.testing.assert_allclose(d2, sk_d2, rtol=1e-5 if dtype == np.float32 else 1e-12, atol=1e-12)
     # The returned distances are the exact ones rounded to the dtype.
-    ref_idx, ref_d2 = ref_knn(x, k, y)
+    ref_idx, ref_d2 = ref_knn(x, k, y, dtype=dtype)
     np.testing.assert_array_equal(idx, ref_idx)
     np.testing.assert_allclose(d2, ref_d2.astype(dtype), rtol=2e-7 if dtype == np.float32 else 1e-14)
 
@@ -114,7 +114,7 @@ def test_integer_grid_ties_match_definition(rng, dtype, n, dim, cross):
     y = rng.integers(0, 3, size=(n + 40, dim)).astype(dtype) if cross else None
     k = 25
     idx, d2 = run(x, k, y)
-    ref_idx, ref_d2 = ref_knn(x, k, y)
+    ref_idx, ref_d2 = ref_knn(x, k, y, dtype=dtype)
     np.testing.assert_array_equal(idx, ref_idx)
     np.testing.assert_array_equal(d2, ref_d2)
     check_sorted_with_index_ties(idx, d2)
