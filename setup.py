@@ -77,7 +77,7 @@ setup(
     ],
     extras_require={
         "test": ["pytest"],
-        "bench": ["openTSNE"],
+        "bench": ["openTSNE", "faiss-cpu"],
     },
     entry_points={"console_scripts": ["tsne-ops=tsne_ops.cli:main"]},
     zip_safe=False,
