@@ -41,8 +41,10 @@ namespace TSNE_CPU_ISA {
 namespace {
 
 // Multiples of the distance kernel's 96 x 96 tile, so its padding is not
-// wasted; a float64 tile is 1.2 MB, about one L2.
-constexpr int64_t kRowBlock = 192;
+// wasted. Each call re-packs its kColBlock rows of y and their norms, so the
+// row block is tall to keep that O(n m dim / kRowBlock) copying small next to
+// the GEMM; a float32 tile is 1.2 MB.
+constexpr int64_t kRowBlock = 384;
 constexpr int64_t kColBlock = 768;
 constexpr int64_t kMargin = 8;
 
