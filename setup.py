@@ -94,7 +94,7 @@ setup(
     install_requires=_runtime_requirements(),
     extras_require={
         "test": ["pytest"],
-        "bench": ["openTSNE"],
+        "bench": ["openTSNE", "faiss-cpu"],
     },
     entry_points={"console_scripts": ["tsne-ops=tsne_ops.cli:main"]},
     zip_safe=False,

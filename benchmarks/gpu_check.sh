@@ -57,8 +57,8 @@ EOF
 log "module: $INFO"
 
 # ---------------------------------------------------------------- tests ---
-log "tests: tests/test_pybind_module.py tests/test_gpu_kernels.py"
-timeout 300 "$PY" -m pytest -p no:cacheprovider -q -rs tests/test_pybind_module.py tests/test_gpu_kernels.py \
+log "tests: tests/test_pybind_module.py tests/test_pybind_nearest_neighbors.py tests/test_gpu_kernels.py"
+timeout 300 "$PY" -m pytest -p no:cacheprovider -q -rs tests/test_pybind_module.py tests/test_pybind_nearest_neighbors.py tests/test_gpu_kernels.py \
     --junitxml="$OUT_DIR/pytest.xml" > "$OUT_DIR/tests.log" 2>&1
 TEST_RC=$?
 tail -15 "$OUT_DIR/tests.log" | tee -a "$LOG"

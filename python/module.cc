@@ -771,6 +771,8 @@ void RawTsne(py::object p, py::object y, py::object grad, py::object kl, int64_t
 
 }  // namespace
 
+void BindNearestNeighbors(py::module_& m, kn::ParallelFor (*cpu_for)());  // knn_bindings.cc
+
 PYBIND11_MODULE(_tsne_kernels, m) {
   m.doc() =
       "tsne_ops kernels without TensorFlow: numpy arrays on the CPU (or device='cuda': copy, "
@@ -855,4 +857,5 @@ PYBIND11_MODULE(_tsne_kernels, m) {
 #else
   cuda.attr("available") = false;
 #endif
+  BindNearestNeighbors(m, &CpuFor);
 }

@@ -64,3 +64,21 @@ def random_joint_p(rng, n, batch=None, dtype=np.float64):
     a = a * (1 - np.eye(n))
     a = a / a.sum(axis=(-1, -2), keepdims=True)
     return a.astype(dtype)
+
+
+def nearest_neighbors(x, k, y=None, dtype=None):
+    """Exact k nearest neighbours from the definition: float64 squared
+    distances, the point itself excluded when ``y`` is None, rows ordered by
+    (distance, index). With ``dtype``, the distances are rounded to it before
+    ordering, as the kernels do (values that round to the same float32 then
+    tie). Returns ``(indices, sq_distances)``, ``[..., n, k]``."""
+    x = np.asarray(x, np.float64)
+    d2 = squared_distances(x, None if y is None else np.asarray(y, np.float64))
+    if dtype is not None:
+        d2 = d2.astype(dtype).astype(np.float64)
+    if y is None:
+        n = x.shape[-2]
+        d2[..., np.arange(n), np.arange(n)] = np.inf
+    cols = np.broadcast_to(np.arange(d2.shape[-1]), d2.shape)
+    order = np.lexsort((cols, d2), axis=-1)[..., :k]  # last key first: distance, then index
+    return order, np.take_along_axis(d2, order, axis=-1)

@@ -268,3 +268,48 @@ def test_raw_pointers_cupy(rng):
     assert np.array_equal(cp.asnumpy(pc), ref_pc)
     assert int(count.get()[0]) == ref_u
     assert np.array_equal(cp.asnumpy(p), tk.symmetrize_affinities(ref_pc, device="cuda"))
+
+
+# ---------------------------------------------------- nearest neighbours ---
+# The GPU kernel accumulates the same double sums in the same order as the
+# CPU kernel's exact step and orders by the same (distance, index) rule, so
+# both must agree bit for bit, ties and duplicates included.
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("b, n, m, dim, k", [(None, 2, None, 1, 1), (None, 129, None, 3, 128),
+                                             (2, 300, 1000, 33, 90), (1, 1000, None, 50, 90),
+                                             (3, 70, 65, 100, 64)])
+def test_nearest_neighbors_gpu_equals_cpu(rng, dtype, b, n, m, dim, k):
+    lead = () if b is None else (b,)
+    x = rng.normal(size=lead + (n, dim)).astype(dtype)
+    y = None if m is None else rng.normal(size=lead + (m, dim)).astype(dtype)
+    gi, gd = tk.nearest_neighbors(x, k, y, device="cuda")
+    ci, cd = tk.nearest_neighbors(x, k, y, device="cpu")
+    assert np.array_equal(gi, ci), "GPU and CPU neighbour indices differ"
+    assert np.array_equal(gd, cd), "GPU and CPU neighbour distances differ"
+
+
+def test_nearest_neighbors_gpu_ties_and_offset(rng):
+    x = rng.integers(0, 3, size=(2, 500, 12)).astype(np.float32)
+    gi, gd = tk.nearest_neighbors(x, 40, device="cuda")
+    ci, cd = tk.nearest_neighbors(x, 40, device="cpu")
+    assert np.array_equal(gi, ci) and np.array_equal(gd, cd)
+    x64 = np.round(rng.normal(size=(800, 50)) * 256) / 256
+    gi, gd = tk.nearest_neighbors((x64 + 1e4).astype(np.float32), 30, device="cuda")
+    ci, cd = tk.nearest_neighbors(x64, 30, device="cpu")
+    assert np.array_equal(gi, ci) and np.array_equal(gd, cd.astype(np.float32))
+
+
+def test_nearest_neighbors_raw_pointers_torch(rng):
+    torch = _torch()
+    if torch is None:
+        pytest.skip("PyTorch with CUDA not installed")
+    x = rng.normal(size=(2, 400, 20)).astype(np.float32)
+    tx = torch.from_numpy(x).cuda()
+    idx = torch.empty(2, 400, 15, dtype=torch.int64, device="cuda")
+    d2 = torch.empty(2, 400, 15, dtype=torch.float32, device="cuda")
+    tk.cuda.nearest_neighbors(tx.data_ptr(), None, idx.data_ptr(), d2.data_ptr(), 2, 400, 0, 20, 15,
+                              dtype="float32", stream=torch.cuda.current_stream().cuda_stream)
+    torch.cuda.synchronize()
+    ci, cd = tk.nearest_neighbors(x, 15)
+    assert np.array_equal(idx.cpu().numpy(), ci) and np.array_equal(d2.cpu().numpy(), cd)

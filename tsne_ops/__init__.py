@@ -9,7 +9,7 @@ TensorFlow (the op modules load it as soon as anything runs).
 
 Ops (batched, float32/float64, CPU and GPU kernels):
   pairwise_squared_distance, perplexity_affinities, joint_probabilities,
-  tsne_gradient, tsne_loss.
+  tsne_gradient, tsne_loss, nearest_neighbors.
 Estimators:
   TSNE (plain t-SNE, a drop-in for sklearn.manifold.TSNE) and ParametricTSNE
   (dense or convolutional Keras encoders trained through tsne_loss).
@@ -26,6 +26,7 @@ __all__ = [
     "joint_probabilities",
     "tsne_gradient",
     "tsne_loss",
+    "nearest_neighbors",
     "build_info",
     "TSNE",
     "ParametricTSNE",
@@ -66,6 +67,7 @@ else:
     from tsne_ops.ops import (
         build_info,
         joint_probabilities,
+        nearest_neighbors,
         pairwise_squared_distance,
         perplexity_affinities,
         tsne_gradient,

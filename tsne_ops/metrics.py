@@ -79,18 +79,24 @@ def knn_accuracy(embedding, labels, k=10, cv="loo", random_state=0):
 
     ``cv='loo'`` (default): leave-one-out, each point classified by the
     majority label of its ``k`` nearest other points (ties go to the smallest
-    label, as in ``KNeighborsClassifier``). ``cv=int``: stratified k-fold
+    label, as in ``KNeighborsClassifier``). The neighbours come from the
+    exact blocked :func:`tsne_ops.nearest_neighbors` (O(N k) memory, so this
+    runs at N = 70,000 and beyond). ``cv=int``: stratified k-fold
     cross-validation of ``KNeighborsClassifier(k)``.
     """
-    from sklearn.neighbors import NearestNeighbors
-
     Y = _as_2d("embedding", embedding)
     labels = _check_labels(labels, len(Y))
     k = _check_k(k, len(Y))
     if cv == "loo":
-        # Ask for k + 1 neighbours and drop the point itself.
-        _, idx = NearestNeighbors(n_neighbors=k + 1).fit(Y).kneighbors(Y)
-        neighbours = _drop_self(idx, k)
+        from tsne_ops import ops
+
+        if Y.dtype not in (np.float32, np.float64):
+            Y = Y.astype(np.float64)
+        if not np.all(np.isfinite(Y)):
+            raise ValueError("embedding must be finite, but contains NaN or Inf")
+        # The point itself is excluded by index, so duplicates need no care.
+        idx, _ = ops.nearest_neighbors(Y, k)
+        neighbours = idx.numpy()
         classes, encoded = np.unique(labels, return_inverse=True)
         votes = encoded[neighbours]
         counts = np.zeros((len(Y), len(classes)), np.int64)
@@ -104,16 +110,6 @@ def knn_accuracy(embedding, labels, k=10, cv="loo", random_state=0):
 
     folds = StratifiedKFold(n_splits=int(cv), shuffle=True, random_state=random_state)
     return float(np.mean(cross_val_score(KNeighborsClassifier(n_neighbors=k), Y, labels, cv=folds)))
-
-
-def _drop_self(idx, k):
-    """Neighbour lists without the query point (duplicates may put it anywhere)."""
-    n = len(idx)
-    is_self = idx == np.arange(n)[:, None]
-    # Rows where the point itself was not returned (exact duplicates): drop the last.
-    missing = ~is_self.any(axis=1)
-    is_self[missing, -1] = True
-    return idx[~is_self].reshape(n, k)
 
 
 def train_test_knn_accuracy(train_embedding, train_labels, test_embedding, test_labels, k=1):

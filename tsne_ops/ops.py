@@ -17,6 +17,7 @@ __all__ = [
     "joint_probabilities",
     "tsne_gradient",
     "tsne_loss",
+    "nearest_neighbors",
     "build_info",
 ]
 
@@ -198,6 +199,47 @@ def tsne_loss(p, y, dof=1.0, name=None):
         return _unbatch(kl, squeeze)
 
 
+def nearest_neighbors(x, k, y=None, name=None):
+    """The exact ``k`` nearest neighbours of each point, batch by batch.
+
+    A blocked brute-force search: distance tiles on the same micro-kernel as
+    :func:`pairwise_squared_distance` with a running top-k per row, so memory
+    stays O((N + M) D) and no N x M matrix is formed. The returned distances
+    are recomputed directly (sum of squared differences in double), so
+    float32 is as good as float64 relative to the data's spread and a
+    constant offset on the data changes nothing. Not differentiable.
+
+    Args:
+      x: ``[B, N, D]`` (or ``[N, D]``) query points, finite.
+      k: number of neighbours, an int: ``1 <= k <= N - 1`` without ``y``,
+        ``1 <= k <= M`` with it.
+      y: optional ``[B, M, D]`` (or ``[M, D]``) reference points. Without it,
+        the neighbours of each row of ``x`` among the other rows of ``x``
+        (the row itself is excluded by index; an exact duplicate of it is
+        still a neighbour, at distance 0).
+
+    Returns:
+      ``(indices, sq_distances)``, both ``[B, N, k]`` (``[N, k]`` for rank-2
+      input): ``indices`` int64 rows of ``y`` (or ``x``) by increasing
+      squared Euclidean distance, ties broken by the smaller index, and
+      ``sq_distances`` their squared distances, in the dtype of ``x``.
+    """
+    with tf.name_scope(name or "nearest_neighbors"):
+        if isinstance(k, (bool, np.bool_)) or not isinstance(k, (int, np.integer)):
+            raise _invalid(f"k must be an int, but is {k!r}")
+        x, squeeze = _batched(x, "x", "[n, dim]")
+        if y is None:
+            idx, d2 = _ops.tsne_nearest_neighbors(x, k=int(k))
+        else:
+            y, squeeze_y = _batched(y, "y", "[m, dim]", dtype=x.dtype)
+            if squeeze != squeeze_y:
+                raise _invalid(
+                    f"x and y must have the same rank, but have shapes {x.shape} and {y.shape}"
+                )
+            idx, d2 = _ops.tsne_cross_nearest_neighbors(x, y, k=int(k))
+        return _unbatch(idx, squeeze), _unbatch(d2, squeeze)
+
+
 def build_info():
     """How the op library was built: ``{'tensorflow_version': str, 'cuda': bool}``."""
     version, cuda = _ops.tsne_build_info()
@@ -255,6 +297,8 @@ def _tsne_loss_grad(op, grad):
 tf.no_gradient("TSNE>PerplexityAffinities")
 tf.no_gradient("TSNE>JointProbabilities")
 tf.no_gradient("TSNE>BuildInfo")
+tf.no_gradient("TSNE>NearestNeighbors")
+tf.no_gradient("TSNE>CrossNearestNeighbors")
 tf.RegisterGradient("TSNE>TsneGradient")(
     _not_differentiable("tsne_gradient", "second derivatives of t-SNE are not implemented")
 )
