@@ -30,6 +30,8 @@
 namespace py = pybind11;
 namespace kn = tsne_ops::kernels;
 
+void BindSparse(py::module_& m);  // python/sparse_bindings.cc
+
 namespace {
 
 std::atomic<int> g_num_threads{0};  // 0: hardware concurrency
@@ -855,4 +857,5 @@ PYBIND11_MODULE(_tsne_kernels, m) {
 #else
   cuda.attr("available") = false;
 #endif
+  BindSparse(m);
 }

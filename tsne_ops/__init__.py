@@ -6,7 +6,8 @@ gradients, so SavedModels that use the ops load in a fresh process after
 
 Ops (batched, float32/float64, CPU and GPU kernels):
   pairwise_squared_distance, perplexity_affinities, joint_probabilities,
-  tsne_gradient, tsne_loss.
+  knn_joint_probabilities (sparse P), tsne_gradient and tsne_loss (dense or
+  sparse P).
 Estimators:
   TSNE (plain t-SNE, a drop-in for sklearn.manifold.TSNE) and ParametricTSNE
   (dense or convolutional Keras encoders trained through tsne_loss).
@@ -15,6 +16,7 @@ Modules: datasets, metrics, plotting; the ``tsne-ops`` command line (cli).
 from tsne_ops.ops import (
     build_info,
     joint_probabilities,
+    knn_joint_probabilities,
     pairwise_squared_distance,
     perplexity_affinities,
     tsne_gradient,
