@@ -241,6 +241,43 @@ def test_results_do_not_depend_on_the_thread_count(rng):
             np.testing.assert_array_equal(a, b)
 
 
+_THREADS_SCRIPT = """
+import hashlib, sys
+import numpy as np
+import tensorflow as tf
+tf.config.threading.set_intra_op_parallelism_threads(int(sys.argv[1]))
+import tsne_ops
+from sklearn.neighbors import NearestNeighbors
+rng = np.random.default_rng(5)
+h = hashlib.sha256()
+for dtype in (np.float32, np.float64):
+    x = rng.normal(size=(1100, 5)).astype(dtype)
+    x[1:12] = x[0]
+    dist, idx = NearestNeighbors(n_neighbors=30).fit(x).kneighbors()
+    p = tsne_ops.knn_joint_probabilities(idx.astype(np.int64), (dist ** 2).astype(dtype), 10.0)
+    y = rng.normal(size=(1100, 2)).astype(dtype)
+    g, kl = tsne_ops.tsne_gradient(p, y, dof=0.8)
+    for t in (p.indices, p.values, g, kl):
+        h.update(t.numpy().tobytes())
+print(h.hexdigest())
+"""
+
+
+def test_ops_do_not_depend_on_tensorflows_thread_count():
+    # The intra-op pool is fixed at start-up: one process per thread count.
+    import os
+    import subprocess
+    import sys
+
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    digests = [
+        subprocess.run([sys.executable, "-c", _THREADS_SCRIPT, str(t)], env=env, check=True,
+                       capture_output=True, text=True).stdout.split()[-1]
+        for t in (1, 3)
+    ]
+    assert digests[0] == digests[1]
+
+
 def test_pybind_module_matches_the_ops(rng):
     tk = kernels_module.load_or_skip()
     x = rng.normal(size=(150, 4))

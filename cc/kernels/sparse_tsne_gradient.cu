@@ -86,7 +86,7 @@ template <typename T, int D, bool kOne>
 __global__ void __launch_bounds__(kThreads)
     RepulsionKernel(const T* __restrict__ y, int64_t n, int64_t d, T inv_alpha, T half_exp,
                     Workspace w, int64_t rows) {
-  extern __shared__ unsigned char smem_raw[];
+  extern __shared__ __align__(16) unsigned char smem_raw[];
   T* tile = reinterpret_cast<T*>(smem_raw);  // [kThreads][d]
   const int64_t b = blockIdx.y;
   const int64_t i = static_cast<int64_t>(blockIdx.x) * kThreads + threadIdx.x;
