@@ -409,3 +409,24 @@ def test_sparse_p_dtype_mismatch(rng):
     y = rng.normal(size=(4, 2)).astype(np.float32)
     with pytest.raises(ERR, match="y must have the same dtype"):
         tsne_ops.tsne_gradient(_sp([[0, 1], [1, 0]], [0.5, 0.5], [4, 4]), y)
+
+
+def test_graph_mode_shapes_and_gradient(rng):
+    x = rng.normal(size=(80, 3))
+    idx, d2 = knn(x, 10)
+    y = tf.Variable(rng.normal(size=(80, 2)))
+
+    @tf.function
+    def run(idx, d2):
+        p = tsne_ops.knn_joint_probabilities(idx, d2, 3.0)
+        with tf.GradientTape() as tape:
+            loss = tsne_ops.tsne_loss(p, y)
+        g, kl = tsne_ops.tsne_gradient(p, y)
+        assert p.shape.rank == 2 and g.shape == (80, 2) and kl.shape == () and loss.shape == ()
+        return loss, tape.gradient(loss, y), kl
+
+    loss, g, kl = run(idx, d2)
+    eager = tsne_ops.knn_joint_probabilities(idx, d2, 3.0)
+    np.testing.assert_allclose(loss.numpy(), kl.numpy(), rtol=1e-12)
+    np.testing.assert_allclose(loss.numpy(), tsne_ops.tsne_loss(eager, y).numpy(), rtol=1e-12)
+    assert np.all(np.isfinite(g.numpy()))
