@@ -430,3 +430,26 @@ def test_graph_mode_shapes_and_gradient(rng):
     np.testing.assert_allclose(loss.numpy(), kl.numpy(), rtol=1e-12)
     np.testing.assert_allclose(loss.numpy(), tsne_ops.tsne_loss(eager, y).numpy(), rtol=1e-12)
     assert np.all(np.isfinite(g.numpy()))
+
+
+def test_pybind_bad_input_is_a_value_error(graph):
+    tk = kernels_module.load_or_skip()
+    idx, d2 = graph
+    bad = idx.copy()
+    bad[3, 1] = 3
+    cases = [
+        (lambda: tk.knn_joint_probabilities(idx, d2, 10.0), "perplexity must be in \\(0, k\\)"),
+        (lambda: tk.knn_joint_probabilities(bad, d2, 3.0), "own neighbour.*indices\\[0, 3, 1\\] = 3"),
+        (lambda: tk.knn_joint_probabilities(idx.astype(np.int32), d2, 3.0), "indices must be int64"),
+        (lambda: tk.knn_joint_probabilities(idx, d2[:, :5], 3.0), "same shape"),
+        (lambda: tk.knn_joint_probabilities(idx, -d2, 3.0), "sq_distances"),
+        (lambda: tk.sparse_tsne_gradient(np.array([[1, 0], [0, 1]]), np.ones(2), np.zeros((4, 2))),
+         "canonical row-major order"),
+        (lambda: tk.sparse_tsne_gradient(np.array([[0, 1], [1, 0]]), np.ones(2), np.full((4, 2), np.nan)),
+         "y must be finite"),
+        (lambda: tk.sparse_tsne_gradient(np.array([[0, 1], [1, 5]]), np.ones(2), np.zeros((4, 2))),
+         "inside the dense shape"),
+    ]
+    for call, message in cases:
+        with pytest.raises(ValueError, match=message):
+            call()
