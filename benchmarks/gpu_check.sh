@@ -4,8 +4,10 @@
 #   benchmarks/gpu_check.sh [OUT_DIR]        (default: $OUT, else ./gpu_results)
 #
 # 1. builds the pybind11 module alone (no TensorFlow) into build-gpu/out;
-# 2. runs the module's CPU tests and the GPU tests (tests/test_gpu_kernels.py)
-#    against that build (TSNE_OPS_KERNELS_DIR);
+# 2. runs the module's CPU tests and the GPU tests (tests/test_gpu_kernels.py,
+#    which also covers the sparse-P kernels: knn_joint_probabilities and
+#    sparse_tsne_gradient, GPU against CPU) against that build
+#    (TSNE_OPS_KERNELS_DIR);
 # 3. benchmarks every kernel against PyTorch (or CuPy) composites on the same
 #    GPU (benchmarks/gpu_bench.py).
 # Writes build/test/bench logs, pytest junit XML, gpu_bench.json/.txt and a

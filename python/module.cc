@@ -30,6 +30,8 @@
 namespace py = pybind11;
 namespace kn = tsne_ops::kernels;
 
+void BindSparse(py::module_& m);  // python/sparse_bindings.cc
+
 namespace {
 
 std::atomic<int> g_num_threads{0};  // 0: hardware concurrency
@@ -858,4 +860,5 @@ PYBIND11_MODULE(_tsne_kernels, m) {
   cuda.attr("available") = false;
 #endif
   BindNearestNeighbors(m, &CpuFor);
+  BindSparse(m);
 }

@@ -313,3 +313,61 @@ def test_nearest_neighbors_raw_pointers_torch(rng):
     torch.cuda.synchronize()
     ci, cd = tk.nearest_neighbors(x, 15)
     assert np.array_equal(idx.cpu().numpy(), ci) and np.array_equal(d2.cpu().numpy(), cd)
+
+
+# ------------------------------------------------------------ sparse P ---
+# kNN graphs from a numpy brute-force search (the GPU machine has no
+# scikit-learn guarantee): each point's k nearest others, ties by index.
+
+def _knn(x, k):
+    d2 = ((x[:, None, :] - x[None, :, :]) ** 2).sum(-1)
+    np.fill_diagonal(d2, np.inf)
+    idx = np.argsort(d2, axis=1, kind="stable")[:, :k].astype(np.int64)
+    return idx, np.take_along_axis(d2, idx, 1).astype(x.dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("b, n, k", [(1, 3, 2), (1, 300, 40), (2, 257, 31), (1, 2000, 90)])
+def test_knn_joint_probabilities(rng, dtype, b, n, k):
+    parts = []
+    for _ in range(b):
+        x = rng.normal(size=(n, 4))
+        x[1:8 if n > 8 else 2] = x[0]  # ties: some rows cannot reach their perplexity
+        parts.append(_knn(x.astype(dtype), k))
+    idx = np.stack([p[0] for p in parts]) if b > 1 else parts[0][0]
+    d2 = np.stack([p[1] for p in parts]) if b > 1 else parts[0][1]
+    perplexity = min(5.0, k - 0.5)
+    gi, gv, gs, gu = tk.knn_joint_probabilities(idx, d2, perplexity, device="cuda")
+    ci, cv, cs, cu = tk.knn_joint_probabilities(idx, d2, perplexity, device="cpu")
+    assert np.array_equal(gi, ci), "GPU sparsity pattern differs from the CPU one"
+    assert gs == cs and gu == cu
+    assert np.all(np.isfinite(gv))
+    assert_close(gv, cv, tol(dtype), "knn joint probabilities")
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("b, n, d, dof, ex, kl", [
+    (1, 2, 2, 1.0, 1.0, True), (1, 300, 2, 1.0, 12.0, True), (2, 257, 3, 0.7, 1.0, True),
+    (1, 500, 1, 2.0, 4.0, False), (1, 130, 5, 1.0, 1.0, True), (1, 20000, 2, 1.0, 1.0, True),
+])
+def test_sparse_tsne_gradient(rng, dtype, b, n, d, dof, ex, kl):
+    k = min(30, n - 1)
+    parts = [_knn(rng.normal(size=(n, 3)).astype(dtype), k) for _ in range(b)] if n <= 2000 else None
+    if parts is None:  # N = 20000: a random symmetric k-regular-ish graph, no N x N search
+        i = np.repeat(np.arange(n), k)
+        j = (i + rng.integers(1, n, size=i.size)) % n
+        pairs = np.unique(np.concatenate([np.stack([i, j], 1), np.stack([j, i], 1)]), axis=0)
+        pi, pv = pairs.astype(np.int64), rng.random(len(pairs)).astype(dtype)
+    else:
+        idx = np.stack([p[0] for p in parts]) if b > 1 else parts[0][0]
+        d2 = np.stack([p[1] for p in parts]) if b > 1 else parts[0][1]
+        pi, pv, _, _ = tk.knn_joint_probabilities(idx, d2, min(8.0, k - 0.5))
+    shape = (b, n, d) if b > 1 else (n, d)
+    y = (3 * rng.normal(size=shape)).astype(dtype)
+    g_gpu, kl_gpu = tk.sparse_tsne_gradient(pi, pv, y, ex, dof, kl, device="cuda")
+    g_cpu, kl_cpu = tk.sparse_tsne_gradient(pi, pv, y, ex, dof, kl, device="cpu")
+    assert_close(g_gpu, g_cpu, 10 * tol(dtype), "sparse t-SNE gradient")
+    if kl:
+        assert_close(np.atleast_1d(kl_gpu), np.atleast_1d(kl_cpu), 10 * tol(dtype), "sparse KL")
+    else:
+        assert kl_gpu is None

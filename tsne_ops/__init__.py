@@ -9,7 +9,8 @@ TensorFlow (the op modules load it as soon as anything runs).
 
 Ops (batched, float32/float64, CPU and GPU kernels):
   pairwise_squared_distance, perplexity_affinities, joint_probabilities,
-  tsne_gradient, tsne_loss, nearest_neighbors.
+  tsne_gradient, tsne_loss (dense or sparse P), nearest_neighbors,
+  knn_joint_probabilities (sparse P).
 Estimators:
   TSNE (plain t-SNE, a drop-in for sklearn.manifold.TSNE) and ParametricTSNE
   (dense or convolutional Keras encoders trained through tsne_loss).
@@ -27,6 +28,7 @@ __all__ = [
     "tsne_gradient",
     "tsne_loss",
     "nearest_neighbors",
+    "knn_joint_probabilities",
     "build_info",
     "TSNE",
     "ParametricTSNE",
@@ -67,6 +69,7 @@ else:
     from tsne_ops.ops import (
         build_info,
         joint_probabilities,
+        knn_joint_probabilities,
         nearest_neighbors,
         pairwise_squared_distance,
         perplexity_affinities,

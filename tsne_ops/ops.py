@@ -15,6 +15,7 @@ __all__ = [
     "pairwise_squared_distance",
     "perplexity_affinities",
     "joint_probabilities",
+    "knn_joint_probabilities",
     "tsne_gradient",
     "tsne_loss",
     "nearest_neighbors",
@@ -138,7 +139,84 @@ def joint_probabilities(sq_dist, perplexity, name=None):
         return _unbatch(p, squeeze)
 
 
-def tsne_gradient(p, y, exaggeration=1.0, dof=1.0, compute_kl=True, name=None):
+def knn_joint_probabilities(indices, sq_distances, perplexity, name=None):
+    """Symmetric joint probabilities over a k-nearest-neighbour graph, sparse.
+
+    The large-N form of ``joint_probabilities``: each row's conditional
+    ``P(j|i)`` over its k neighbours only, calibrated by the same search (and
+    tolerance), then ``P = (P_cond + P_cond^T) / sum`` as scikit-learn's
+    ``_joint_probabilities_nn``. Rows whose perplexity cannot be reached (more
+    than ``perplexity`` neighbours tied at the smallest distance) keep their
+    closest precision, which spreads their mass over the tied points, and are
+    counted in a logged warning. With ``k = N - 1`` the result equals
+    ``joint_probabilities`` of the dense distances, except that entries below
+    that op's 2.2e-16 floor are kept as they are. Not differentiable.
+
+    Args:
+      indices: ``[B, N, k]`` (or ``[N, k]``) int64 neighbours of each point:
+        distinct, in ``[0, N)``, not the point itself (as
+        ``NearestNeighbors.kneighbors()`` returns them).
+      sq_distances: ``[B, N, k]`` (or ``[N, k]``) their squared distances.
+      perplexity: the target perplexity, in ``(0, k)``.
+
+    Returns:
+      A ``tf.SparseTensor`` of dense shape ``[B, N, N]`` (``[N, N]`` for
+      rank-2 input) in canonical row-major order, symmetric, each batch
+      summing to 1, stored over the graph and its transpose.
+    """
+    with tf.name_scope(name or "knn_joint_probabilities"):
+        d2, squeeze = _batched(sq_distances, "sq_distances", "[n, k]")
+        idx = tf.convert_to_tensor(indices)
+        if idx.dtype != tf.int64:
+            raise _invalid(f"indices must be int64, but has dtype {idx.dtype.name}")
+        if idx.shape.rank != d2.shape.rank - (1 if squeeze else 0):
+            raise _invalid(
+                f"indices and sq_distances must have the same shape, but have shapes "
+                f"{idx.shape} and {tf.convert_to_tensor(sq_distances).shape}"
+            )
+        if squeeze:
+            idx = idx[tf.newaxis]
+        p_idx, p_val, p_shape = _ops.tsne_knn_joint_probabilities(
+            idx, d2, perplexity=_positive_float(perplexity, "perplexity")
+        )
+        if squeeze:
+            return tf.SparseTensor(p_idx[:, 1:], p_val, p_shape[1:])
+        return tf.SparseTensor(p_idx, p_val, p_shape)
+
+
+_METHODS = ("exact",)
+
+
+def _check_method(method):
+    if method not in _METHODS:
+        raise _invalid(f"method must be one of {_METHODS}, but is {method!r}")
+
+
+def _sparse_p_and_y(p, y):
+    """A sparse ``p`` and ``y`` as the sparse ops take them: p's indices
+    ``[nnz, 3]`` and dense shape ``[B, N, N]``, y rank 3, one dtype."""
+    if p.dtype not in (tf.float32, tf.float64):
+        raise _invalid(f"p must be float32 or float64, but has dtype {p.dtype.name}")
+    y, squeeze = _batched(y, "y", "[n, d]", dtype=p.dtype)
+    rank = p.shape.rank
+    if rank == 2:
+        if not squeeze:
+            raise _invalid(f"p and y must have the same rank, but have shapes {p.shape} and {y.shape}")
+        zeros = tf.zeros_like(p.indices[:, :1])
+        p = tf.SparseTensor(
+            tf.concat([zeros, p.indices], axis=1),
+            p.values,
+            tf.concat([tf.ones([1], tf.int64), p.dense_shape], axis=0),
+        )
+    elif rank == 3:
+        if squeeze:
+            raise _invalid(f"p and y must have the same rank, but have shapes {p.shape} and {y.shape}")
+    else:
+        raise _invalid(f"p must be rank 2 [n, n] or rank 3 [batch, n, n], but has shape {p.shape}")
+    return p, y, squeeze
+
+
+def tsne_gradient(p, y, exaggeration=1.0, dof=1.0, compute_kl=True, method="exact", name=None):
     """The fused t-SNE gradient and KL divergence (no N x N temporary).
 
     With ``a = dof``, ``u_ij = (1 + |y_i - y_j|^2 / a)^-1``,
@@ -147,18 +225,36 @@ def tsne_gradient(p, y, exaggeration=1.0, dof=1.0, compute_kl=True, name=None):
         grad_i = (2 (a + 1) / a) sum_j (exaggeration p_ij - q_ij) u_ij (y_i - y_j)
 
     Args:
-      p: ``[B, N, N]`` (or ``[N, N]``) symmetric joint probabilities.
+      p: ``[B, N, N]`` (or ``[N, N]``) symmetric joint probabilities, dense or
+        a ``tf.SparseTensor`` in canonical order (as
+        ``knn_joint_probabilities`` returns): then the attraction runs over
+        its stored entries and the repulsion over all pairs (see ``method``).
       y: ``[B, N, d]`` (or ``[N, d]``) embedding.
       exaggeration: factor on the attractive term, > 0.
       dof: Student-t degrees of freedom, > 0.
       compute_kl: also compute ``KL(P || Q)`` (two logarithms a pair); when
         False the second result is None.
+      method: the repulsion for a sparse ``p``; only ``'exact'`` (every pair,
+        in tiles: O(N^2) time, O(N d) memory) for now.
 
     Returns:
       ``(grad, kl)``: ``grad`` shaped like ``y``; ``kl`` ``[B]`` (a scalar for
       rank-2 input) or None.
     """
     with tf.name_scope(name or "tsne_gradient"):
+        _check_method(method)
+        if isinstance(p, tf.SparseTensor):
+            p, y, squeeze = _sparse_p_and_y(p, y)
+            grad, kl = _ops.tsne_sparse_tsne_gradient(
+                p.indices,
+                p.values,
+                p.dense_shape,
+                y,
+                _scalar(exaggeration, "exaggeration", y.dtype),
+                _scalar(dof, "dof", y.dtype),
+                compute_kl=bool(compute_kl),
+            )
+            return _unbatch(grad, squeeze), (_unbatch(kl, squeeze) if compute_kl else None)
         p, squeeze = _batched(p, "p", "[n, n]")
         y, squeeze_y = _batched(y, "y", "[n, d]", dtype=p.dtype)
         if squeeze != squeeze_y:
@@ -173,7 +269,7 @@ def tsne_gradient(p, y, exaggeration=1.0, dof=1.0, compute_kl=True, name=None):
         return _unbatch(grad, squeeze), (_unbatch(kl, squeeze) if compute_kl else None)
 
 
-def tsne_loss(p, y, dof=1.0, name=None):
+def tsne_loss(p, y, dof=1.0, method="exact", name=None):
     """The t-SNE loss ``KL(P || Q)``, differentiable in ``y`` (and ``p``).
 
     Its gradient with respect to ``y`` runs the fused t-SNE kernel (the exact
@@ -183,14 +279,24 @@ def tsne_loss(p, y, dof=1.0, name=None):
     zero entries get a large negative but finite value).
 
     Args:
-      p: ``[B, N, N]`` (or ``[N, N]``) symmetric joint probabilities.
+      p: ``[B, N, N]`` (or ``[N, N]``) symmetric joint probabilities, dense or
+        a canonical ``tf.SparseTensor`` (then the loss is differentiable in
+        ``y`` only; its gradient runs the sparse kernel).
       y: ``[B, N, d]`` (or ``[N, d]``) embedding.
       dof: Student-t degrees of freedom, > 0.
+      method: the repulsion for a sparse ``p``; only ``'exact'`` for now.
 
     Returns:
       ``kl``: ``[B]`` (a scalar for rank-2 input).
     """
     with tf.name_scope(name or "tsne_loss"):
+        _check_method(method)
+        if isinstance(p, tf.SparseTensor):
+            p, y, squeeze = _sparse_p_and_y(p, y)
+            kl = _ops.tsne_sparse_tsne_loss(
+                p.indices, p.values, p.dense_shape, y, _scalar(dof, "dof", y.dtype)
+            )
+            return _unbatch(kl, squeeze)
         p, squeeze = _batched(p, "p", "[n, n]")
         y, squeeze_y = _batched(y, "y", "[n, d]", dtype=p.dtype)
         if squeeze != squeeze_y:
@@ -294,6 +400,22 @@ def _tsne_loss_grad(op, grad):
     return grad_p, grad_y, None
 
 
+@tf.RegisterGradient("TSNE>SparseTsneLoss")
+def _sparse_tsne_loss_grad(op, grad):
+    p_indices, p_values, p_shape, y, dof = op.inputs
+    dy, _ = _ops.tsne_sparse_tsne_gradient(
+        p_indices, p_values, p_shape, y, tf.ones([], y.dtype), dof,
+        compute_kl=False, scale_repulsion_by_p_sum=True,
+    )
+    # Not differentiable in p: the gradient in its values would need log q
+    # for the stored pairs and Z, which no caller has asked for yet.
+    return None, None, None, grad[:, tf.newaxis, tf.newaxis] * dy, None
+
+
+tf.no_gradient("TSNE>KnnJointProbabilities")
+tf.RegisterGradient("TSNE>SparseTsneGradient")(
+    _not_differentiable("tsne_gradient", "second derivatives of t-SNE are not implemented")
+)
 tf.no_gradient("TSNE>PerplexityAffinities")
 tf.no_gradient("TSNE>JointProbabilities")
 tf.no_gradient("TSNE>BuildInfo")

@@ -3,6 +3,7 @@
 #include "cc/kernels/affinities.h"
 #include "cc/kernels/common.h"
 #include "cc/kernels/distances.h"
+#include "cc/kernels/sparse_tsne_gradient.h"
 #include "cc/kernels/tsne_gradient.h"
 
 namespace tsne_ops {
@@ -47,6 +48,15 @@ void TsneGradientCpu(const T* p, const T* y, int64_t batch, int64_t n, int64_t d
   TSNE_OPS_DISPATCH(TsneGradientCpu, p, y, batch, n, d, options, grad, kl, parallel_for);
 }
 
+template <typename T>
+void SparseTsneGradientCpu(const int64_t* row_ptr, const int64_t* cols, const T* p_values,
+                           const T* y, int64_t batch, int64_t n, int64_t d,
+                           const TsneGradientOptions& options, T* grad, T* kl,
+                           const ParallelFor& parallel_for) {
+  TSNE_OPS_DISPATCH(SparseTsneGradientCpu, row_ptr, cols, p_values, y, batch, n, d, options,
+                    grad, kl, parallel_for);
+}
+
 #undef TSNE_OPS_DISPATCH
 
 #define TSNE_OPS_INSTANTIATE(T)                                                              \
@@ -60,7 +70,10 @@ void TsneGradientCpu(const T* p, const T* y, int64_t batch, int64_t n, int64_t d
   template void SymmetrizeAffinitiesCpu<T>(const T*, int64_t, int64_t, T*,                   \
                                            const ParallelFor&);                              \
   template void TsneGradientCpu<T>(const T*, const T*, int64_t, int64_t, int64_t,            \
-                                   const TsneGradientOptions&, T*, T*, const ParallelFor&);
+                                   const TsneGradientOptions&, T*, T*, const ParallelFor&); \
+  template void SparseTsneGradientCpu<T>(const int64_t*, const int64_t*, const T*, const T*,  \
+                                         int64_t, int64_t, int64_t, const TsneGradientOptions&, \
+                                         T*, T*, const ParallelFor&);
 TSNE_OPS_INSTANTIATE(float)
 TSNE_OPS_INSTANTIATE(double)
 #undef TSNE_OPS_INSTANTIATE

@@ -1,0 +1,502 @@
+// _tsne_kernels, sparse-P part: the kNN joint probabilities and the t-SNE
+// gradient on a sparse P, for numpy (CPU, or device="cuda": copy in, run,
+// copy out) and for raw device pointers (submodule `cuda`). Same conventions
+// as module.cc: rank 2 input is a batch of one (outputs drop the batch axis
+// too), bad input raises ValueError naming the argument and the value, CUDA
+// failures raise RuntimeError, the GIL is released while kernels run.
+//
+// A sparse P is passed as COO: indices [nnz, 3] (b, i, j) int64, or [nnz, 2]
+// (i, j) for a batch of one, in canonical row-major order; values [nnz];
+// dense_shape (batch, n, n) or (n, n).
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "cc/kernels/affinities.h"
+#include "cc/kernels/common.h"
+#include "cc/kernels/sparse_affinities.h"
+#include "cc/kernels/sparse_tsne_gradient.h"
+
+#ifdef TSNE_OPS_WITH_CUDA
+#include <cuda_runtime_api.h>
+#endif
+
+namespace py = pybind11;
+namespace kn = tsne_ops::kernels;
+
+namespace {
+
+[[noreturn]] void Fail(const std::string& msg) { throw py::value_error(msg); }
+
+std::string Shape(const py::array& a) {
+  std::string s = "(";
+  for (py::ssize_t k = 0; k < a.ndim(); ++k) {
+    s += (k ? ", " : "") + std::to_string(a.shape(k));
+  }
+  return s + (a.ndim() == 1 ? ",)" : ")");
+}
+
+// The threads the CPU kernels use: module.cc's set_num_threads, read back
+// through the module so that both files share one setting.
+kn::ParallelFor CpuFor(const py::module_& m) {
+  return kn::ThreadFor(m.attr("get_num_threads")().cast<int>());
+}
+
+py::array_t<int64_t, py::array::c_style> TakeIndices(const py::object& obj, const char* name) {
+  if (!py::isinstance<py::array>(obj)) Fail(std::string(name) + " must be a numpy array of int64");
+  py::array a = py::reinterpret_borrow<py::array>(obj);
+  if (!a.dtype().is(py::dtype::of<int64_t>())) {
+    Fail(std::string(name) + " must be int64, got dtype " + py::str(a.dtype()).cast<std::string>());
+  }
+  return py::array_t<int64_t, py::array::c_style>::ensure(a);
+}
+
+py::array TakeFloat(const py::object& obj, const char* name, const py::dtype* want) {
+  if (!py::isinstance<py::array>(obj)) {
+    Fail(std::string(name) + " must be a numpy array of float32 or float64");
+  }
+  py::array a = py::reinterpret_borrow<py::array>(obj);
+  const bool f32 = a.dtype().is(py::dtype::of<float>());
+  if (!f32 && !a.dtype().is(py::dtype::of<double>())) {
+    Fail(std::string(name) + " must be float32 or float64, got dtype " +
+         py::str(a.dtype()).cast<std::string>());
+  }
+  if (want != nullptr && !a.dtype().is(*want)) {
+    Fail(std::string(name) + " has dtype " + py::str(a.dtype()).cast<std::string>() +
+         " but must match " + py::str(*want).cast<std::string>());
+  }
+  if (f32) return py::array_t<float, py::array::c_style>::ensure(a);
+  return py::array_t<double, py::array::c_style>::ensure(a);
+}
+
+std::vector<int64_t> Dims(const py::array& a) {
+  std::vector<int64_t> d;
+  for (py::ssize_t k = 0; k < a.ndim(); ++k) d.push_back(a.shape(k));
+  return d;
+}
+
+void CheckMessage(const std::string& msg) {
+  if (!msg.empty()) Fail(msg);
+}
+
+#ifdef TSNE_OPS_WITH_CUDA
+void CudaCheck(cudaError_t err, const char* what) {
+  if (err != cudaSuccess) {
+    throw std::runtime_error(std::string("CUDA error in ") + what + ": " + cudaGetErrorName(err) +
+                             ": " + cudaGetErrorString(err));
+  }
+}
+
+// Synchronous device scratch for the numpy front end.
+struct Buf {
+  void* p = nullptr;
+  explicit Buf(size_t bytes) {
+    if (bytes > 0) CudaCheck(cudaMalloc(&p, bytes), "cudaMalloc");
+  }
+  Buf(const Buf&) = delete;
+  Buf& operator=(const Buf&) = delete;
+  ~Buf() {
+    if (p) cudaFree(p);
+  }
+  template <typename T>
+  T* as() const { return static_cast<T*>(p); }
+};
+
+void Upload(void* dst, const void* src, size_t bytes) {
+  if (bytes > 0) CudaCheck(cudaMemcpy(dst, src, bytes, cudaMemcpyHostToDevice), "cudaMemcpy");
+}
+void Download(void* dst, const void* src, size_t bytes) {
+  if (bytes > 0) CudaCheck(cudaMemcpy(dst, src, bytes, cudaMemcpyDeviceToHost), "cudaMemcpy");
+}
+#endif
+
+bool UseCuda(const std::string& device) {
+  if (device == "cpu") return false;
+  if (device == "cuda" || device == "gpu" || device == "cuda:0") {
+#ifdef TSNE_OPS_WITH_CUDA
+    return true;
+#else
+    throw std::runtime_error("device='cuda' requested but _tsne_kernels was built without CUDA");
+#endif
+  }
+  Fail("device must be 'cpu' or 'cuda', got '" + device + "'");
+}
+
+// ------------------------------------------------- knn_joint_probabilities --
+
+template <typename T>
+py::tuple KnnJointT(const py::array_t<int64_t, py::array::c_style>& idx, const py::array& d2,
+                    bool batched, int64_t batch, int64_t n, int64_t k, double perplexity,
+                    double tolerance, int max_iter, bool cuda, const py::module_& m) {
+  std::vector<int64_t> out_idx;
+  std::vector<T> out_val;
+  int64_t unconverged = 0;
+  const T* dp = static_cast<const T*>(d2.data());
+  if (!cuda) {
+    const kn::ParallelFor pf = CpuFor(m);
+    py::gil_scoped_release release;
+    kn::SparseAllocator<T> alloc = [&](int64_t nnz, int64_t** ip, T** vp) {
+      out_idx.resize(3 * nnz);
+      out_val.resize(nnz);
+      *ip = out_idx.data();
+      *vp = out_val.data();
+      return true;
+    };
+    kn::KnnJointProbabilitiesCpu<T>(idx.data(), dp, batch, n, k, perplexity, tolerance, max_iter,
+                                    alloc, &unconverged, pf);
+  } else {
+#ifdef TSNE_OPS_WITH_CUDA
+    py::gil_scoped_release release;
+    const size_t e = static_cast<size_t>(batch * n * k);
+    Buf di(e * sizeof(int64_t)), dd(e * sizeof(T)), dc(sizeof(int64_t));
+    Buf ws(kn::KnnJointWorkspaceBytes<T>(batch, n, k));
+    Upload(di.p, idx.data(), e * sizeof(int64_t));
+    Upload(dd.p, dp, e * sizeof(T));
+    int64_t nnz = 0;
+    CudaCheck(kn::LaunchKnnJointPrepare<T>(nullptr, di.as<int64_t>(), dd.as<T>(), batch, n, k,
+                                           perplexity, tolerance, max_iter, dc.as<int64_t>(),
+                                           ws.p, &nnz),
+              "knn_joint_probabilities");
+    Download(&unconverged, dc.p, sizeof(int64_t));
+    Buf oi(3 * nnz * sizeof(int64_t)), ov(nnz * sizeof(T));
+    CudaCheck(kn::LaunchKnnJointWrite<T>(nullptr, batch, n, k, ws.p, nnz, oi.as<int64_t>(),
+                                         ov.as<T>()),
+              "knn_joint_probabilities");
+    CudaCheck(cudaDeviceSynchronize(), "knn_joint_probabilities");
+    out_idx.resize(3 * nnz);
+    out_val.resize(nnz);
+    Download(out_idx.data(), oi.p, 3 * nnz * sizeof(int64_t));
+    Download(out_val.data(), ov.p, nnz * sizeof(T));
+#endif
+  }
+  const int64_t nnz = static_cast<int64_t>(out_val.size());
+  const int64_t cols = batched ? 3 : 2;
+  py::array_t<int64_t> pi({nnz, cols});
+  int64_t* pip = pi.mutable_data();
+  for (int64_t e = 0; e < nnz; ++e)
+    for (int64_t c = 0; c < cols; ++c) pip[e * cols + c] = out_idx[3 * e + (3 - cols) + c];
+  py::array_t<T> pv(nnz);
+  std::copy(out_val.begin(), out_val.end(), pv.mutable_data());
+  py::tuple shape = batched ? py::tuple(py::make_tuple(batch, n, n)) : py::tuple(py::make_tuple(n, n));
+  return py::make_tuple(pi, pv, shape, unconverged);
+}
+
+py::tuple KnnJoint(py::object idx_obj, py::object d2_obj, double perplexity, double tolerance,
+                   int max_iter, const std::string& device, const py::module_& m) {
+  const bool cuda = UseCuda(device);
+  auto idx = TakeIndices(idx_obj, "indices");
+  py::array d2 = TakeFloat(d2_obj, "sq_distances", nullptr);
+  if (idx.ndim() != 2 && idx.ndim() != 3) {
+    Fail("indices must have rank 2 ([n, k]) or 3 ([batch, n, k]), got shape " + Shape(idx));
+  }
+  if (Dims(idx) != Dims(d2)) {
+    Fail("indices and sq_distances must have the same shape, got " + Shape(idx) + " and " +
+         Shape(d2));
+  }
+  const bool batched = idx.ndim() == 3;
+  const int64_t batch = batched ? idx.shape(0) : 1;
+  const int64_t n = idx.shape(idx.ndim() - 2), k = idx.shape(idx.ndim() - 1);
+  if (n < 2) Fail("indices must have at least 2 points, got n = " + std::to_string(n));
+  if (k < 1 || k > n - 1) {
+    Fail("indices must have 1 <= k <= n - 1 = " + std::to_string(n - 1) +
+         " neighbours, got k = " + std::to_string(k));
+  }
+  if (!(perplexity > 0) || !(perplexity < k) || !std::isfinite(perplexity)) {
+    Fail("perplexity must be in (0, k) = (0, " + std::to_string(k) + "), got " +
+         std::to_string(perplexity));
+  }
+  if (!(tolerance > 0) || !std::isfinite(tolerance)) Fail("tolerance must be > 0 and finite");
+  if (max_iter < 1) Fail("max_iter must be >= 1, got " + std::to_string(max_iter));
+  const kn::ParallelFor pf = CpuFor(m);
+  CheckMessage(kn::CheckKnnIndices(idx.data(), batch, n, k, "indices", &pf));
+  if (d2.dtype().is(py::dtype::of<float>())) {
+    CheckMessage(kn::CheckNonNegativeFinite<float>(static_cast<const float*>(d2.data()), Dims(d2),
+                                                   "sq_distances", &pf));
+    return KnnJointT<float>(idx, d2, batched, batch, n, k, perplexity, tolerance, max_iter, cuda,
+                            m);
+  }
+  CheckMessage(kn::CheckNonNegativeFinite<double>(static_cast<const double*>(d2.data()), Dims(d2),
+                                                  "sq_distances", &pf));
+  return KnnJointT<double>(idx, d2, batched, batch, n, k, perplexity, tolerance, max_iter, cuda, m);
+}
+
+// --------------------------------------------------- sparse_tsne_gradient --
+
+// p's COO (rank 2 or 3 form) as CSR over [batch, n, n]; checks canonical order.
+void PToCsr(const py::array_t<int64_t, py::array::c_style>& pi, int64_t nnz, bool batched,
+            int64_t batch, int64_t n, std::vector<int64_t>* row_ptr, std::vector<int64_t>* cols) {
+  std::vector<int64_t> coo(3 * nnz);
+  const int64_t c = batched ? 3 : 2;
+  for (int64_t e = 0; e < nnz; ++e) {
+    coo[3 * e] = batched ? pi.data()[e * c] : 0;
+    coo[3 * e + 1] = pi.data()[e * c + c - 2];
+    coo[3 * e + 2] = pi.data()[e * c + c - 1];
+  }
+  row_ptr->resize(batch * n + 1);
+  cols->resize(nnz);
+  CheckMessage(kn::CooToCsr(coo.data(), nnz, batch, n, "p", row_ptr->data(), cols->data()));
+}
+
+template <typename T>
+py::tuple SparseGradT(const std::vector<int64_t>& row_ptr, const std::vector<int64_t>& cols,
+                      const py::array& pv, const py::array& y, bool batched, int64_t batch,
+                      int64_t n, int64_t d, const kn::TsneGradientOptions& opt, bool compute_kl,
+                      bool cuda, const py::module_& m) {
+  std::vector<py::ssize_t> gshape, kshape;
+  if (batched) {
+    gshape = {batch, n, d};
+    kshape = {batch};
+  } else {
+    gshape = {n, d};
+  }
+  py::array_t<T> grad(gshape), kl(kshape);
+  T* gp = grad.mutable_data();
+  T* kp = compute_kl ? kl.mutable_data() : nullptr;
+  const T* pvp = static_cast<const T*>(pv.data());
+  const T* yp = static_cast<const T*>(y.data());
+  if (!cuda) {
+    const kn::ParallelFor pf = CpuFor(m);
+    py::gil_scoped_release release;
+    kn::SparseTsneGradientCpu<T>(row_ptr.data(), cols.data(), pvp, yp, batch, n, d, opt, gp, kp,
+                                 pf);
+  } else {
+#ifdef TSNE_OPS_WITH_CUDA
+    py::gil_scoped_release release;
+    const size_t nnz = cols.size(), rows = row_ptr.size(), ny = batch * n * d;
+    Buf drp(rows * sizeof(int64_t)), dcols(nnz * sizeof(int64_t)), dpv(nnz * sizeof(T));
+    Buf dy(ny * sizeof(T)), dg(ny * sizeof(T)), dkl(batch * sizeof(T));
+    Buf ws(kn::SparseTsneGradientWorkspaceBytes<T>(batch, n, d));
+    Upload(drp.p, row_ptr.data(), rows * sizeof(int64_t));
+    Upload(dcols.p, cols.data(), nnz * sizeof(int64_t));
+    Upload(dpv.p, pvp, nnz * sizeof(T));
+    Upload(dy.p, yp, ny * sizeof(T));
+    CudaCheck(kn::LaunchSparseTsneGradient<T>(nullptr, drp.as<int64_t>(), dcols.as<int64_t>(),
+                                              dpv.as<T>(), dy.as<T>(), batch, n, d, opt,
+                                              dg.as<T>(), compute_kl ? dkl.as<T>() : nullptr,
+                                              ws.p),
+              "sparse_tsne_gradient");
+    CudaCheck(cudaDeviceSynchronize(), "sparse_tsne_gradient");
+    Download(gp, dg.p, ny * sizeof(T));
+    if (compute_kl) Download(kp, dkl.p, batch * sizeof(T));
+#endif
+  }
+  py::object kl_out = py::none();
+  if (compute_kl) kl_out = kl;
+  return py::make_tuple(grad, kl_out);
+}
+
+py::tuple SparseGrad(py::object pi_obj, py::object pv_obj, py::object y_obj, double exaggeration,
+                     double dof, bool compute_kl, bool scale_repulsion_by_p_sum,
+                     const std::string& device, const py::module_& m) {
+  const bool cuda = UseCuda(device);
+  py::array y = TakeFloat(y_obj, "y", nullptr);
+  py::dtype yd = y.dtype();
+  py::array pv = TakeFloat(pv_obj, "p_values", &yd);
+  auto pi = TakeIndices(pi_obj, "p_indices");
+  if (y.ndim() != 2 && y.ndim() != 3) {
+    Fail("y must have rank 2 ([n, d]) or 3 ([batch, n, d]), got shape " + Shape(y));
+  }
+  const bool batched = y.ndim() == 3;
+  const int64_t batch = batched ? y.shape(0) : 1;
+  const int64_t n = y.shape(y.ndim() - 2), d = y.shape(y.ndim() - 1);
+  if (n < 2) Fail("y must have at least 2 points, got shape " + Shape(y));
+  if (d < 1) Fail("y must have d >= 1, got shape " + Shape(y));
+  if (pi.ndim() != 2 || pi.shape(1) != (batched ? 3 : 2)) {
+    Fail(std::string("p_indices must be [nnz, ") + (batched ? "3]" : "2]") + " for y of shape " +
+         Shape(y) + ", got shape " + Shape(pi));
+  }
+  if (pv.ndim() != 1 || pv.shape(0) != pi.shape(0)) {
+    Fail("p_values must be [nnz] = [" + std::to_string(pi.shape(0)) + "], got shape " + Shape(pv));
+  }
+  if (!(exaggeration > 0) || !std::isfinite(exaggeration)) {
+    Fail("exaggeration must be a finite number > 0, got " + std::to_string(exaggeration));
+  }
+  if (!(dof > 0) || !std::isfinite(dof)) {
+    Fail("dof must be a finite number > 0, got " + std::to_string(dof));
+  }
+  std::vector<int64_t> row_ptr, cols;
+  PToCsr(pi, pi.shape(0), batched, batch, n, &row_ptr, &cols);
+  kn::TsneGradientOptions opt;
+  opt.exaggeration = exaggeration;
+  opt.dof = dof;
+  opt.scale_repulsion_by_p_sum = scale_repulsion_by_p_sum;
+  const kn::ParallelFor pf = CpuFor(m);
+  if (yd.is(py::dtype::of<float>())) {
+    CheckMessage(kn::CheckNonNegativeFinite<float>(static_cast<const float*>(pv.data()), Dims(pv),
+                                                   "p_values", &pf));
+    CheckMessage(kn::CheckAllFinite<float>(static_cast<const float*>(y.data()), Dims(y), "y", &pf));
+    return SparseGradT<float>(row_ptr, cols, pv, y, batched, batch, n, d, opt, compute_kl, cuda, m);
+  }
+  CheckMessage(kn::CheckNonNegativeFinite<double>(static_cast<const double*>(pv.data()), Dims(pv),
+                                                  "p_values", &pf));
+  CheckMessage(kn::CheckAllFinite<double>(static_cast<const double*>(y.data()), Dims(y), "y", &pf));
+  return SparseGradT<double>(row_ptr, cols, pv, y, batched, batch, n, d, opt, compute_kl, cuda, m);
+}
+
+py::tuple CooToCsrPy(py::object pi_obj, int64_t batch, int64_t n) {
+  auto pi = TakeIndices(pi_obj, "p_indices");
+  if (pi.ndim() != 2 || pi.shape(1) != 3) Fail("p_indices must be [nnz, 3], got " + Shape(pi));
+  if (batch < 1 || n < 1) Fail("batch and n must be >= 1");
+  std::vector<int64_t> row_ptr, cols;
+  PToCsr(pi, pi.shape(0), true, batch, n, &row_ptr, &cols);
+  py::array_t<int64_t> rp(static_cast<py::ssize_t>(row_ptr.size()));
+  py::array_t<int64_t> cs(static_cast<py::ssize_t>(cols.size()));
+  std::copy(row_ptr.begin(), row_ptr.end(), rp.mutable_data());
+  std::copy(cols.begin(), cols.end(), cs.mutable_data());
+  return py::make_tuple(rp, cs);
+}
+
+// --------------------------------------------- raw device pointer API -----
+#ifdef TSNE_OPS_WITH_CUDA
+template <typename T>
+T* P(uintptr_t v) { return reinterpret_cast<T*>(v); }
+cudaStream_t S(uintptr_t s) { return reinterpret_cast<cudaStream_t>(s); }
+bool F32(const std::string& dtype) {
+  if (dtype == "float32" || dtype == "float") return true;
+  if (dtype == "float64" || dtype == "double") return false;
+  Fail("dtype must be 'float32' or 'float64', got '" + dtype + "'");
+}
+void NonNull(uintptr_t v, const char* name) {
+  if (v == 0) Fail(std::string(name) + " must be a non-null device pointer");
+}
+#endif
+
+}  // namespace
+
+void BindSparse(py::module_& m) {
+  m.def(
+      "knn_joint_probabilities",
+      [m](py::object indices, py::object sq_distances, double perplexity, double tolerance,
+          int max_iter, const std::string& device) {
+        return KnnJoint(indices, sq_distances, perplexity, tolerance, max_iter, device, m);
+      },
+      py::arg("indices"), py::arg("sq_distances"), py::arg("perplexity"),
+      py::arg("tolerance") = kn::kAffinityTolerance, py::arg("max_iter") = kn::kAffinityMaxIter,
+      py::arg("device") = "cpu",
+      "Sparse joint P over a kNN graph (int64 indices [.., n, k], squared distances): returns "
+      "(indices [nnz, 3] or [nnz, 2], values [nnz], dense_shape, unconverged_row_count), "
+      "canonical row-major order.");
+  m.def(
+      "sparse_tsne_gradient",
+      [m](py::object p_indices, py::object p_values, py::object y, double exaggeration,
+          double dof, bool compute_kl, bool scale_repulsion_by_p_sum, const std::string& device) {
+        return SparseGrad(p_indices, p_values, y, exaggeration, dof, compute_kl,
+                          scale_repulsion_by_p_sum, device, m);
+      },
+      py::arg("p_indices"), py::arg("p_values"), py::arg("y"), py::arg("exaggeration") = 1.0,
+      py::arg("dof") = 1.0, py::arg("compute_kl") = true,
+      py::arg("scale_repulsion_by_p_sum") = false, py::arg("device") = "cpu",
+      "t-SNE gradient and KL for a sparse P in canonical COO form (exact repulsion): returns "
+      "(grad, kl or None).");
+  m.def("coo_to_csr", &CooToCsrPy, py::arg("p_indices"), py::arg("batch"), py::arg("n"),
+        "Canonical COO indices [nnz, 3] -> (row_ptr [batch * n + 1], cols [nnz]), the form the "
+        "raw cuda.sparse_tsne_gradient takes.");
+#ifdef TSNE_OPS_WITH_CUDA
+  py::module_ cuda = m.attr("cuda").cast<py::module_>();
+  cuda.def("knn_joint_workspace_bytes",
+           [](int64_t batch, int64_t n, int64_t k, const std::string& dtype) {
+             return F32(dtype) ? kn::KnnJointWorkspaceBytes<float>(batch, n, k)
+                               : kn::KnnJointWorkspaceBytes<double>(batch, n, k);
+           },
+           py::arg("batch"), py::arg("n"), py::arg("k"), py::arg("dtype") = "float32");
+  cuda.def(
+      "knn_joint_prepare",
+      [](uintptr_t indices, uintptr_t sq_distances, int64_t batch, int64_t n, int64_t k,
+         double perplexity, double tolerance, int max_iter, uintptr_t unconverged,
+         const std::string& dtype, uintptr_t workspace, uintptr_t stream) {
+        NonNull(indices, "indices");
+        NonNull(sq_distances, "sq_distances");
+        NonNull(workspace, "workspace");
+        if (n < 2 || k < 1 || k > n - 1 || batch < 1) Fail("need batch >= 1, n >= 2, 1 <= k < n");
+        if (!(perplexity > 0) || !(perplexity < k)) Fail("perplexity must be in (0, k)");
+        const bool f32 = F32(dtype);
+        int64_t nnz = 0;
+        py::gil_scoped_release release;
+        const cudaError_t err =
+            f32 ? kn::LaunchKnnJointPrepare<float>(S(stream), P<int64_t>(indices),
+                                                   P<float>(sq_distances), batch, n, k, perplexity,
+                                                   tolerance, max_iter, P<int64_t>(unconverged),
+                                                   P<void>(workspace), &nnz)
+                : kn::LaunchKnnJointPrepare<double>(S(stream), P<int64_t>(indices),
+                                                    P<double>(sq_distances), batch, n, k,
+                                                    perplexity, tolerance, max_iter,
+                                                    P<int64_t>(unconverged), P<void>(workspace),
+                                                    &nnz);
+        CudaCheck(err, "cuda.knn_joint_prepare");
+        return nnz;
+      },
+      py::arg("indices"), py::arg("sq_distances"), py::arg("batch"), py::arg("n"), py::arg("k"),
+      py::arg("perplexity"), py::arg("tolerance") = kn::kAffinityTolerance,
+      py::arg("max_iter") = kn::kAffinityMaxIter, py::arg("unconverged") = 0,
+      py::arg("dtype") = "float32", py::arg("workspace") = 0, py::arg("stream") = 0,
+      "Step 1 of 2 (indices are not checked here: validate on the host). Synchronises the "
+      "stream and returns nnz; then allocate [nnz, 3] int64 and [nnz] outputs.");
+  cuda.def(
+      "knn_joint_write",
+      [](uintptr_t workspace, int64_t batch, int64_t n, int64_t k, int64_t nnz,
+         uintptr_t out_indices, uintptr_t out_values, const std::string& dtype,
+         uintptr_t stream) {
+        NonNull(workspace, "workspace");
+        const bool f32 = F32(dtype);
+        py::gil_scoped_release release;
+        const cudaError_t err =
+            f32 ? kn::LaunchKnnJointWrite<float>(S(stream), batch, n, k, P<void>(workspace), nnz,
+                                                 P<int64_t>(out_indices), P<float>(out_values))
+                : kn::LaunchKnnJointWrite<double>(S(stream), batch, n, k, P<void>(workspace),
+                                                  nnz, P<int64_t>(out_indices),
+                                                  P<double>(out_values));
+        CudaCheck(err, "cuda.knn_joint_write");
+      },
+      py::arg("workspace"), py::arg("batch"), py::arg("n"), py::arg("k"), py::arg("nnz"),
+      py::arg("out_indices"), py::arg("out_values"), py::arg("dtype") = "float32",
+      py::arg("stream") = 0, "Step 2 of 2: writes indices [nnz, 3] (b, i, j) and values [nnz].");
+  cuda.def("sparse_tsne_gradient_workspace_bytes",
+           [](int64_t batch, int64_t n, int64_t d, const std::string& dtype) {
+             return F32(dtype) ? kn::SparseTsneGradientWorkspaceBytes<float>(batch, n, d)
+                               : kn::SparseTsneGradientWorkspaceBytes<double>(batch, n, d);
+           },
+           py::arg("batch"), py::arg("n"), py::arg("d"), py::arg("dtype") = "float32");
+  cuda.def(
+      "sparse_tsne_gradient",
+      [](uintptr_t row_ptr, uintptr_t cols, uintptr_t p_values, uintptr_t y, uintptr_t grad,
+         uintptr_t kl, int64_t batch, int64_t n, int64_t d, const std::string& dtype,
+         double exaggeration, double dof, bool scale_repulsion_by_p_sum, uintptr_t workspace,
+         uintptr_t stream) {
+        NonNull(row_ptr, "row_ptr");
+        NonNull(y, "y");
+        NonNull(workspace, "workspace");
+        if (batch < 1 || n < 2 || d < 1) Fail("need batch >= 1, n >= 2, d >= 1");
+        if (!(exaggeration > 0) || !(dof > 0)) Fail("exaggeration and dof must be > 0");
+        kn::TsneGradientOptions opt;
+        opt.exaggeration = exaggeration;
+        opt.dof = dof;
+        opt.scale_repulsion_by_p_sum = scale_repulsion_by_p_sum;
+        const bool f32 = F32(dtype);
+        py::gil_scoped_release release;
+        const cudaError_t err =
+            f32 ? kn::LaunchSparseTsneGradient<float>(S(stream), P<int64_t>(row_ptr),
+                                                      P<int64_t>(cols), P<float>(p_values),
+                                                      P<float>(y), batch, n, d, opt,
+                                                      P<float>(grad), P<float>(kl),
+                                                      P<void>(workspace))
+                : kn::LaunchSparseTsneGradient<double>(S(stream), P<int64_t>(row_ptr),
+                                                       P<int64_t>(cols), P<double>(p_values),
+                                                       P<double>(y), batch, n, d, opt,
+                                                       P<double>(grad), P<double>(kl),
+                                                       P<void>(workspace));
+        CudaCheck(err, "cuda.sparse_tsne_gradient");
+      },
+      py::arg("row_ptr"), py::arg("cols"), py::arg("p_values"), py::arg("y"), py::arg("grad"),
+      py::arg("kl"), py::arg("batch"), py::arg("n"), py::arg("d"), py::arg("dtype") = "float32",
+      py::arg("exaggeration") = 1.0, py::arg("dof") = 1.0,
+      py::arg("scale_repulsion_by_p_sum") = false, py::arg("workspace") = 0,
+      py::arg("stream") = 0,
+      "CSR (row_ptr [batch * n + 1] absolute offsets, cols [nnz], from coo_to_csr) on the "
+      "device; workspace of sparse_tsne_gradient_workspace_bytes bytes is required.");
+#endif
+}
