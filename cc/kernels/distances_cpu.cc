@@ -5,6 +5,14 @@
 //    dot-product micro-kernel (the work of a GEMM); self-distances compute only
 //    the upper triangle of tiles and mirror it, so the result is exactly
 //    symmetric, the diagonal is exactly zero and negatives are clamped to zero.
+//
+// The expansion cancels: its terms are of size |x|^2, so its rounding error is
+// eps |x|^2, not eps |x - y|^2. Data far from the origin (a feature mean of
+// 1000 over a unit spread) would lose every digit in float32. Distances do not
+// change under translation, so both the expansion and the gradient's
+// r_i x_i - sum_j G_ij y_j run on x - c and y - c, with c the batch's mean
+// (of x and y together for cross distances): the error becomes eps times the
+// spread of the data.
 #include <algorithm>
 #include <cstring>
 #include <vector>
@@ -39,10 +47,35 @@ T SquaredDiff(const T* a, const T* b, int64_t len) {
   return s;
 }
 
+// c[b, k] = mean over the rows of x[b] (n rows) and y[b] (m rows; y may be
+// nullptr) of column k, summed in double in row order: the reference point the
+// rows are centred on. Depends on the data only, not on the thread count.
 template <typename T>
-void SquaredNorms(const T* x, int64_t rows, int64_t dim, T* norms) {
-  for (int64_t i = 0; i < rows; ++i) norms[i] = Dot(x + i * dim, x + i * dim, dim);
+std::vector<T> BatchMeans(const T* x, const T* y, int64_t batch, int64_t n, int64_t m,
+                          int64_t dim, const ParallelFor& parallel_for) {
+  std::vector<T> c(batch * dim);
+  parallel_for(batch, (n + m) * dim, [&](int64_t begin, int64_t end) {
+    std::vector<double> s(dim);
+    for (int64_t b = begin; b < end; ++b) {
+      std::fill(s.begin(), s.end(), 0.0);
+      for (int64_t i = 0; i < n; ++i)
+        for (int64_t k = 0; k < dim; ++k) s[k] += x[(b * n + i) * dim + k];
+      if (y != nullptr)
+        for (int64_t j = 0; j < m; ++j)
+          for (int64_t k = 0; k < dim; ++k) s[k] += y[(b * m + j) * dim + k];
+      for (int64_t k = 0; k < dim; ++k) c[b * dim + k] = static_cast<T>(s[k] / (n + m));
+    }
+  });
+  return c;
 }
+
+// out[i, k] = x[i, k] - c[k] for `rows` rows.
+template <typename T>
+void Centre(const T* x, const T* c, int64_t rows, int64_t dim, T* out) {
+  for (int64_t i = 0; i < rows; ++i)
+    for (int64_t k = 0; k < dim; ++k) out[i * dim + k] = x[i * dim + k] - c[k];
+}
+
 
 // ------------------------------------------------------------- GEMM part ---
 // dots = X Y^T through packed panels and a register-blocked micro-kernel:
@@ -62,17 +95,17 @@ struct Gemm {
   static constexpr int kNr = 2 * L;
   static_assert(kTileR % kMr == 0 && kTileC % (2 * L) == 0, "tile shape");
 
-  // Packs rows [0, rows) of x (row stride dim) into panels of `w` rows:
+  // Packs rows [0, rows) of x - c (row stride dim) into panels of `w` rows:
   // out[(r / w) * w * dim + k * w + r % w]; rows up to rows_pad are zero.
-  static void Pack(const T* x, int64_t rows, int64_t rows_pad, int64_t dim, int w, T* out,
-                   int64_t p_begin, int64_t p_end) {
+  static void Pack(const T* x, const T* c, int64_t rows, int64_t rows_pad, int64_t dim, int w,
+                   T* out, int64_t p_begin, int64_t p_end) {
     for (int64_t p = p_begin; p < p_end; ++p) {
       T* o = out + p * w * dim;
       for (int r = 0; r < w; ++r) {
         const int64_t row = p * w + r;
         if (row < rows) {
           const T* src = x + row * dim;
-          for (int64_t k = 0; k < dim; ++k) o[k * w + r] = src[k];
+          for (int64_t k = 0; k < dim; ++k) o[k * w + r] = src[k] - c[k];
         } else {
           for (int64_t k = 0; k < dim; ++k) o[k * w + r] = T(0);
         }
@@ -146,8 +179,10 @@ void PairwiseSquaredDistanceCpu(const T* x, const T* y, int64_t batch, int64_t n
     });
     return;
   }
-  // Norm expansion |x|^2 + |y|^2 - 2 x.y over kTileR x kTileC tiles of a
-  // packed GEMM. Self-distances: only tiles with tj >= ti; each computed
+  // Norm expansion |x|^2 + |y|^2 - 2 x.y of the centred rows (see the top of
+  // the file) over kTileR x kTileC tiles of a packed GEMM. The norms are of
+  // the same centred values the panels hold, computed from a row's copy.
+  // Self-distances: only tiles with tj >= ti; each computed
   // value is written to (i, j) and (j, i), so the result is exactly
   // symmetric. Each unit (batch, tile) computes its dot products in a fixed
   // order and writes its own entries: deterministic for any thread count.
@@ -158,18 +193,29 @@ void PairwiseSquaredDistanceCpu(const T* x, const T* y, int64_t batch, int64_t n
   // Self: X packed both as kMr-row panels (left side) and kNr-row panels.
   std::vector<T> xp(batch * n_pad * dim), yp(batch * (self ? n_pad : m_pad) * dim);
   const int64_t xpanels = n_pad / kMr, ypanels = (self ? n_pad : m_pad) / G::kNr;
+  const std::vector<T> centre = BatchMeans(x, y, batch, n, self ? 0 : m, dim, parallel_for);
   parallel_for(batch * (xpanels + ypanels), kMr * dim * 4, [&](int64_t begin, int64_t end) {
+    std::vector<T> row(dim);
     for (int64_t u = begin; u < end; ++u) {
       const int64_t b = u / (xpanels + ypanels), q = u % (xpanels + ypanels);
+      const T* c = centre.data() + b * dim;
+      // The norms of the rows this unit packs (each row is in one x panel,
+      // and, for cross distances, in one y panel).
+      auto norms = [&](const T* src, int64_t rows, int64_t r0, int64_t r1, T* out) {
+        for (int64_t r = r0; r < std::min(rows, r1); ++r) {
+          Centre(src + r * dim, c, 1, dim, row.data());
+          out[r] = Dot(row.data(), row.data(), dim);
+        }
+      };
       if (q < xpanels) {
-        G::Pack(x + b * n * dim, n, n_pad, dim, kMr, xp.data() + b * n_pad * dim, q, q + 1);
-        if (q == 0) SquaredNorms(x + b * n * dim, n, dim, xnorm.data() + b * n);
+        G::Pack(x + b * n * dim, c, n, n_pad, dim, kMr, xp.data() + b * n_pad * dim, q, q + 1);
+        norms(x + b * n * dim, n, q * kMr, (q + 1) * kMr, xnorm.data() + b * n);
       } else {
         const int64_t mm = self ? n : m, mp = self ? n_pad : m_pad;
         const T* src = self ? x + b * n * dim : y + b * m * dim;
-        G::Pack(src, mm, mp, dim, G::kNr, yp.data() + b * mp * dim, q - xpanels,
-                q - xpanels + 1);
-        if (q == xpanels && !self) SquaredNorms(src, m, dim, ynorm.data() + b * m);
+        const int64_t p = q - xpanels;
+        G::Pack(src, c, mm, mp, dim, G::kNr, yp.data() + b * mp * dim, p, p + 1);
+        if (!self) norms(src, m, p * G::kNr, (p + 1) * G::kNr, ynorm.data() + b * m);
       }
     }
   });
@@ -272,10 +318,22 @@ void PairwiseSquaredDistanceGradCpu(const T* grad, const T* x, const T* y, int64
       }
     }
   };
+  // The terms above are of size |x| and cancel to |x_i - y_j|: computed on
+  // the centred rows (see the top of the file), the same sums lose nothing to
+  // a large mean.
+  const std::vector<T> centre = BatchMeans(x, y, batch, n, self ? 0 : m, dim, parallel_for);
+  std::vector<T> xc(n * dim), yc(self ? 0 : m * dim);
   for (int64_t b = 0; b < batch; ++b) {
     const T* g = grad + b * n * m;
-    const T* xb = x + b * n * dim;
-    const T* yb = self ? xb : y + b * m * dim;
+    const T* c = centre.data() + b * dim;
+    parallel_for(n + (self ? 0 : m), dim * 2, [&](int64_t begin, int64_t end) {
+      for (int64_t r = begin; r < end; ++r) {
+        if (r < n) Centre(x + (b * n + r) * dim, c, 1, dim, xc.data() + r * dim);
+        else Centre(y + (b * m + r - n) * dim, c, 1, dim, yc.data() + (r - n) * dim);
+      }
+    });
+    const T* xb = xc.data();
+    const T* yb = self ? xb : yc.data();
     T* gx = grad_x + b * n * dim;
     parallel_for(n, m * dim * 2 + m, [&](int64_t begin, int64_t end) {
       for (int64_t r = begin; r < end; ++r) row_term(g, xb, yb, n, m, gx, false, r);
