@@ -143,3 +143,21 @@ def test_duplicates_match_scikit_learn(rng):
     for dtype in (np.float32, np.float64):
         ours = tsne_ops.perplexity_affinities(d.astype(dtype), 4.0)[0].numpy()
         np.testing.assert_allclose(ours, theirs, atol=1e-6)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("n", [450, 700])
+def test_matches_scikit_learn_over_many_blocks(rng, dtype, n):
+    # Several of the symmetrisation's 64 x 64 blocks plus a remainder.
+    x = rng.normal(size=(n, 10))
+    d = squared_distances(x)
+    pc, beta = tsne_ops.perplexity_affinities(d.astype(dtype), 30.0)
+    theirs_pc = _binary_search_perplexity(d.astype(np.float32), 30.0, 0)
+    np.testing.assert_allclose(pc.numpy(), theirs_pc, atol=2e-5, rtol=2e-3)
+    for i in range(0, n, 97):
+        ref = conditional_p(d[i].astype(dtype).astype(np.float64), float(beta.numpy()[i]), i)
+        np.testing.assert_allclose(pc.numpy()[i], ref, rtol=1e-4, atol=1e-7)
+    ours = tsne_ops.joint_probabilities(d.astype(dtype), 30.0).numpy()
+    theirs = squareform(_joint_probabilities(d.astype(np.float32), 30.0, 0))
+    assert np.array_equal(ours, ours.T)
+    np.testing.assert_allclose(ours, theirs, rtol=2e-3, atol=1e-8)

@@ -88,6 +88,33 @@ def test_gradient_far_from_the_origin(rng, dtype, tol, dim, cross):
     assert np.abs(gx - ref_x).max() <= tol * np.abs(ref_x).max()
 
 
+@pytest.mark.parametrize("dtype,rtol", [(np.float64, 1e-10), (np.float32, 1e-5)])
+@pytest.mark.parametrize("n,m,dim", [(450, 330, 5), (450, 330, 40), (700, 700, 300)])
+def test_matches_numpy_over_many_tiles(rng, dtype, rtol, n, m, dim):
+    # Several of the kernel's 96 x 96 tiles plus a remainder, with a depth
+    # (300) beyond one 256-deep pass.
+    x = rng.normal(size=(n, dim)).astype(dtype)
+    y = rng.normal(size=(m, dim)).astype(dtype)
+    ref = squared_distances(x.astype(np.float64), y.astype(np.float64))
+    np.testing.assert_allclose(tsne_ops.pairwise_squared_distance(x, y).numpy(), ref,
+                               rtol=rtol, atol=rtol * ref.max())
+    out = tsne_ops.pairwise_squared_distance(x).numpy()
+    ref = squared_distances(x.astype(np.float64))
+    np.testing.assert_allclose(out, ref, rtol=rtol, atol=rtol * ref.max())
+    assert np.array_equal(out, out.T) and np.all(np.diag(out) == 0)
+    # The backward pass, over the kernel's 64-column blocks.
+    g = rng.normal(size=(n, n)).astype(dtype)
+    xt = tf.constant(x)
+    with tf.GradientTape() as tape:
+        tape.watch(xt)
+        loss = tf.reduce_sum(g * tsne_ops.pairwise_squared_distance(xt))
+    x64, g64 = x.astype(np.float64), g.astype(np.float64)
+    gs = g64 + g64.T
+    ref_g = 2 * (gs.sum(1)[:, None] * x64 - gs @ x64)
+    np.testing.assert_allclose(tape.gradient(loss, xt).numpy(), ref_g, rtol=rtol * 10,
+                               atol=rtol * 10 * np.abs(ref_g).max())
+
+
 def test_rank2_is_batch_of_one(rng):
     x = rng.normal(size=(6, 3))
     y = rng.normal(size=(4, 3))
