@@ -56,6 +56,35 @@ def test_far_from_the_origin(rng, dtype, tol, shift, dim, cross):
         assert np.array_equal(out, out.T) and np.all(np.diag(out) == 0)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("dim,shift", [(20, 0.0), (64, 100.0), (300, 0.0)])
+def test_duplicate_rows_are_exactly_zero_apart(rng, dtype, dim, shift):
+    # Duplicates must tie exactly at 0 (perplexity calibration sends a row's
+    # mass uniformly onto its ties); the norm expansion left them ~eps |x|^2
+    # apart, so the search split them by rounding noise.
+    x = np.repeat(rng.normal(size=(50, dim)) + shift, 3, axis=0)[rng.permutation(150)]
+    x = x.astype(dtype)
+    out = tsne_ops.pairwise_squared_distance(x).numpy()
+    same = (x[:, None, :] == x[None, :, :]).all(-1)
+    assert np.all(out[same] == 0) and np.all(out[~same] > 0)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("levels", [2, 17, 256])
+def test_small_integer_data_is_exact(rng, dtype, levels):
+    # Binary and 0..255 pixel data have integer distances that float32 holds
+    # exactly; the shift that keeps float32 accurate far from the origin must
+    # keep them exact, or tied distances (which decide P on such data) split
+    # into near-ties by rounding noise.
+    x = hostile_data.integer_images(rng, 200, 64, levels=levels)
+    y = hostile_data.integer_images(rng, 110, 64, levels=levels)
+    ref = squared_distances(x, y)
+    np.testing.assert_array_equal(tsne_ops.pairwise_squared_distance(x.astype(dtype)).numpy(),
+                                  squared_distances(x))
+    np.testing.assert_array_equal(
+        tsne_ops.pairwise_squared_distance(x.astype(dtype), y.astype(dtype)).numpy(), ref)
+
+
 @pytest.mark.parametrize("dtype,tol", [(np.float32, 1e-4), (np.float64, 1e-11)])
 @pytest.mark.parametrize("dim", [3, 50])
 @pytest.mark.parametrize("cross", [False, True])

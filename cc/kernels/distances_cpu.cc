@@ -10,9 +10,9 @@
 // eps |x|^2, not eps |x - y|^2. Data far from the origin (a feature mean of
 // 1000 over a unit spread) would lose every digit in float32. Distances do not
 // change under translation, so both the expansion and the gradient's
-// r_i x_i - sum_j G_ij y_j run on x - c and y - c, with c the batch's mean
-// (of x and y together for cross distances): the error becomes eps times the
-// spread of the data.
+// r_i x_i - sum_j G_ij y_j run on x - c and y - c, with c one row of the
+// batch (ReferenceRow): |x_i - c| is at most the largest distance, so the
+// error becomes eps times the spread of the data, not its magnitude.
 #include <algorithm>
 #include <cstring>
 #include <vector>
@@ -47,31 +47,18 @@ T SquaredDiff(const T* a, const T* b, int64_t len) {
   return s;
 }
 
-// c[b, k] = mean over the rows of x[b] (n rows) and y[b] (m rows; y may be
-// nullptr) of column k, summed in double in row order: the reference point the
-// rows are centred on. Depends on the data only, not on the thread count.
+// The reference point rows are shifted by: the batch's first row of x (of
+// y when x has none). Not the mean: a data row keeps small-integer data
+// (binary or 0..255 pixels) integer after the shift, so its dot products and
+// distances stay exact and tied distances stay exactly tied.
 template <typename T>
-std::vector<T> BatchMeans(const T* x, const T* y, int64_t batch, int64_t n, int64_t m,
-                          int64_t dim, const ParallelFor& parallel_for) {
-  std::vector<T> c(batch * dim);
-  parallel_for(batch, (n + m) * dim, [&](int64_t begin, int64_t end) {
-    std::vector<double> s(dim);
-    for (int64_t b = begin; b < end; ++b) {
-      std::fill(s.begin(), s.end(), 0.0);
-      for (int64_t i = 0; i < n; ++i)
-        for (int64_t k = 0; k < dim; ++k) s[k] += x[(b * n + i) * dim + k];
-      if (y != nullptr)
-        for (int64_t j = 0; j < m; ++j)
-          for (int64_t k = 0; k < dim; ++k) s[k] += y[(b * m + j) * dim + k];
-      for (int64_t k = 0; k < dim; ++k) c[b * dim + k] = static_cast<T>(s[k] / (n + m));
-    }
-  });
-  return c;
+const T* ReferenceRow(const T* x, const T* y, int64_t b, int64_t n, int64_t m, int64_t dim) {
+  return n > 0 ? x + b * n * dim : y + b * m * dim;
 }
 
 // out[i, k] = x[i, k] - c[k] for `rows` rows.
 template <typename T>
-void Centre(const T* x, const T* c, int64_t rows, int64_t dim, T* out) {
+void Shift(const T* x, const T* c, int64_t rows, int64_t dim, T* out) {
   for (int64_t i = 0; i < rows; ++i)
     for (int64_t k = 0; k < dim; ++k) out[i * dim + k] = x[i * dim + k] - c[k];
 }
@@ -179,10 +166,13 @@ void PairwiseSquaredDistanceCpu(const T* x, const T* y, int64_t batch, int64_t n
     });
     return;
   }
-  // Norm expansion |x|^2 + |y|^2 - 2 x.y of the centred rows (see the top of
-  // the file) over kTileR x kTileC tiles of a packed GEMM. The norms are of
-  // the same centred values the panels hold, computed from a row's copy.
-  // Self-distances: only tiles with tj >= ti; each computed
+  // Norm expansion |x|^2 + |y|^2 - 2 x.y of the shifted rows (see the top of
+  // the file) over kTileR x kTileC tiles of a packed GEMM. Self-distances take
+  // the norms from the diagonal of the GEMM itself: the micro-kernel adds each
+  // entry's products in the same order, so for duplicate rows x_i == x_j,
+  // x_i.x_j == |x_i|^2 bit for bit and their distance is exactly 0 (a tie,
+  // as perplexity calibration must see it). Cross distances use a row's own
+  // dot product. Self-distances: only tiles with tj >= ti; each computed
   // value is written to (i, j) and (j, i), so the result is exactly
   // symmetric. Each unit (batch, tile) computes its dot products in a fixed
   // order and writes its own entries: deterministic for any thread count.
@@ -193,23 +183,22 @@ void PairwiseSquaredDistanceCpu(const T* x, const T* y, int64_t batch, int64_t n
   // Self: X packed both as kMr-row panels (left side) and kNr-row panels.
   std::vector<T> xp(batch * n_pad * dim), yp(batch * (self ? n_pad : m_pad) * dim);
   const int64_t xpanels = n_pad / kMr, ypanels = (self ? n_pad : m_pad) / G::kNr;
-  const std::vector<T> centre = BatchMeans(x, y, batch, n, self ? 0 : m, dim, parallel_for);
   parallel_for(batch * (xpanels + ypanels), kMr * dim * 4, [&](int64_t begin, int64_t end) {
     std::vector<T> row(dim);
     for (int64_t u = begin; u < end; ++u) {
       const int64_t b = u / (xpanels + ypanels), q = u % (xpanels + ypanels);
-      const T* c = centre.data() + b * dim;
+      const T* c = ReferenceRow(x, y, b, n, m, dim);
       // The norms of the rows this unit packs (each row is in one x panel,
       // and, for cross distances, in one y panel).
       auto norms = [&](const T* src, int64_t rows, int64_t r0, int64_t r1, T* out) {
         for (int64_t r = r0; r < std::min(rows, r1); ++r) {
-          Centre(src + r * dim, c, 1, dim, row.data());
+          Shift(src + r * dim, c, 1, dim, row.data());
           out[r] = Dot(row.data(), row.data(), dim);
         }
       };
       if (q < xpanels) {
         G::Pack(x + b * n * dim, c, n, n_pad, dim, kMr, xp.data() + b * n_pad * dim, q, q + 1);
-        norms(x + b * n * dim, n, q * kMr, (q + 1) * kMr, xnorm.data() + b * n);
+        if (!self) norms(x + b * n * dim, n, q * kMr, (q + 1) * kMr, xnorm.data() + b * n);
       } else {
         const int64_t mm = self ? n : m, mp = self ? n_pad : m_pad;
         const T* src = self ? x + b * n * dim : y + b * m * dim;
@@ -219,11 +208,23 @@ void PairwiseSquaredDistanceCpu(const T* x, const T* y, int64_t batch, int64_t n
       }
     }
   });
+  const int64_t mp = self ? n_pad : m_pad;
+  if (self) {
+    static_assert(kTileR == kTileC, "a diagonal tile holds its rows' own products");
+    parallel_for(batch * tn, kTileR * kTileC * dim * 2 / 16, [&](int64_t begin, int64_t end) {
+      std::vector<T> dots(kTileR * kTileC);
+      for (int64_t u = begin; u < end; ++u) {
+        const int64_t b = u / tn, i0 = (u % tn) * kTileR, i1 = std::min(n, i0 + kTileR);
+        G::Tile(xp.data() + b * n_pad * dim, yp.data() + b * mp * dim, dim, i0, i0, dots.data());
+        for (int64_t i = i0; i < i1; ++i)
+          xnorm[b * n + i] = dots[(i - i0) * kTileC + (i - i0)];
+      }
+    });
+  }
   std::vector<std::pair<int64_t, int64_t>> tiles;
   for (int64_t ti = 0; ti < tn; ++ti)
     for (int64_t tj = self ? ti : 0; tj < tm; ++tj) tiles.emplace_back(ti, tj);
   const int64_t per_batch = static_cast<int64_t>(tiles.size());
-  const int64_t mp = self ? n_pad : m_pad;
   parallel_for(batch * per_batch, kTileR * kTileC * dim * 2 / 16, [&](int64_t begin, int64_t end) {
     std::vector<T> dots_buf(kTileR * kTileC + 64);
     T* dots = dots_buf.data();
@@ -319,17 +320,16 @@ void PairwiseSquaredDistanceGradCpu(const T* grad, const T* x, const T* y, int64
     }
   };
   // The terms above are of size |x| and cancel to |x_i - y_j|: computed on
-  // the centred rows (see the top of the file), the same sums lose nothing to
+  // the shifted rows (see the top of the file), the same sums lose nothing to
   // a large mean.
-  const std::vector<T> centre = BatchMeans(x, y, batch, n, self ? 0 : m, dim, parallel_for);
   std::vector<T> xc(n * dim), yc(self ? 0 : m * dim);
   for (int64_t b = 0; b < batch; ++b) {
     const T* g = grad + b * n * m;
-    const T* c = centre.data() + b * dim;
+    const T* c = ReferenceRow(x, y, b, n, m, dim);
     parallel_for(n + (self ? 0 : m), dim * 2, [&](int64_t begin, int64_t end) {
       for (int64_t r = begin; r < end; ++r) {
-        if (r < n) Centre(x + (b * n + r) * dim, c, 1, dim, xc.data() + r * dim);
-        else Centre(y + (b * m + r - n) * dim, c, 1, dim, yc.data() + (r - n) * dim);
+        if (r < n) Shift(x + (b * n + r) * dim, c, 1, dim, xc.data() + r * dim);
+        else Shift(y + (b * m + r - n) * dim, c, 1, dim, yc.data() + (r - n) * dim);
       }
     });
     const T* xb = xc.data();
