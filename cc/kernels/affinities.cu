@@ -113,6 +113,7 @@ __global__ void __launch_bounds__(kWarpsPerBlock* kWarp)
   RowStats st = Evaluate(row, n, i, dmin, beta, lane);
   // Miss() is +inf for a NaN entropy: a NaN is never converged, nor the best.
   double best_beta = beta, best_err = Miss(st, target);
+  bool at_limit = false;  // stopped at beta_max with the entropy above target
   // Every branch below depends only on warp-uniform values (WarpSum gives all
   // lanes the same bits), so the warp never diverges here.
   for (int it = 0; it < max_iter && !(Miss(st, target) <= tolerance); ++it) {
@@ -122,7 +123,10 @@ __global__ void __launch_bounds__(kWarpsPerBlock* kWarp)
     double next = beta * st.variance > 0 ? beta + err / (beta * st.variance) : -1;
     if (!(next > lo && next < hi)) next = isinf(hi) ? beta * 2 : 0.5 * (lo + hi);
     next = fmin(next, beta_max);
-    if (next == beta) break;  // at beta_max (the row is its limit), or no double left between
+    if (next == beta) {  // at beta_max (the row is its limit), or no double left between
+      at_limit = (beta == beta_max && err > 0);
+      break;
+    }
     beta = next;
     st = Evaluate(row, n, i, dmin, beta, lane);
     if (Miss(st, target) < best_err) {
@@ -132,7 +136,7 @@ __global__ void __launch_bounds__(kWarpsPerBlock* kWarp)
   }
   if (!(Miss(st, target) <= tolerance)) {
     if (lane == 0 && unconverged != nullptr) atomicAdd(unconverged, 1ull);  // integer: exact
-    if (beta != best_beta) {
+    if (!at_limit && beta != best_beta) {  // a row at its limit keeps beta_max, as on the CPU
       beta = best_beta;
       st = Evaluate(row, n, i, dmin, beta, lane);
     }

@@ -12,9 +12,10 @@
 // smallest distance (duplicates, binary or integer data): as beta grows the
 // row's mass goes uniformly onto the m tied points and the entropy falls to
 // log(m), never below. Such a row is searched up to the beta at which the
-// limit is reached in the working precision, BetaLimit below, is written as
-// that limit (uniform on the tied points, zero elsewhere, as float64 and
-// scikit-learn converge towards) and is counted as unconverged.
+// limit is reached in the working precision (BetaLimit below), keeps that
+// beta, is written as the limit (uniform on the tied points, zero elsewhere,
+// what float64 and scikit-learn converge towards) and is counted as
+// unconverged. No beta tried is NaN or overflows T.
 #ifndef TSNE_OPS_CC_KERNELS_AFFINITIES_H_
 #define TSNE_OPS_CC_KERNELS_AFFINITIES_H_
 

@@ -147,6 +147,7 @@ int64_t PerplexityAffinitiesCpu(const T* sq_dist, int64_t batch, int64_t n, doub
       };
       RowStats st = Evaluate(d.data(), n - 1, beta, e.data());
       double best_beta = beta, best_err = miss(st);
+      bool at_limit = false;  // stopped at beta_max with the entropy above target
       for (int it = 0; it < max_iter && !(miss(st) <= tolerance); ++it) {
         const double err = st.entropy - target;
         if (std::isnan(err)) break;
@@ -156,7 +157,10 @@ int64_t PerplexityAffinitiesCpu(const T* sq_dist, int64_t batch, int64_t n, doub
         next = std::min(next, beta_max);
         // No move left: at beta_max with the entropy still above target (the
         // row is its limit), or the bracket is down to adjacent doubles.
-        if (next == beta) break;
+        if (next == beta) {
+          at_limit = (beta == beta_max && err > 0);
+          break;
+        }
         beta = next;
         st = Evaluate(d.data(), n - 1, beta, e.data());
         if (miss(st) < best_err) {
@@ -166,7 +170,11 @@ int64_t PerplexityAffinitiesCpu(const T* sq_dist, int64_t batch, int64_t n, doub
       }
       if (!(miss(st) <= tolerance)) {
         unconverged[u] = 1;
-        if (beta != best_beta) {
+        // A row at its limit keeps beta_max: the entropy only falls towards
+        // log(#ties) as beta grows, so it is the best beta, and unlike the
+        // first beta whose entropy rounds to the same value it does not
+        // depend on how exp rounds (float here, double on the GPU).
+        if (!at_limit && beta != best_beta) {
           beta = best_beta;
           st = Evaluate(d.data(), n - 1, beta, e.data());
         }
