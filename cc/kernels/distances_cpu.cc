@@ -56,13 +56,11 @@ const T* ReferenceRow(const T* x, const T* y, int64_t b, int64_t n, int64_t m, i
   return n > 0 ? x + b * n * dim : y + b * m * dim;
 }
 
-// out[i, k] = x[i, k] - c[k] for `rows` rows.
+// out[k] = x[k] - c[k]: one row shifted by the reference row.
 template <typename T>
-void Shift(const T* x, const T* c, int64_t rows, int64_t dim, T* out) {
-  for (int64_t i = 0; i < rows; ++i)
-    for (int64_t k = 0; k < dim; ++k) out[i * dim + k] = x[i * dim + k] - c[k];
+void ShiftRow(const T* x, const T* c, int64_t dim, T* out) {
+  for (int64_t k = 0; k < dim; ++k) out[k] = x[k] - c[k];
 }
-
 
 // ------------------------------------------------------------- GEMM part ---
 // dots = X Y^T through packed panels and a register-blocked micro-kernel:
@@ -192,7 +190,7 @@ void PairwiseSquaredDistanceCpu(const T* x, const T* y, int64_t batch, int64_t n
       // and, for cross distances, in one y panel).
       auto norms = [&](const T* src, int64_t rows, int64_t r0, int64_t r1, T* out) {
         for (int64_t r = r0; r < std::min(rows, r1); ++r) {
-          Shift(src + r * dim, c, 1, dim, row.data());
+          ShiftRow(src + r * dim, c, dim, row.data());
           out[r] = Dot(row.data(), row.data(), dim);
         }
       };
@@ -210,6 +208,8 @@ void PairwiseSquaredDistanceCpu(const T* x, const T* y, int64_t batch, int64_t n
   });
   const int64_t mp = self ? n_pad : m_pad;
   if (self) {
+    // The diagonal tiles' products, computed again below: 2 / (tn + 1) of the
+    // GEMM, the price of exact zeros between duplicates.
     static_assert(kTileR == kTileC, "a diagonal tile holds its rows' own products");
     parallel_for(batch * tn, kTileR * kTileC * dim * 2 / 16, [&](int64_t begin, int64_t end) {
       std::vector<T> dots(kTileR * kTileC);
@@ -328,8 +328,8 @@ void PairwiseSquaredDistanceGradCpu(const T* grad, const T* x, const T* y, int64
     const T* c = ReferenceRow(x, y, b, n, m, dim);
     parallel_for(n + (self ? 0 : m), dim * 2, [&](int64_t begin, int64_t end) {
       for (int64_t r = begin; r < end; ++r) {
-        if (r < n) Shift(x + (b * n + r) * dim, c, 1, dim, xc.data() + r * dim);
-        else Shift(y + (b * m + r - n) * dim, c, 1, dim, yc.data() + (r - n) * dim);
+        if (r < n) ShiftRow(x + (b * n + r) * dim, c, dim, xc.data() + r * dim);
+        else ShiftRow(y + (b * m + r - n) * dim, c, dim, yc.data() + (r - n) * dim);
       }
     });
     const T* xb = xc.data();
