@@ -10,7 +10,9 @@ gradient. Skipped, with the reason, when there is no CUDA device.
 import numpy as np
 import pytest
 
+import hostile_data
 import kernels_module
+from references import squared_distances
 
 tk = kernels_module.load_or_skip()
 
@@ -102,14 +104,75 @@ def test_perplexity_affinities(rng, dtype, b, n, perplexity):
     rtol = 2e-4 if dtype == np.float32 else 1e-10
     if dtype == np.float64:
         assert ug == uc
-    # N = 2 cannot reach any perplexity < 1: beta doubles every step and
-    # overflows float32 to inf on both devices; compare the finite ones.
-    assert np.array_equal(np.isfinite(bg), np.isfinite(bc))
-    finite = np.isfinite(bc)
-    if finite.any():
-        assert_close(bg[finite], bc[finite], rtol, "beta")
+    # N = 2 cannot reach any perplexity < 1: both devices stop at once and
+    # keep the first beta (affinities.h, BetaLimit), finite.
+    assert np.all(np.isfinite(bg)) and np.all(np.isfinite(bc))
+    assert_close(bg, bc, rtol, "beta")
     assert_close(pg, pc, rtol, "p_conditional")
     assert np.all(np.diagonal(pg, axis1=1, axis2=2) == 0)
+
+
+def _tie_cases(rng):
+    """Squared distances with rows that cannot reach the perplexity."""
+    dup = np.concatenate([hostile_data.duplicates(rng, 3, 8), rng.normal(size=(20, 5))])
+    return [
+        ("duplicates", squared_distances(dup), 5.0),
+        ("binary", squared_distances(hostile_data.binary_images(rng, 150, 10, 0.5)), 5.0),
+        ("identical", np.zeros((40, 40)), 10.0),
+        ("two_points", np.array([[0.0, 3.0], [3.0, 0.0]]), 0.5),
+    ]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("case", range(4))
+def test_tied_rows_match_cpu(rng, dtype, case):
+    # Issue 17, defect 1: such rows stop at the same BetaLimit on both devices
+    # and are written as their limit (uniform on the tied points).
+    name, d, perplexity = _tie_cases(rng)[case]
+    d = d.astype(dtype)
+    tied, limit = hostile_data.tied_rows(d, perplexity)
+    assert tied.any(), name
+    pg, bg, ug = tk.perplexity_affinities(d, perplexity, device="cuda")
+    pc, bc, uc = tk.perplexity_affinities(d, perplexity, device="cpu")
+    assert np.all(np.isfinite(pg)) and np.all(np.isfinite(bg)), name
+    assert ug == uc == tied.sum(), (name, ug, uc, tied.sum())
+    np.testing.assert_allclose(pg[tied], limit[tied], atol=1e-7)
+    np.testing.assert_array_equal(bg[tied], bc[tied])
+    assert_close(pg, pc, 2e-4 if dtype == np.float32 else 1e-10, name)
+    jg = tk.joint_probabilities(d, perplexity, device="cuda")
+    jc = tk.joint_probabilities(d, perplexity, device="cpu")
+    assert np.all(np.isfinite(jg))
+    assert_close(jg, jc, 2e-4 if dtype == np.float32 else 1e-10, name + " joint")
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shift", [1e3, 1e4])
+@pytest.mark.parametrize("dim", [3, 17, 50])
+def test_distances_far_from_the_origin(rng, dtype, shift, dim):
+    # Issue 17, defect 2: errors relative to the spread, not |x|^2, on both
+    # devices (float64 reference on centred data); the gradient likewise.
+    x = hostile_data.offset(rng, 300, dim, shift).astype(dtype)
+    y = hostile_data.offset(rng, 130, dim, shift).astype(dtype)
+    t = 1e-5 if dtype == np.float32 else 1e-12
+    for yy in (None, y):
+        ref = hostile_data.centred_squared_distances(x, yy)
+        for device in ("cuda", "cpu"):
+            out = tk.pairwise_squared_distance(x, yy, device=device)
+            assert np.abs(out - ref).max() <= t * ref.max(), (device, yy is None)
+    g = rng.normal(size=(300, 130)).astype(dtype)
+    gx, gy = tk.pairwise_squared_distance_grad(g, x, y, device="cuda")
+    cx, cy = tk.pairwise_squared_distance_grad(g, x, y, device="cpu")
+    assert_close(gx, cx, 100 * tol(dtype), "grad_x")
+    assert_close(gy, cy, 100 * tol(dtype), "grad_y")
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_duplicate_rows_are_exactly_zero_apart(rng, dtype):
+    x = np.repeat(rng.normal(size=(50, 40)) + 100.0, 3, axis=0)[rng.permutation(150)].astype(dtype)
+    same = (x[:, None, :] == x[None, :, :]).all(-1)
+    for device in ("cuda", "cpu"):
+        out = tk.pairwise_squared_distance(x, device=device)
+        assert np.all(out[same] == 0) and np.all(out[~same] > 0), device
 
 
 def test_perplexity_unconverged_count_on_device(rng):

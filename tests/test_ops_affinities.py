@@ -7,6 +7,7 @@ from scipy.spatial.distance import squareform
 from sklearn.manifold._t_sne import _joint_probabilities
 from sklearn.manifold._utils import _binary_search_perplexity
 
+import hostile_data
 import tsne_ops
 from references import conditional_p, row_entropy, squared_distances
 
@@ -95,3 +96,68 @@ def test_eager_equals_tf_function(rng):
     eager = tsne_ops.joint_probabilities(d, 5.0).numpy()
     graph = tf.function(lambda t: tsne_ops.joint_probabilities(t, 5.0))(d).numpy()
     np.testing.assert_array_equal(eager, graph)
+
+
+def _tie_cases(rng):
+    """(name, squared distances, perplexity): rows with more than
+    `perplexity` points tied at their smallest distance."""
+    dup = squared_distances(hostile_data.duplicates(rng, 4, 10))  # 9 ties at 0
+    binary = squared_distances(hostile_data.binary_images(rng, 150, 64))
+    integer = squared_distances(hostile_data.integer_images(rng, 150, 16, levels=3))
+    two = np.array([[0.0, 3.0], [3.0, 0.0]])
+    return [("duplicates", dup, 5.0), ("binary", binary, 2.5), ("integer", integer, 1.5),
+            ("two_points", two, 0.5)]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("case", ["duplicates", "binary", "integer", "two_points"])
+def test_rows_that_cannot_reach_the_perplexity_are_their_limit(rng, dtype, case):
+    # Defect 1 of issue 17: float32 doubled beta past the float maximum, got
+    # -inf * 0 = NaN and took the NaN entropy for convergence. The right
+    # answer is the beta -> infinity limit, uniform on the tied points.
+    _, d, perplexity = next(c for c in _tie_cases(rng) if c[0] == case)
+    d = d.astype(dtype)
+    tied, limit = hostile_data.tied_rows(d, perplexity)
+    assert tied.any()
+    p, beta = tsne_ops.perplexity_affinities(d, perplexity)
+    p, beta = p.numpy().astype(np.float64), beta.numpy().astype(np.float64)
+    assert np.all(np.isfinite(p)) and np.all(np.isfinite(beta)) and np.all(beta > 0)
+    np.testing.assert_allclose(p.sum(1), 1.0, rtol=1e-5)
+    np.testing.assert_allclose(p[tied], limit[tied], atol=1e-6)
+    for i in np.flatnonzero(~tied):
+        tol = 1e-5 if dtype == np.float64 else 2e-4
+        assert abs(row_entropy(p[i]) - np.log(perplexity)) < tol, i
+    # float32 and float64 give the same answer.
+    p64 = tsne_ops.perplexity_affinities(d.astype(np.float64), perplexity)[0].numpy()
+    np.testing.assert_allclose(p, p64, atol=1e-4)
+    joint = tsne_ops.joint_probabilities(d, perplexity).numpy()
+    assert np.all(np.isfinite(joint))
+    np.testing.assert_allclose(joint.sum(), 1.0, rtol=1e-5)
+
+
+def test_duplicates_match_scikit_learn(rng):
+    # scikit-learn (float32 distances, beta doubled 100 times) reaches the same
+    # limit on rows whose smallest distance is 0.
+    d = squared_distances(hostile_data.duplicates(rng, 6, 8)).astype(np.float32)
+    theirs = _binary_search_perplexity(d, 4.0, 0)
+    for dtype in (np.float32, np.float64):
+        ours = tsne_ops.perplexity_affinities(d.astype(dtype), 4.0)[0].numpy()
+        np.testing.assert_allclose(ours, theirs, atol=1e-6)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("n", [450, 700])
+def test_matches_scikit_learn_over_many_blocks(rng, dtype, n):
+    # Several of the symmetrisation's 64 x 64 blocks plus a remainder.
+    x = rng.normal(size=(n, 10))
+    d = squared_distances(x)
+    pc, beta = tsne_ops.perplexity_affinities(d.astype(dtype), 30.0)
+    theirs_pc = _binary_search_perplexity(d.astype(np.float32), 30.0, 0)
+    np.testing.assert_allclose(pc.numpy(), theirs_pc, atol=2e-5, rtol=2e-3)
+    for i in range(0, n, 97):
+        ref = conditional_p(d[i].astype(dtype).astype(np.float64), float(beta.numpy()[i]), i)
+        np.testing.assert_allclose(pc.numpy()[i], ref, rtol=1e-4, atol=1e-7)
+    ours = tsne_ops.joint_probabilities(d.astype(dtype), 30.0).numpy()
+    theirs = squareform(_joint_probabilities(d.astype(np.float32), 30.0, 0))
+    assert np.array_equal(ours, ours.T)
+    np.testing.assert_allclose(ours, theirs, rtol=2e-3, atol=1e-8)

@@ -180,3 +180,35 @@ def test_deterministic_across_runs(rng):
         again = tsne_ops.tsne_gradient(p, y)
         np.testing.assert_array_equal(first[0].numpy(), again[0].numpy())
         assert first[1].numpy() == again[1].numpy()
+
+
+@pytest.mark.parametrize("dtype,rtol", [(np.float32, 1e-5), (np.float64, 1e-10)])
+@pytest.mark.parametrize("n", [57, 450, 700])
+@pytest.mark.parametrize("d", [1, 2, 3])
+def test_float_dof1_without_kl_matches_numpy(rng, dtype, rtol, n, d):
+    # What TSNE runs on 49 iterations of 50: dof = 1, compute_kl=False (in
+    # float32 a separate row-streaming kernel). n = 450 and 700 are 7 and 10
+    # of the kernel's 64-row tiles plus a remainder.
+    p = random_joint_p(rng, n, dtype=dtype)
+    y = (rng.normal(size=(n, d)) * 3).astype(dtype)
+    for exaggeration in (1.0, 12.0):
+        grad, kl = tsne_ops.tsne_gradient(p, y, exaggeration=exaggeration, compute_kl=False)
+        assert kl is None and grad.dtype == dtype
+        ref = ref_gradient(p, y, exaggeration, 1.0)
+        np.testing.assert_allclose(grad.numpy(), ref, rtol=rtol * 10, atol=rtol * np.abs(ref).max())
+
+
+@pytest.mark.parametrize("dtype,rtol", [(np.float32, 1e-5), (np.float64, 1e-10)])
+@pytest.mark.parametrize("n", [450, 700])
+@pytest.mark.parametrize("d,dof", [(2, 1.0), (3, 0.7), (5, 1.0), (2, 2.5)])
+def test_forward_matches_numpy_over_many_tiles(rng, dtype, rtol, n, d, dof):
+    # Several 64 x 64 tiles, and so several work units whose accumulators are
+    # reduced afterwards, with and without the KL.
+    p = random_joint_p(rng, n, dtype=dtype)
+    y = (rng.normal(size=(n, d)) * 3).astype(dtype)
+    grad, kl = tsne_ops.tsne_gradient(p, y, exaggeration=4.0, dof=dof)
+    ref = ref_gradient(p, y, 4.0, dof)
+    np.testing.assert_allclose(grad.numpy(), ref, rtol=rtol * 10, atol=rtol * np.abs(ref).max())
+    np.testing.assert_allclose(float(kl), kl_divergence(p, y, dof), rtol=rtol * 10)
+    np.testing.assert_allclose(float(tsne_ops.tsne_loss(p, y, dof=dof)), kl_divergence(p, y, dof),
+                               rtol=rtol * 10)

@@ -8,6 +8,7 @@ import sys
 import numpy as np
 import pytest
 
+import hostile_data
 import kernels_module
 
 tk = kernels_module.load_or_skip()
@@ -215,6 +216,22 @@ def test_perplexity_unconverged_count(rng):
     d = ref_sqdist(rng.normal(size=(30, 3)))
     _, _, unconverged = tk.perplexity_affinities(d, 5.0, tolerance=1e-12, max_iter=1)
     assert unconverged > 0
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_tied_rows_are_counted_and_finite(rng, dtype):
+    # Issue 17, defect 1: rows with more than `perplexity` points at their
+    # smallest distance are counted as unconverged (float32 used to end on a
+    # NaN entropy, counted as converged) and written as their limit.
+    x = np.concatenate([hostile_data.duplicates(rng, 3, 8), rng.normal(size=(20, 5))])
+    d = ref_sqdist(x).astype(dtype)
+    tied, limit = hostile_data.tied_rows(d, 5.0)
+    pc, beta, unconverged = tk.perplexity_affinities(d, 5.0)
+    assert np.all(np.isfinite(pc)) and np.all(np.isfinite(beta))
+    # The 24 duplicated rows, and any other point whose nearest neighbours
+    # are one group of 8 copies.
+    assert tied.sum() >= 24 and unconverged == tied.sum()
+    np.testing.assert_allclose(pc[tied], limit[tied], atol=1e-7)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)

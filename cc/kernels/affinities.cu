@@ -8,7 +8,8 @@
 // step leaves the bracket. Sums are in double. The only difference from the
 // CPU is the order in which a row's terms are added (lane-strided, then a
 // fixed butterfly), so betas agree to rounding, and the result is the same
-// from run to run.
+// from run to run. Rows that cannot reach the perplexity (ties) stop at the
+// same BetaLimit as the CPU's and are written as the same limit.
 //
 // Symmetrisation: per-row sums (one warp per row), a fixed-order per-batch
 // total, then an elementwise pass: p_ij = max((pc_ij + pc_ji) / total, eps).
@@ -66,6 +67,11 @@ __device__ RowStats Evaluate(const T* row, int64_t n, int64_t i, T dmin, double 
   return r;
 }
 
+__device__ __forceinline__ double Miss(const RowStats& r, double target) {
+  const double a = fabs(r.entropy - target);
+  return isnan(a) ? INFINITY : a;
+}
+
 template <typename T>
 __global__ void __launch_bounds__(kWarpsPerBlock* kWarp)
     PerplexityKernel(const T* __restrict__ sq_dist, int64_t rows, int64_t n, double target,
@@ -88,33 +94,49 @@ __global__ void __launch_bounds__(kWarpsPerBlock* kWarp)
     if (j != i) dmin = min(dmin, row[j]);
   }
   dmin = WarpMin(dmin);
-  double dsum = 0;
+  double dsum = 0, gap = INFINITY;  // gap: the smallest positive shifted distance
   for (int64_t j = lane; j < n; j += kWarp) {
-    if (j != i) dsum += Shifted(row, j, dmin);
+    if (j != i) {
+      const double v = Shifted(row, j, dmin);
+      dsum += v;
+      if (v > 0) gap = fmin(gap, v);
+    }
   }
   dsum = WarpSum(dsum);
+  gap = WarpMin(gap);
   const double dmean = dsum / static_cast<double>(n - 1);
-  double beta = dmean > 0 ? 1.0 / dmean : 1.0;
+  const double start = dmean > 0 ? 1.0 / dmean : 1.0;
+  // The CPU's cap (affinities.h): every beta tried stays <= beta_max.
+  const double beta_max = BetaLimit<T>(isinf(gap) ? 0.0 : gap, start);
+  double beta = fmin(start, beta_max);
   double lo = 0, hi = INFINITY;
   RowStats st = Evaluate(row, n, i, dmin, beta, lane);
-  double best_beta = beta, best_err = fabs(st.entropy - target);
+  // Miss() is +inf for a NaN entropy: a NaN is never converged, nor the best.
+  double best_beta = beta, best_err = Miss(st, target);
+  bool at_limit = false;  // stopped at beta_max with the entropy above target
   // Every branch below depends only on warp-uniform values (WarpSum gives all
   // lanes the same bits), so the warp never diverges here.
-  for (int it = 0; it < max_iter && fabs(st.entropy - target) > tolerance; ++it) {
+  for (int it = 0; it < max_iter && !(Miss(st, target) <= tolerance); ++it) {
     const double err = st.entropy - target;
+    if (isnan(err)) break;
     if (err > 0) lo = beta; else hi = beta;  // entropy falls as beta grows
     double next = beta * st.variance > 0 ? beta + err / (beta * st.variance) : -1;
     if (!(next > lo && next < hi)) next = isinf(hi) ? beta * 2 : 0.5 * (lo + hi);
+    next = fmin(next, beta_max);
+    if (next == beta) {  // at beta_max (the row is its limit), or no double left between
+      at_limit = (beta == beta_max && err > 0);
+      break;
+    }
     beta = next;
     st = Evaluate(row, n, i, dmin, beta, lane);
-    if (fabs(st.entropy - target) < best_err) {
-      best_err = fabs(st.entropy - target);
+    if (Miss(st, target) < best_err) {
+      best_err = Miss(st, target);
       best_beta = beta;
     }
   }
-  if (fabs(st.entropy - target) > tolerance) {
+  if (!(Miss(st, target) <= tolerance)) {
     if (lane == 0 && unconverged != nullptr) atomicAdd(unconverged, 1ull);  // integer: exact
-    if (beta != best_beta) {
+    if (!at_limit && beta != best_beta) {  // a row at its limit keeps beta_max, as on the CPU
       beta = best_beta;
       st = Evaluate(row, n, i, dmin, beta, lane);
     }

@@ -7,6 +7,15 @@
 // searching at most `max_iter` steps. The diagonal is ignored on input and
 // written as exactly zero; each row sums to 1. Rows are shifted by their
 // smallest off-diagonal distance before exponentiating, so no row underflows.
+//
+// A row can only reach perplexity k if fewer than k of its points tie at its
+// smallest distance (duplicates, binary or integer data): as beta grows the
+// row's mass goes uniformly onto the m tied points and the entropy falls to
+// log(m), never below. Such a row is searched up to the beta at which the
+// limit is reached in the working precision (BetaLimit below), keeps that
+// beta, is written as the limit (uniform on the tied points, zero elsewhere,
+// what float64 and scikit-learn converge towards) and is counted as
+// unconverged. No beta tried is NaN or overflows T.
 #ifndef TSNE_OPS_CC_KERNELS_AFFINITIES_H_
 #define TSNE_OPS_CC_KERNELS_AFFINITIES_H_
 
@@ -24,6 +33,43 @@ namespace kernels {
 // Defaults shared by every front end.
 constexpr double kAffinityTolerance = 1e-5;  // nats
 constexpr int kAffinityMaxIter = 200;
+
+#if defined(__CUDACC__)
+#define TSNE_OPS_HOST_DEVICE __host__ __device__
+#else
+#define TSNE_OPS_HOST_DEVICE
+#endif
+
+// exp(-kExponent) is exactly zero in T (below half the smallest subnormal:
+// 2^-150 = e^-103.97 in float, 2^-1075 = e^-745.13 in double), whether exp
+// is taken in T (CPU) or in double and rounded to T (CUDA); kMax is the
+// largest finite T, so beta always fits in the beta output.
+template <typename T>
+struct BetaLimitTraits;
+template <>
+struct BetaLimitTraits<float> {
+  static constexpr double kExponent = 110;
+  static constexpr double kMax = 3.4028234663852886e38;
+};
+template <>
+struct BetaLimitTraits<double> {
+  static constexpr double kExponent = 750;
+  static constexpr double kMax = 1.7976931348623157e308;
+};
+
+// The largest beta the search tries for a row whose shifted off-diagonal
+// distances have smallest positive value `gap` (gap <= 0: every off-diagonal
+// distance ties, P is uniform at any beta and `start`, the first beta, is
+// kept). At beta = kExponent / gap every untied point has exp(-beta d) = 0
+// in T: the row is exactly its beta -> infinity limit, so searching further
+// changes nothing. Capped at kMax (a gap below kExponent / kMax), which also
+// keeps -beta * d away from -inf * 0 = NaN.
+template <typename T>
+TSNE_OPS_HOST_DEVICE inline double BetaLimit(double gap, double start) {
+  if (!(gap > 0)) return start;
+  const double b = BetaLimitTraits<T>::kExponent / gap;  // +inf for a subnormal gap
+  return b < BetaLimitTraits<T>::kMax ? b : BetaLimitTraits<T>::kMax;
+}
 
 #define TSNE_OPS_AFFINITY_CPU_DECLS                                           \
   /* Returns the number of rows that hit max_iter before reaching the        \

@@ -125,32 +125,56 @@ int64_t PerplexityAffinitiesCpu(const T* sq_dist, int64_t batch, int64_t n, doub
       std::copy(row, row + i, d.begin());
       std::copy(row + i + 1, row + n, d.begin() + i);
       const double dmin = *std::min_element(d.begin(), d.end());
-      double dsum = 0;
+      const double inf = std::numeric_limits<double>::infinity();
+      double dsum = 0, gap = inf;  // gap: the smallest positive shifted distance
       for (auto& v : d) {
         v -= dmin;
         dsum += v;
+        if (v > 0 && v < gap) gap = v;
       }
       const double dmean = dsum / (n - 1);
-      double beta = dmean > 0 ? 1.0 / dmean : 1.0;
-      double lo = 0, hi = std::numeric_limits<double>::infinity();
+      const double start = dmean > 0 ? 1.0 / dmean : 1.0;
+      // Every beta tried stays <= beta_max (affinities.h): finite in T, and
+      // at beta_max a row that cannot reach the perplexity is its limit.
+      const double beta_max = BetaLimit<T>(std::isinf(gap) ? 0.0 : gap, start);
+      double beta = std::min(start, beta_max);
+      double lo = 0, hi = inf;
+      // |entropy - target|, +inf for a NaN entropy: a NaN never counts as
+      // converged, nor as the best beta.
+      auto miss = [&](const RowStats& r) {
+        const double a = std::abs(r.entropy - target);
+        return a == a ? a : inf;
+      };
       RowStats st = Evaluate(d.data(), n - 1, beta, e.data());
-      double best_beta = beta, best_err = std::abs(st.entropy - target);
-      int it = 0;
-      for (; it < max_iter && std::abs(st.entropy - target) > tolerance; ++it) {
+      double best_beta = beta, best_err = miss(st);
+      bool at_limit = false;  // stopped at beta_max with the entropy above target
+      for (int it = 0; it < max_iter && !(miss(st) <= tolerance); ++it) {
         const double err = st.entropy - target;
+        if (std::isnan(err)) break;
         if (err > 0) lo = beta; else hi = beta;  // entropy falls as beta grows
         double next = beta * st.variance > 0 ? beta + err / (beta * st.variance) : -1;
         if (!(next > lo && next < hi)) next = std::isinf(hi) ? beta * 2 : 0.5 * (lo + hi);
+        next = std::min(next, beta_max);
+        // No move left: at beta_max with the entropy still above target (the
+        // row is its limit), or the bracket is down to adjacent doubles.
+        if (next == beta) {
+          at_limit = (beta == beta_max && err > 0);
+          break;
+        }
         beta = next;
         st = Evaluate(d.data(), n - 1, beta, e.data());
-        if (std::abs(st.entropy - target) < best_err) {
-          best_err = std::abs(st.entropy - target);
+        if (miss(st) < best_err) {
+          best_err = miss(st);
           best_beta = beta;
         }
       }
-      if (std::abs(st.entropy - target) > tolerance) {
+      if (!(miss(st) <= tolerance)) {
         unconverged[u] = 1;
-        if (beta != best_beta) {
+        // A row at its limit keeps beta_max: the entropy only falls towards
+        // log(#ties) as beta grows, so it is the best beta, and unlike the
+        // first beta whose entropy rounds to the same value it does not
+        // depend on how exp rounds (float here, double on the GPU).
+        if (!at_limit && beta != best_beta) {
           beta = best_beta;
           st = Evaluate(d.data(), n - 1, beta, e.data());
         }

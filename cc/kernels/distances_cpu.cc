@@ -5,6 +5,14 @@
 //    dot-product micro-kernel (the work of a GEMM); self-distances compute only
 //    the upper triangle of tiles and mirror it, so the result is exactly
 //    symmetric, the diagonal is exactly zero and negatives are clamped to zero.
+//
+// The expansion cancels: its terms are of size |x|^2, so its rounding error is
+// eps |x|^2, not eps |x - y|^2. Data far from the origin (a feature mean of
+// 1000 over a unit spread) would lose every digit in float32. Distances do not
+// change under translation, so both the expansion and the gradient's
+// r_i x_i - sum_j G_ij y_j run on x - c and y - c, with c one row of the
+// batch (ReferenceRow): |x_i - c| is at most the largest distance, so the
+// error becomes eps times the spread of the data, not its magnitude.
 #include <algorithm>
 #include <cstring>
 #include <vector>
@@ -39,9 +47,19 @@ T SquaredDiff(const T* a, const T* b, int64_t len) {
   return s;
 }
 
+// The reference point rows are shifted by: the batch's first row of x (of
+// y when x has none). Not the mean: a data row keeps small-integer data
+// (binary or 0..255 pixels) integer after the shift, so its dot products and
+// distances stay exact and tied distances stay exactly tied.
 template <typename T>
-void SquaredNorms(const T* x, int64_t rows, int64_t dim, T* norms) {
-  for (int64_t i = 0; i < rows; ++i) norms[i] = Dot(x + i * dim, x + i * dim, dim);
+const T* ReferenceRow(const T* x, const T* y, int64_t b, int64_t n, int64_t m, int64_t dim) {
+  return n > 0 ? x + b * n * dim : y + b * m * dim;
+}
+
+// out[k] = x[k] - c[k]: one row shifted by the reference row.
+template <typename T>
+void ShiftRow(const T* x, const T* c, int64_t dim, T* out) {
+  for (int64_t k = 0; k < dim; ++k) out[k] = x[k] - c[k];
 }
 
 // ------------------------------------------------------------- GEMM part ---
@@ -62,17 +80,17 @@ struct Gemm {
   static constexpr int kNr = 2 * L;
   static_assert(kTileR % kMr == 0 && kTileC % (2 * L) == 0, "tile shape");
 
-  // Packs rows [0, rows) of x (row stride dim) into panels of `w` rows:
+  // Packs rows [0, rows) of x - c (row stride dim) into panels of `w` rows:
   // out[(r / w) * w * dim + k * w + r % w]; rows up to rows_pad are zero.
-  static void Pack(const T* x, int64_t rows, int64_t rows_pad, int64_t dim, int w, T* out,
-                   int64_t p_begin, int64_t p_end) {
+  static void Pack(const T* x, const T* c, int64_t rows, int64_t rows_pad, int64_t dim, int w,
+                   T* out, int64_t p_begin, int64_t p_end) {
     for (int64_t p = p_begin; p < p_end; ++p) {
       T* o = out + p * w * dim;
       for (int r = 0; r < w; ++r) {
         const int64_t row = p * w + r;
         if (row < rows) {
           const T* src = x + row * dim;
-          for (int64_t k = 0; k < dim; ++k) o[k * w + r] = src[k];
+          for (int64_t k = 0; k < dim; ++k) o[k * w + r] = src[k] - c[k];
         } else {
           for (int64_t k = 0; k < dim; ++k) o[k * w + r] = T(0);
         }
@@ -146,8 +164,13 @@ void PairwiseSquaredDistanceCpu(const T* x, const T* y, int64_t batch, int64_t n
     });
     return;
   }
-  // Norm expansion |x|^2 + |y|^2 - 2 x.y over kTileR x kTileC tiles of a
-  // packed GEMM. Self-distances: only tiles with tj >= ti; each computed
+  // Norm expansion |x|^2 + |y|^2 - 2 x.y of the shifted rows (see the top of
+  // the file) over kTileR x kTileC tiles of a packed GEMM. Self-distances take
+  // the norms from the diagonal of the GEMM itself: the micro-kernel adds each
+  // entry's products in the same order, so for duplicate rows x_i == x_j,
+  // x_i.x_j == |x_i|^2 bit for bit and their distance is exactly 0 (a tie,
+  // as perplexity calibration must see it). Cross distances use a row's own
+  // dot product. Self-distances: only tiles with tj >= ti; each computed
   // value is written to (i, j) and (j, i), so the result is exactly
   // symmetric. Each unit (batch, tile) computes its dot products in a fixed
   // order and writes its own entries: deterministic for any thread count.
@@ -159,25 +182,49 @@ void PairwiseSquaredDistanceCpu(const T* x, const T* y, int64_t batch, int64_t n
   std::vector<T> xp(batch * n_pad * dim), yp(batch * (self ? n_pad : m_pad) * dim);
   const int64_t xpanels = n_pad / kMr, ypanels = (self ? n_pad : m_pad) / G::kNr;
   parallel_for(batch * (xpanels + ypanels), kMr * dim * 4, [&](int64_t begin, int64_t end) {
+    std::vector<T> row(dim);
     for (int64_t u = begin; u < end; ++u) {
       const int64_t b = u / (xpanels + ypanels), q = u % (xpanels + ypanels);
+      const T* c = ReferenceRow(x, y, b, n, m, dim);
+      // The norms of the rows this unit packs (each row is in one x panel,
+      // and, for cross distances, in one y panel).
+      auto norms = [&](const T* src, int64_t rows, int64_t r0, int64_t r1, T* out) {
+        for (int64_t r = r0; r < std::min(rows, r1); ++r) {
+          ShiftRow(src + r * dim, c, dim, row.data());
+          out[r] = Dot(row.data(), row.data(), dim);
+        }
+      };
       if (q < xpanels) {
-        G::Pack(x + b * n * dim, n, n_pad, dim, kMr, xp.data() + b * n_pad * dim, q, q + 1);
-        if (q == 0) SquaredNorms(x + b * n * dim, n, dim, xnorm.data() + b * n);
+        G::Pack(x + b * n * dim, c, n, n_pad, dim, kMr, xp.data() + b * n_pad * dim, q, q + 1);
+        if (!self) norms(x + b * n * dim, n, q * kMr, (q + 1) * kMr, xnorm.data() + b * n);
       } else {
         const int64_t mm = self ? n : m, mp = self ? n_pad : m_pad;
         const T* src = self ? x + b * n * dim : y + b * m * dim;
-        G::Pack(src, mm, mp, dim, G::kNr, yp.data() + b * mp * dim, q - xpanels,
-                q - xpanels + 1);
-        if (q == xpanels && !self) SquaredNorms(src, m, dim, ynorm.data() + b * m);
+        const int64_t p = q - xpanels;
+        G::Pack(src, c, mm, mp, dim, G::kNr, yp.data() + b * mp * dim, p, p + 1);
+        if (!self) norms(src, m, p * G::kNr, (p + 1) * G::kNr, ynorm.data() + b * m);
       }
     }
   });
+  const int64_t mp = self ? n_pad : m_pad;
+  if (self) {
+    // The diagonal tiles' products, computed again below: 2 / (tn + 1) of the
+    // GEMM, the price of exact zeros between duplicates.
+    static_assert(kTileR == kTileC, "a diagonal tile holds its rows' own products");
+    parallel_for(batch * tn, kTileR * kTileC * dim * 2 / 16, [&](int64_t begin, int64_t end) {
+      std::vector<T> dots(kTileR * kTileC);
+      for (int64_t u = begin; u < end; ++u) {
+        const int64_t b = u / tn, i0 = (u % tn) * kTileR, i1 = std::min(n, i0 + kTileR);
+        G::Tile(xp.data() + b * n_pad * dim, yp.data() + b * mp * dim, dim, i0, i0, dots.data());
+        for (int64_t i = i0; i < i1; ++i)
+          xnorm[b * n + i] = dots[(i - i0) * kTileC + (i - i0)];
+      }
+    });
+  }
   std::vector<std::pair<int64_t, int64_t>> tiles;
   for (int64_t ti = 0; ti < tn; ++ti)
     for (int64_t tj = self ? ti : 0; tj < tm; ++tj) tiles.emplace_back(ti, tj);
   const int64_t per_batch = static_cast<int64_t>(tiles.size());
-  const int64_t mp = self ? n_pad : m_pad;
   parallel_for(batch * per_batch, kTileR * kTileC * dim * 2 / 16, [&](int64_t begin, int64_t end) {
     std::vector<T> dots_buf(kTileR * kTileC + 64);
     T* dots = dots_buf.data();
@@ -272,10 +319,21 @@ void PairwiseSquaredDistanceGradCpu(const T* grad, const T* x, const T* y, int64
       }
     }
   };
+  // The terms above are of size |x| and cancel to |x_i - y_j|: computed on
+  // the shifted rows (see the top of the file), the same sums lose nothing to
+  // a large mean.
+  std::vector<T> xc(n * dim), yc(self ? 0 : m * dim);
   for (int64_t b = 0; b < batch; ++b) {
     const T* g = grad + b * n * m;
-    const T* xb = x + b * n * dim;
-    const T* yb = self ? xb : y + b * m * dim;
+    const T* c = ReferenceRow(x, y, b, n, m, dim);
+    parallel_for(n + (self ? 0 : m), dim * 2, [&](int64_t begin, int64_t end) {
+      for (int64_t r = begin; r < end; ++r) {
+        if (r < n) ShiftRow(x + (b * n + r) * dim, c, dim, xc.data() + r * dim);
+        else ShiftRow(y + (b * m + r - n) * dim, c, dim, yc.data() + (r - n) * dim);
+      }
+    });
+    const T* xb = xc.data();
+    const T* yb = self ? xb : yc.data();
     T* gx = grad_x + b * n * dim;
     parallel_for(n, m * dim * 2 + m, [&](int64_t begin, int64_t end) {
       for (int64_t r = begin; r < end; ++r) row_term(g, xb, yb, n, m, gx, false, r);

@@ -136,7 +136,10 @@ class AffinityOp : public OpKernel {
         LOG(WARNING) << "tsne_ops: " << unconverged << " of " << batch * n
                      << " rows did not reach perplexity " << perplexity_ << " within "
                      << tolerance_ << " nats in " << max_iter_
-                     << " steps (duplicate points or ties?); the closest beta was kept.";
+                     << " steps. Where more than " << perplexity_
+                     << " points tie at a row's smallest distance (duplicates, binary or"
+                     << " integer data) no beta can: such rows are uniform on their tied"
+                     << " points; any other keeps its closest beta.";
       }
       if (Joint) {
         kernels::SymmetrizeAffinitiesCpu<T>(p_cond->flat<T>().data(), batch, n,
