@@ -213,6 +213,7 @@ def test_separated_clusters_stay_apart_on_held_out_points():
     (dict(neighbor_mixup="half"), "neighbor_mixup"),
     (dict(deskew="yes"), "deskew"),
     (dict(deskew=1), "deskew"),
+    (dict(standardize="yes"), "standardize"),
     (dict(callback_every=0), "callback_every"),
 ])
 def test_bad_arguments_raise_value_error_naming_them(digits, kwargs, name):
@@ -520,3 +521,30 @@ def test_early_exaggeration_runs_its_extra_kernels_only_while_on(digits, monkeyp
     executed.assign(0)
     ParametricTSNE(batch_size=350, epochs=2, random_state=0).fit(Xtr)  # exaggeration off
     assert int(executed.numpy()) == 0
+
+
+@pytest.mark.parametrize("scale, offset", [(1.0, 0.0), (1e-12, 0.0), (1e12, 0.0), (255.0, 7.0)])
+def test_builtin_encoders_standardise_their_input(digits, scale, offset):
+    """The built-in encoders see (x - mean) / s, s one scale for all
+    features: the same numbers whatever the units of the data."""
+    import keras
+
+    from tsne_ops.parametric import input_standardization
+
+    Xtr = digits[0].astype(np.float64)
+    mean0, s0 = input_standardization(Xtr)
+    X = Xtr * scale + offset
+    mean, s = input_standardization(X)
+    np.testing.assert_allclose(mean, mean0 * scale + offset, rtol=1e-12)
+    assert s == pytest.approx(s0 * scale, rel=1e-9)
+    assert s0 == pytest.approx(np.sqrt(np.mean(Xtr.var(axis=0))))
+    expected = (Xtr - mean0) / s0
+    for enc in (dense_encoder(64, 2, input_mean=mean, input_scale=s),
+                conv_encoder((8, 8), 2, input_mean=mean, input_scale=s)):
+        front = keras.Model(enc.input, enc.get_layer("rescale").output)
+        np.testing.assert_allclose(front(X.astype(np.float32)), expected, atol=2e-5 if offset else 1e-5)
+    model = ParametricTSNE(batch_size=350, epochs=1, random_state=0).fit(X)
+    assert model.encoder_.get_layer("rescale") is not None
+    off = ParametricTSNE(batch_size=350, epochs=1, standardize=False).fit(Xtr)
+    assert not any(layer.name in ("center", "rescale") for layer in off.encoder_.layers)
+    assert input_standardization(np.ones((5, 3)))[1] == 1.0  # constant data: no scaling
