@@ -526,7 +526,7 @@ class ParametricTSNE(TransformerMixin, BaseEstimator):
         """
         kwargs = dict(accept_sparse=False, dtype=[np.float32, np.float64],
                       ensure_min_samples=2 if fitting else 1)
-        if getattr(X, "ndim", 2) == 2 or isinstance(X, (list, tuple)) and np.ndim(X) == 2:
+        if (X.ndim if hasattr(X, "ndim") else np.ndim(X)) == 2:  # also DataFrames, sparse
             X = validate_data(self, X, reset=fitting, **kwargs)
         else:
             X = check_array(X, allow_nd=True, input_name="X", **kwargs)
