@@ -526,7 +526,9 @@ class ParametricTSNE(TransformerMixin, BaseEstimator):
         """
         kwargs = dict(accept_sparse=False, dtype=[np.float32, np.float64],
                       ensure_min_samples=2 if fitting else 1)
-        if (X.ndim if hasattr(X, "ndim") else np.ndim(X)) == 2:  # also DataFrames, sparse
+        # DataFrames and sparse matrices have ndim; lists and other
+        # array-likes go through np.asarray (as check_array does).
+        if (X.ndim if hasattr(X, "ndim") else np.asarray(X).ndim) == 2:
             X = validate_data(self, X, reset=fitting, **kwargs)
         else:
             X = check_array(X, allow_nd=True, input_name="X", **kwargs)
