@@ -1,14 +1,20 @@
 """tsne_ops.ParametricTSNE: quality rises, new points embed, save/load, errors."""
+import io
 import json
+import pickle
 import subprocess
 import sys
 
+import joblib
 import numpy as np
 import pytest
+from sklearn.base import clone
+from sklearn.exceptions import NotFittedError
 
 import tsne_ops
 from tsne_ops import datasets, metrics
-from tsne_ops.parametric import ParametricTSNE, conv_encoder, cosine_adam, dense_encoder
+from tsne_ops.parametric import (ParametricTSNE, TSNEModel, conv_encoder, cosine_adam,
+                                 dense_encoder)
 
 
 @pytest.fixture(scope="module")
@@ -57,7 +63,10 @@ def test_image_shaped_input_and_custom_encoder(digits):
     assert not any("pool" in layer.name for layer in layers)
     assert [layer.strides for layer in layers if layer.name.startswith("conv")] == [(2, 2)] * 2
     assert [layer.units for layer in layers if layer.name.startswith("hidden")] == [500, 500, 2000]
-    assert model.transform(images[:5]).shape == (5, 2)
+    # the same images flattened embed at the same places
+    np.testing.assert_allclose(model.transform(images[:50]), model.transform(Xtr[:50]),
+                               rtol=1e-5, atol=1e-6)
+    assert model.n_features_in_ == 64
     custom = keras.Sequential([keras.Input((64,)), keras.layers.Dense(32, activation="relu"),
                                keras.layers.Dense(2)])
     model = ParametricTSNE(encoder=custom, batch_size=350, epochs=1).fit(Xtr)
@@ -91,15 +100,95 @@ def test_save_load_roundtrip_in_fresh_process(digits, tmp_path):
 
 def test_unfitted_and_shape_errors(digits):
     Xtr, _, _, _ = digits
-    with pytest.raises(RuntimeError, match="not fitted"):
-        ParametricTSNE().transform(Xtr)
+    for method in ("transform", "score", "save"):
+        with pytest.raises(NotFittedError, match="not fitted"):
+            getattr(ParametricTSNE(), method)(Xtr)
     model = ParametricTSNE(batch_size=350, epochs=1).fit(Xtr)
-    with pytest.raises(ValueError, match="features"):
-        model.transform(np.zeros((3, 10), np.float32))
+    for method in ("transform", "score"):
+        with pytest.raises(ValueError, match="X has 10 features, but ParametricTSNE is expecting "
+                                             "64 features"):
+            getattr(model, method)(np.zeros((3, 10), np.float32))
+
+
+def test_score_is_minus_the_kl_and_rises_with_training(digits):
+    Xtr, _, Xte, _ = digits
+    short = ParametricTSNE(batch_size=350, epochs=1, learning_rate=2e-3, random_state=0).fit(Xtr)
+    long = ParametricTSNE(batch_size=350, epochs=15, learning_rate=2e-3, random_state=0).fit(Xtr)
+    # -KL of the held-out points in one batch of 200, computed independently
+    import tensorflow as tf
+    from tsne_ops import ops
+
+    x = tf.constant(Xte)
+    p = ops.joint_probabilities(ops.pairwise_squared_distance(x), 30.0)
+    kl = float(ops.tsne_loss(p, tf.constant(long.transform(Xte)), dof=1.0))
+    assert long.score(Xte) == pytest.approx(-kl, rel=1e-4)
+    assert long.score(Xte) < 0
+    # greater is better: more training, a higher score (on unseen points too)
+    assert long.score(Xte) > short.score(Xte) + 0.1
+    assert long.score(Xtr) > short.score(Xtr) + 0.1
+
+
+def test_pickle_joblib_clone_and_grid_search(digits):
+    from sklearn.model_selection import GridSearchCV
+
+    Xtr, _, Xte, _ = digits
+    model = ParametricTSNE(batch_size=350, epochs=2, perplexity=20, early_exaggeration=4.0,
+                           early_exaggeration_epochs=1, random_state=0).fit(Xtr)
+    expected = model.transform(Xte)
+    same = pickle.loads(pickle.dumps(model))
+    assert isinstance(same.model_, TSNEModel) and same.model_.early_exaggeration == 4.0
+    np.testing.assert_array_equal(same.transform(Xte), expected)
+    assert same.score(Xte) == pytest.approx(model.score(Xte), rel=1e-6)
+    buf = io.BytesIO()
+    joblib.dump(model, buf)
+    buf.seek(0)
+    np.testing.assert_array_equal(joblib.load(buf).transform(Xte), expected)
+    twin = clone(model)
+    assert twin.get_params() == model.get_params() and not hasattr(twin, "model_")
+    # clone + score in a model selection: it picks the greater score (-KL)
+    search = GridSearchCV(ParametricTSNE(batch_size=150, epochs=3, random_state=0),
+                          {"learning_rate": [1e-7, 2e-3]}, cv=2).fit(Xtr[:600])
+    assert search.best_params_ == {"learning_rate": 2e-3}
+
+
+def test_random_state_accepts_a_random_state(digits):
+    Xtr, _, Xte, _ = digits
+    runs = [ParametricTSNE(batch_size=350, epochs=1, random_state=np.random.RandomState(3))
+            .fit(Xtr).transform(Xte) for _ in range(2)]
+    np.testing.assert_array_equal(runs[0], runs[1])
+    other = ParametricTSNE(batch_size=350, epochs=1, random_state=np.random.RandomState(4))
+    assert not np.allclose(other.fit(Xtr).transform(Xte), runs[0])
+
+
+def test_one_dimensional_embedding_and_perplexity_lowered_to_the_batch(digits):
+    Xtr, ytr, Xte, yte = digits
+    model = ParametricTSNE(1, batch_size=350, epochs=10, learning_rate=2e-3, random_state=0)
+    Y = model.fit_transform(Xtr)
+    assert Y.shape == (700, 1)
+    assert metrics.knn_accuracy(Y, ytr, k=10) > 0.6  # chance is 0.1
+    with pytest.warns(UserWarning, match=r"perplexity=49.5 is too high for 50 points"):
+        low = ParametricTSNE(batch_size=50, epochs=1, perplexity=49.5).fit(Xtr[:100])
+    assert low.perplexity_ == pytest.approx(0.99 * 49) == low.model_.perplexity
+    with pytest.raises(ValueError, match="perplexity must be less than the per-replica batch"):
+        ParametricTSNE(batch_size=50, epochs=1, perplexity=50).fit(Xtr[:100])
+
+
+def test_separated_clusters_stay_apart_on_held_out_points():
+    """Four blobs far apart in 10-D: held-out points must land in their own
+    blob's cluster (a map that ignored the data, or scrambled P, fails)."""
+    rng = np.random.RandomState(0)
+    centres = rng.randn(4, 10) * 10
+    y = np.arange(800) % 4
+    X = (centres[y] + rng.randn(800, 10)).astype(np.float32)
+    model = ParametricTSNE(batch_size=300, epochs=10, learning_rate=2e-3, random_state=0)
+    Ytr = model.fit_transform(X[:600])
+    assert metrics.train_test_knn_accuracy(Ytr, y[:600], model.transform(X[600:]), y[600:],
+                                           k=1) >= 0.98
+    assert model.history_[-1] < model.history_[0]
 
 
 @pytest.mark.parametrize("kwargs, name", [
-    (dict(n_components=1), "n_components"),
+    (dict(n_components=0), "n_components"),
     (dict(perplexity=-1), "perplexity"),
     (dict(perplexity=400), "perplexity"),  # per-replica batch 350
     (dict(encoder="rnn"), "encoder"),
@@ -124,6 +213,7 @@ def test_unfitted_and_shape_errors(digits):
     (dict(neighbor_mixup="half"), "neighbor_mixup"),
     (dict(deskew="yes"), "deskew"),
     (dict(deskew=1), "deskew"),
+    (dict(standardize="yes"), "standardize"),
     (dict(callback_every=0), "callback_every"),
 ])
 def test_bad_arguments_raise_value_error_naming_them(digits, kwargs, name):
@@ -159,7 +249,11 @@ def test_conv_needs_square_or_image_shape():
         ParametricTSNE(encoder="conv", perplexity=5, batch_size=50, epochs=1).fit(X)
     m = ParametricTSNE(encoder="conv", image_shape=(2, 5), perplexity=5, batch_size=50,
                        epochs=1).fit(X)
-    assert m.transform(X).shape == (100, 2)
+    assert m.image_shape_ == (2, 5)
+    # the encoder reads each row as a 2 x 5 image
+    direct = m.encoder_(X.reshape(100, 10)).numpy()
+    np.testing.assert_allclose(m.transform(X), direct, rtol=1e-5, atol=1e-6)
+    assert m.encoder_.get_layer("conv_0").output.shape[1:3] == (1, 3)  # stride 2 over 2 x 5
 
 
 @pytest.mark.parametrize("shape", [(8, 8), (28, 28), (2, 5)])
@@ -188,11 +282,18 @@ def test_conv_encoder_takes_several_dense_widths():
 
 def test_strided_conv_encoder_trains_as_given_model(digits):
     from tsne_ops.parametric import conv_encoder
-    Xtr, ytr, _, _ = digits
+    Xtr, ytr, Xte, yte = digits
     enc = conv_encoder((8, 8), 2, strided=True)
-    m = ParametricTSNE(encoder=enc, batch_size=350, epochs=3, random_state=0).fit(Xtr)
+    acc_init = metrics.train_test_knn_accuracy(enc.predict(Xtr, verbose=0), ytr,
+                                               enc.predict(Xte, verbose=0), yte, k=1)
+    m = ParametricTSNE(encoder=enc, batch_size=350, epochs=10, learning_rate=2e-3,
+                       random_state=0).fit(Xtr)
     assert m.encoder_ is enc
-    assert np.all(np.isfinite(m.transform(Xtr)))
+    assert m.history_[-1] < m.history_[0]
+    acc = metrics.train_test_knn_accuracy(m.transform(Xtr), ytr, m.transform(Xte), yte, k=1)
+    # 10 epochs of 2 steps: 0.27 -> 0.54 measured (chance 0.1); the untrained
+    # or wrongly trained network stays near its initial accuracy
+    assert acc > 0.45 and acc > acc_init + 0.2, (acc_init, acc)
 
 
 def _shifted(img, dy, dx):
@@ -371,3 +472,79 @@ def test_mnist_floor_dense_and_conv_2d():
     conv = _mnist_floor("conv", 300)
     assert dense >= 0.90, dense
     assert conv >= dense, (conv, dense)
+
+
+def test_exaggerated_objective_has_the_exaggerated_gradient():
+    """While exaggerating, the train step's objective has the t-SNE gradient
+    with the attraction times early_exaggeration; after, the plain one. Its
+    value is the plain KL in both phases."""
+    import tensorflow as tf
+    from tsne_ops import ops
+
+    rng = np.random.RandomState(0)
+    x = tf.constant(rng.randn(60, 5))
+    p = ops.joint_probabilities(ops.pairwise_squared_distance(x), 10.0)
+    y = tf.constant(rng.randn(60, 2))
+    model = TSNEModel(dense_encoder(5, 2), perplexity=10.0, dof=1.0, early_exaggeration=4.0)
+    for on, alpha in ((1.0, 4.0), (0.0, 1.0)):
+        model.exaggerating.assign(on)
+        with tf.GradientTape() as tape:
+            tape.watch(y)
+            objective, kl = model.objective(p, y)
+        expected, expected_kl = ops.tsne_gradient(p, y, exaggeration=alpha, dof=1.0)
+        np.testing.assert_allclose(tape.gradient(objective, y), expected, rtol=1e-10, atol=1e-12)
+        np.testing.assert_allclose(float(objective), float(expected_kl), rtol=1e-10)
+        np.testing.assert_allclose(float(kl), float(expected_kl), rtol=1e-10)
+
+
+def test_early_exaggeration_runs_its_extra_kernels_only_while_on(digits, monkeypatch):
+    """Two tsne_gradient calls per step while exaggerating, none after: the
+    calls are counted as they execute inside the traced train step."""
+    import tensorflow as tf
+    from tsne_ops import ops
+
+    Xtr, _, _, _ = digits
+    executed = tf.Variable(0, dtype=tf.int64, trainable=False)
+    real = ops.tsne_gradient
+
+    def counted(p, y, **kwargs):
+        # runs (and counts) only when the graph branch holding it runs
+        with tf.control_dependencies([executed.assign_add(1)]):
+            return real(p, y, **kwargs)
+
+    monkeypatch.setattr(ops, "tsne_gradient", counted)
+    steps_per_epoch = 2  # 700 points in batches of 350
+    model = ParametricTSNE(batch_size=350, epochs=4, early_exaggeration=4.0,
+                           early_exaggeration_epochs=1, random_state=0).fit(Xtr)
+    assert model.early_exaggeration_epochs_ == 1
+    assert int(executed.numpy()) == 2 * steps_per_epoch * 1  # not 2 * 8 steps
+    executed.assign(0)
+    ParametricTSNE(batch_size=350, epochs=2, random_state=0).fit(Xtr)  # exaggeration off
+    assert int(executed.numpy()) == 0
+
+
+@pytest.mark.parametrize("scale, offset", [(1.0, 0.0), (1e-12, 0.0), (1e12, 0.0), (255.0, 7.0)])
+def test_builtin_encoders_standardise_their_input(digits, scale, offset):
+    """The built-in encoders see (x - mean) / s, s one scale for all
+    features: the same numbers whatever the units of the data."""
+    import keras
+
+    from tsne_ops.parametric import input_standardization
+
+    Xtr = digits[0].astype(np.float64)
+    mean0, s0 = input_standardization(Xtr)
+    X = Xtr * scale + offset
+    mean, s = input_standardization(X)
+    np.testing.assert_allclose(mean, mean0 * scale + offset, rtol=1e-12)
+    assert s == pytest.approx(s0 * scale, rel=1e-9)
+    assert s0 == pytest.approx(np.sqrt(np.mean(Xtr.var(axis=0))))
+    expected = (Xtr - mean0) / s0
+    for enc in (dense_encoder(64, 2, input_mean=mean, input_scale=s),
+                conv_encoder((8, 8), 2, input_mean=mean, input_scale=s)):
+        front = keras.Model(enc.input, enc.get_layer("rescale").output)
+        np.testing.assert_allclose(front(X.astype(np.float32)), expected, atol=2e-5 if offset else 1e-5)
+    model = ParametricTSNE(batch_size=350, epochs=1, random_state=0).fit(X)
+    assert model.encoder_.get_layer("rescale") is not None
+    off = ParametricTSNE(batch_size=350, epochs=1, standardize=False).fit(Xtr)
+    assert not any(layer.name in ("center", "rescale") for layer in off.encoder_.layers)
+    assert input_standardization(np.ones((5, 3)))[1] == 1.0  # constant data: no scaling

@@ -159,11 +159,11 @@ def test_estimator_contract():
 
 
 @pytest.mark.parametrize("kwargs, name", [
-    (dict(n_components=4), "n_components"),
+    (dict(n_components=0), "n_components"),
     (dict(n_components=2.0), "n_components"),
     (dict(perplexity=0), "perplexity"),
     (dict(perplexity=float("nan")), "perplexity"),
-    (dict(perplexity=59), "perplexity"),  # 60 samples: must be < 59
+    (dict(perplexity=60), "perplexity"),  # 60 samples: must be < 60, as in scikit-learn
     (dict(early_exaggeration=0.5), "early_exaggeration"),
     (dict(learning_rate="fast"), "learning_rate"),
     (dict(learning_rate=-1.0), "learning_rate"),
@@ -192,14 +192,90 @@ def test_bad_arguments_raise_value_error_naming_them(kwargs, name):
 
 
 @pytest.mark.parametrize("X, match", [
-    (np.zeros(10), "2-D"),
-    (np.zeros((2, 3)), "at least 3 samples"),
-    (np.array([[0.0, np.nan], [1, 2], [3, 4], [5, 6]]), "NaN"),
-    (np.array([["a", "b"]] * 5), "numeric"),
+    (np.zeros(10), "Expected 2D array"),
+    (np.zeros((1, 3)), "1 sample"),
+    (np.zeros((5, 0)), "0 feature"),
+    (np.array([[0.0, np.nan], [1, 2], [3, 4], [5, 6]]), "Input X contains NaN"),
+    (np.array([[0.0, np.inf], [1, 2], [3, 4], [5, 6]]), "Input X contains infinity"),
+    (np.array([["a", "b"]] * 5), "could not convert string to float"),
+    (np.ones((5, 2)) + 1j, "Complex data not supported"),
 ])
 def test_bad_data_raises_value_error(X, match):
+    # scikit-learn's messages (check_array), as check_estimator expects
     with pytest.raises(ValueError, match=match):
         TSNE(perplexity=1.0).fit(X)
+
+
+def test_sparse_input_is_refused_with_sklearns_message():
+    import scipy.sparse
+
+    with pytest.raises(TypeError, match="Sparse data was passed"):
+        TSNE(perplexity=1.0).fit(scipy.sparse.csr_matrix(np.eye(5)))
+
+
+@pytest.mark.parametrize("kwargs, name", [
+    (dict(method="barnes_hut"), "method='barnes_hut'"),
+    (dict(angle=0.3), "angle=0.3"),
+    (dict(n_jobs=2), "n_jobs=2"),
+])
+def test_parameters_not_honoured_yet_warn_naming_them(kwargs, name):
+    X, _ = _blobs(40)
+    with pytest.warns(UserWarning, match=name):
+        TSNE(perplexity=5.0, max_iter=250, random_state=0, **kwargs).fit(X)
+
+
+def test_defaults_do_not_warn():
+    import warnings
+
+    X, _ = _blobs(40)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        TSNE(perplexity=5.0, max_iter=250, random_state=0).fit(X)
+
+
+def test_perplexity_below_n_samples_is_lowered_with_a_warning():
+    """scikit-learn allows perplexity < n_samples; no row can reach n - 1 or
+    more, so such a value is lowered to 0.99 (n - 1), near-uniform P."""
+    X, y = _blobs(20)
+    with pytest.warns(UserWarning, match=r"perplexity=19.5 is too high for 20 points.*18.81"):
+        model = TSNE(perplexity=19.5, max_iter=250, random_state=0).fit(X)
+    assert model.perplexity_ == pytest.approx(0.99 * 19)
+    assert np.all(np.isfinite(model.embedding_))
+    P = np.asarray(model.joint_probabilities(X.astype(np.float64), model.perplexity_))
+    off = P[~np.eye(20, dtype=bool)]
+    # near-uniform over the 380 ordered pairs
+    assert np.max(np.abs(off * 380 - 1)) < 0.5
+    assert TSNE(perplexity=5.0, max_iter=250).fit(X).perplexity_ == 5.0
+
+
+def test_one_dimensional_embedding_separates_blobs():
+    X, y = _blobs(120)
+    Y = TSNE(1, perplexity=10.0, random_state=0).fit_transform(X)
+    assert Y.shape == (120, 1) and np.all(np.isfinite(Y))
+    # four well-separated blobs: each one a contiguous run along the line
+    assert metrics.knn_accuracy(Y, y, k=5) > 0.95
+
+
+def test_two_samples_and_integer_input():
+    # N = 2: sklearn accepts it; P is 1/2 per pair whatever the perplexity.
+    with pytest.warns(UserWarning, match="perplexity"):
+        Y = TSNE(perplexity=1.0, init="random", max_iter=250, random_state=0,
+                 dtype="float64").fit_transform(np.array([[0.0, 1.0], [2.0, 3.0]]))
+    assert Y.shape == (2, 2) and np.all(np.isfinite(Y))
+    Xi = (_blobs(60)[0] * 10).astype(np.int64)
+    model = TSNE(perplexity=5.0, max_iter=250, random_state=0).fit(Xi)
+    assert model.n_features_in_ == 5 and np.all(np.isfinite(model.embedding_))
+
+
+def test_output_dtype_follows_the_dtype_parameter_and_the_tag():
+    from sklearn.utils import get_tags
+
+    X, _ = _blobs(40)
+    for dtype in ("float32", "float64"):
+        model = TSNE(perplexity=5.0, max_iter=250, random_state=0, dtype=dtype)
+        assert get_tags(model).transformer_tags.preserves_dtype == [dtype]
+        assert model.fit_transform(X.astype(np.float32)).dtype == dtype
+        assert model.fit_transform(X).dtype == dtype
 
 
 def test_precomputed_must_be_square_and_nonnegative():

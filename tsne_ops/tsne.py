@@ -18,9 +18,11 @@ so that no Python runs between iterations.
 import math
 import numbers
 import time
+import warnings
 
 import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.utils.validation import validate_data
 
 # sklearn.manifold._t_sne constants, kept identical so results compare.
 _N_ITER_CHECK = 50
@@ -39,6 +41,32 @@ def _is_real(v):
 
 def _bad(name, value, allowed):
     return ValueError(f"{name} must be {allowed}, got {name}={value!r}")
+
+
+def usable_perplexity(perplexity, n_samples, max_allowed=None, what="n_samples"):
+    """``perplexity``, lowered (with a UserWarning) to what the kernels can reach.
+
+    No row of P can have a perplexity of ``n - 1`` or more: with n - 1
+    neighbours the uniform distribution's perplexity is exactly n - 1, and the
+    perplexity search needs a target strictly inside (0, n - 1). scikit-learn
+    accepts anything below ``n_samples`` and lets the search stop unconverged
+    near the uniform P; here such a value is lowered, as openTSNE does, to
+    0.99 (n - 1), whose P is within 1% of the uniform one. ``max_allowed``
+    (default ``n_samples``) is the bound above which ``ValueError`` is raised
+    instead, as in scikit-learn; ``n_samples`` is the ``n`` of the P in
+    question (a batch for ParametricTSNE) and ``what`` names it in messages.
+    """
+    max_allowed = n_samples if max_allowed is None else max_allowed
+    if not perplexity < max_allowed:
+        raise ValueError(f"perplexity must be less than {what} = {max_allowed}, "
+                         f"got perplexity={perplexity!r}")
+    if perplexity < n_samples - 1:
+        return float(perplexity)
+    lowered = 0.99 * (n_samples - 1)
+    warnings.warn(f"perplexity={perplexity!r} is too high for {n_samples} points (it must be "
+                  f"less than {n_samples - 1}); using perplexity={lowered:g} instead",
+                  UserWarning, stacklevel=3)
+    return lowered
 
 
 def learning_rate_auto(n_samples, early_exaggeration):
@@ -152,17 +180,20 @@ class TSNE(TransformerMixin, BaseEstimator):
     Replace ``from sklearn.manifold import TSNE`` with
     ``from tsne_ops import TSNE``; parameters, defaults and fitted attributes
     follow scikit-learn's exact method. The gradient is always exact (the
-    fused O(N^2) kernel); ``method`` and ``angle`` are accepted for
-    compatibility and validated, but there is no Barnes-Hut approximation.
+    fused O(N^2) kernel); ``method``, ``angle`` and ``n_jobs`` are accepted
+    for compatibility and validated, but there is no Barnes-Hut approximation
+    yet, so setting them to anything but their defaults warns
+    (``UserWarning``).
 
     Parameters
     ----------
     n_components : int, default=2
-        Dimension of the embedding, 2 or 3.
+        Dimension of the embedding, >= 1.
     perplexity : float, default=30.0
         Effective number of neighbours of each point. Must be less than
-        ``n_samples - 1`` (the most a point can have); a larger value raises
-        ValueError rather than being silently lowered.
+        ``n_samples`` (ValueError otherwise, as in scikit-learn); a value in
+        ``[n_samples - 1, n_samples)``, which no point can reach, is lowered
+        to ``0.99 (n_samples - 1)`` with a UserWarning (``perplexity_``).
     early_exaggeration : float, default=12.0
         P is multiplied by this for the first ``early_exaggeration_iter``
         iterations, which pulls clusters together early.
@@ -185,18 +216,22 @@ class TSNE(TransformerMixin, BaseEstimator):
     random_state : int, RandomState or None
         Seeds the initialisation (the optimisation itself is deterministic).
     method : {'exact', 'barnes_hut'}, default='exact'
-        Accepted for compatibility; the gradient is exact either way.
+        Accepted for compatibility; the gradient is exact either way
+        ('barnes_hut' warns).
     angle : float in [0, 1], default=0.5
-        Accepted for compatibility; unused.
+        Accepted for compatibility; unused (anything but 0.5 warns).
     n_jobs : int or None
-        Accepted for compatibility; TensorFlow's thread pools are used.
+        Accepted for compatibility; TensorFlow's thread pools are used
+        (anything but None warns).
     dof : float or None, default=None
         Degrees of freedom of the Student-t kernel; None is scikit-learn's
         max(n_components - 1, 1). Unlike scikit-learn's exact method, the
         gradient is correct for any dof.
     dtype : {'float32', 'float64'}, default='float32'
-        Precision of the optimisation (P is computed in float64 when X is
-        float64, in float32 otherwise, then cast).
+        Precision of the optimisation and of ``embedding_`` (P is computed in
+        float64 when X is float64 or integer, in float32 when X is float32,
+        then cast). The estimator's ``preserves_dtype`` tag says which input
+        dtype comes out unchanged.
     early_exaggeration_iter : int, default=250
         Length of the early exaggeration phase (scikit-learn's fixed 250).
     callback : callable or None
@@ -209,6 +244,8 @@ class TSNE(TransformerMixin, BaseEstimator):
     Attributes
     ----------
     embedding_ : ndarray of shape (n_samples, n_components)
+    perplexity_ : float
+        The perplexity used: ``perplexity``, or its lowered value.
     kl_divergence_ : float
         KL divergence after optimisation (without exaggeration).
     n_iter_ : int
@@ -216,6 +253,8 @@ class TSNE(TransformerMixin, BaseEstimator):
         1000 iterations).
     learning_rate_ : float
     n_features_in_ : int
+    feature_names_in_ : ndarray of str
+        Only when ``X`` had string column names (a pandas DataFrame).
     """
 
     def __init__(self, n_components=2, *, perplexity=30.0, early_exaggeration=12.0,
@@ -247,8 +286,8 @@ class TSNE(TransformerMixin, BaseEstimator):
     # -- validation ---------------------------------------------------------
 
     def _validate_params(self):
-        if not _is_int(self.n_components) or self.n_components not in (2, 3):
-            raise _bad("n_components", self.n_components, "2 or 3")
+        if not _is_int(self.n_components) or self.n_components < 1:
+            raise _bad("n_components", self.n_components, "an integer >= 1")
         if not _is_real(self.perplexity) or not self.perplexity > 0 or not math.isfinite(self.perplexity):
             raise _bad("perplexity", self.perplexity, "a finite number > 0")
         if not _is_real(self.early_exaggeration) or not self.early_exaggeration >= 1 \
@@ -295,31 +334,41 @@ class TSNE(TransformerMixin, BaseEstimator):
             raise _bad("callback", self.callback, "callable or None")
         if not _is_int(self.callback_every) or self.callback_every < 1:
             raise _bad("callback_every", self.callback_every, "an integer >= 1")
+        # Accepted for scikit-learn compatibility, not honoured yet: say so
+        # rather than let a user believe the setting took effect.
+        if self.method != "exact":
+            warnings.warn(f"method={self.method!r} is not implemented yet: the gradient is "
+                          f"exact (method='exact')", UserWarning, stacklevel=3)
+        if self.angle != 0.5:
+            warnings.warn(f"angle={self.angle!r} has no effect: the gradient is exact",
+                          UserWarning, stacklevel=3)
+        if self.n_jobs is not None:
+            warnings.warn(f"n_jobs={self.n_jobs!r} has no effect: TensorFlow's thread pools "
+                          f"are used (tf.config.threading)", UserWarning, stacklevel=3)
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.pairwise = self.metric == "precomputed"
+        # embedding_ is in the precision of the optimisation (``dtype``).
+        try:
+            tags.transformer_tags.preserves_dtype = [np.dtype(self.dtype).name]
+        except TypeError:  # an invalid dtype: fit reports it
+            tags.transformer_tags.preserves_dtype = []
+        return tags
 
     def _validate_data(self, X):
-        try:
-            X = np.asarray(X)
-        except Exception as e:  # ragged lists and the like
-            raise ValueError(f"X must be a 2-D numeric array: {e}") from None
-        if X.ndim != 2:
-            raise ValueError(f"X must be a 2-D array [n_samples, n_features], got shape {X.shape}")
-        if not np.issubdtype(X.dtype, np.number) or np.issubdtype(X.dtype, np.complexfloating):
-            raise ValueError(f"X must be a real numeric array, got dtype {X.dtype}")
-        X = X.astype(np.float64 if X.dtype == np.float64 else np.float32, copy=False)
+        # scikit-learn's own validation: its messages for sparse, complex,
+        # object, empty, one-sample and non-finite input, and n_features_in_.
+        # Integers become float64, in which their distances are exact.
+        X = validate_data(self, X, accept_sparse=False, dtype=[np.float64, np.float32],
+                          ensure_min_samples=2)
         n = X.shape[0]
-        if n < 3 or X.shape[1] < 1:
-            raise ValueError(f"X must have at least 3 samples and 1 feature, got shape {X.shape}")
-        if not np.all(np.isfinite(X)):
-            raise ValueError("X must not contain NaN or infinity")
         if self.metric == "precomputed":
             if X.shape[0] != X.shape[1]:
                 raise ValueError(f"X must be a square distance matrix with metric='precomputed', "
                                  f"got shape {X.shape}")
             if np.any(X < 0):
                 raise ValueError("X must be non-negative with metric='precomputed'")
-        if not self.perplexity < n - 1:
-            raise ValueError(f"perplexity must be less than n_samples - 1 = {n - 1}, "
-                             f"got perplexity={self.perplexity!r}")
         if isinstance(self.init, np.ndarray) and self.init.shape != (n, self.n_components):
             raise ValueError(f"init array must have shape ({n}, {self.n_components}), "
                              f"got {self.init.shape}")
@@ -329,15 +378,18 @@ class TSNE(TransformerMixin, BaseEstimator):
 
     # -- fitting ------------------------------------------------------------
 
-    def joint_probabilities(self, X):
-        """P for validated data ``X`` ([N, N] numpy array in X's precision)."""
+    def joint_probabilities(self, X, perplexity=None):
+        """P for validated data ``X`` ([N, N] numpy array in X's precision);
+        ``perplexity`` defaults to ``usable_perplexity(self.perplexity, N)``."""
         import tensorflow as tf
 
         from tsne_ops import ops
 
         x = tf.constant(X)
         sq_dist = x if self.metric == "precomputed" else ops.pairwise_squared_distance(x)
-        return ops.joint_probabilities(sq_dist, float(self.perplexity))
+        if perplexity is None:
+            perplexity = usable_perplexity(self.perplexity, len(X))
+        return ops.joint_probabilities(sq_dist, perplexity)
 
     def fit(self, X, y=None):
         """Compute the embedding of ``X`` [n_samples, n_features]; returns self."""
@@ -351,14 +403,14 @@ class TSNE(TransformerMixin, BaseEstimator):
         self._validate_params()
         X = self._validate_data(X)
         n = X.shape[0]
+        self.perplexity_ = usable_perplexity(self.perplexity, n)
         dtype = np.dtype(self.dtype)
         dof = float(self.dof) if self.dof is not None else float(max(self.n_components - 1, 1))
         self.learning_rate_ = (learning_rate_auto(n, self.early_exaggeration)
                                if self.learning_rate == "auto" else float(self.learning_rate))
-        self.n_features_in_ = X.shape[1]
 
         t0 = time.time()
-        P = tf.cast(self.joint_probabilities(X), dtype)
+        P = tf.cast(self.joint_probabilities(X, self.perplexity_), dtype)
         if self.verbose:
             print(f"[t-SNE] Computed joint probabilities for {n} samples "
                   f"in {time.time() - t0:.3f}s")
