@@ -139,9 +139,10 @@ def shapes(draw, inner, batch=None):
     return (b,) + tuple(inner)
 
 
-def hostile_form(draw, name):
-    """Values that are not arrays at all."""
-    form = draw(st.sampled_from(["ragged", "none", "object", "dict", "string"]))
+def hostile_form(draw, name, none=True):
+    """Values that are not arrays at all (`none`: None among them)."""
+    forms = ["ragged", "object", "dict", "string"] + (["none"] if none else [])
+    form = draw(st.sampled_from(forms))
     value = {
         "ragged": [[1.0, 2.0], [3.0]],
         "none": None,
@@ -162,13 +163,14 @@ def classify_real(name, arr, rank_ok, kind):
 
 
 @st.composite
-def points(draw, name, n=None, dim=None, batch=None, dtype=None, valid=False):
+def points(draw, name, n=None, dim=None, batch=None, dtype=None, valid=False, none=True):
     """Points ``[B, N, D]`` or ``[N, D]`` (or a wrong rank, dtype or value).
 
     ``valid``: a finite rank-2 array of OK values (the estimators' data).
+    ``none``: None may be drawn as a bad value (not where it means "absent").
     """
     if not valid and draw(st.integers(0, 29)) == 0:
-        return hostile_form(draw, name)
+        return hostile_form(draw, name, none)
     n = n if n is not None else draw(st.sampled_from([0, 1, 2, 3, 4, 5, 7, 12, 20]))
     dim = dim if dim is not None else draw(st.sampled_from([0, 1, 2, 3, 5, 17, 24]))
     shape = (n, dim) if valid else draw(shapes((n, dim), batch))
