@@ -529,6 +529,69 @@ PROPERTIES = [
 ]
 
 
+# ------------------------------------------- what the fuzz runs found, pinned --
+
+_Invalid = tf.errors.InvalidArgumentError
+_P6 = fc.joint_p(np.random.default_rng(0), (6, 6))
+_D6 = np.ones((6, 6)) - np.eye(6)
+
+
+@pytest.mark.parametrize("call, match", [
+    # Finite points whose squared distance overflows: was a silent inf.
+    (lambda: tsne_ops.pairwise_squared_distance(np.array([[0.0], [1e20]], np.float32)),
+     r"squared distance between x\[0, 0\] and x\[0, 1\] overflows float32"),
+    (lambda: tsne_ops.pairwise_squared_distance(np.array([[0.0]]), np.array([[1e155]])),
+     r"between x\[0, 0\] and y\[0, 0\] overflows float64"),
+    # Not arrays: were ValueErrors naming no argument.
+    (lambda: tsne_ops.pairwise_squared_distance([[1.0, 2.0], [3.0]]), r"^x must be a float32"),
+    (lambda: tsne_ops.tsne_gradient(_P6, None), r"^y must be a float32"),
+    # Wrong types for scalars: were accepted (True, "2") or an UnimplementedError.
+    (lambda: tsne_ops.joint_probabilities(_D6, True), r"perplexity must be a number, but is True"),
+    (lambda: tsne_ops.joint_probabilities(_D6, "2"), r"perplexity must be a number, but is '2'"),
+    (lambda: tsne_ops.tsne_gradient(_P6, np.ones((6, 2)), dof=tf.constant("1")),
+     r"dof must be a real number, but has dtype string"),
+    (lambda: tsne_ops.tsne_loss(_P6, np.ones((6, 2)), dof=tf.constant(1 + 2j)),
+     r"dof must be a real number, but has dtype complex128"),
+    # Values the dtype cannot hold: were quoted as "but is 0" / "but is inf".
+    (lambda: tsne_ops.joint_probabilities(_D6, 1e-50), r"perplexity = 1e-50 is outside the range of float32"),
+    (lambda: tsne_ops.tsne_loss(_P6.astype(np.float32), np.ones((6, 2), np.float32), dof=1e-45),
+     r"dof = 1e-45 is outside the range of float32"),
+    # NaN on p's diagonal (never read by the kernel): was accepted.
+    (lambda: tsne_ops.tsne_loss(_P6 + np.diag([0, np.nan, 0, 0, 0, 0]), np.ones((6, 2))),
+     r"p must be finite, but p\[0, 1, 1\] = nan"),
+])
+def test_found_by_fuzzing_refused_by_name(call, match):
+    with pytest.raises(_Invalid, match=match):
+        call()
+
+
+def test_found_by_fuzzing_perplexity_just_below_n_minus_1():
+    # 4.99999999 rounded to nearest float32 is 5 = n - 1, which was refused.
+    p = tsne_ops.joint_probabilities(_D6, 4.99999999).numpy()
+    assert np.isfinite(p).all() and p.sum() == pytest.approx(1)
+
+
+def test_found_by_fuzzing_loss_gradient_in_p_finite_for_tiny_dof():
+    # float32 y at a scale of 1e4 with dof = 1e-30: the loss and its gradient
+    # in y were finite, its gradient in p had inf (d2 / dof overflowed).
+    rng = np.random.default_rng(0)
+    p = tf.constant(_P6, tf.float32)
+    y = tf.constant(rng.normal(size=(6, 2)) * 1e4, tf.float32)
+    with tf.GradientTape() as tape:
+        tape.watch(p)
+        kl = tsne_ops.tsne_loss(p, y, dof=1e-30)
+    grad_p = tape.gradient(kl, p).numpy()
+    assert np.isfinite(kl.numpy()) and np.isfinite(grad_p).all()
+    # Off the diagonal it is log(p / q) + 1 with q computed in float64.
+    yd = y.numpy().astype(np.float64)
+    d2 = ((yd[:, None] - yd[None]) ** 2).sum(-1)
+    log_w = -0.5 * (1e-30 + 1) * (np.log(np.where(d2 > 0, d2, 1)) - np.log(1e-30))
+    off = ~np.eye(6, dtype=bool)
+    log_q = log_w - np.log(np.exp(log_w - log_w[off].max())[off].sum()) - log_w[off].max()
+    ref = np.log(_P6[off]) - log_q[off] + 1
+    np.testing.assert_allclose(grad_p[off], ref, rtol=1e-4, atol=1e-5)
+
+
 # ----------------------------------------------------------------- long run --
 
 def _describe(e):

@@ -78,9 +78,10 @@ def _real_dtype(dtype):
 def _real_number(value, name, dtype=tf.float32):
     """`value` as a Python float, for a scalar argument carried as `dtype`.
 
-    Only the type is checked here, plus that `dtype` can hold the value (a
-    positive 1e-50 would reach the kernel as 0, and 1e300 in float32 as inf,
-    and the kernel's error would then quote a value nobody passed). The range
+    Only the type is checked here, plus that `dtype` can hold the value as a
+    normal number (a positive 1e-40 would reach the kernel as 0, and 1e300 in
+    float32 as inf, and the kernel's error would then quote a value nobody
+    passed). The range
     (> 0, and for perplexity < n - 1) is checked by the kernels, which know n
     in eager and in graph mode alike.
     """
@@ -99,7 +100,10 @@ def _real_number(value, name, dtype=tf.float32):
             f"{name} must be a number known when the op is built, but is {_short_repr(value)}"
         ) from None
     held = float(np.asarray(v, dtype.as_numpy_dtype))
-    if np.isfinite(v) and v != 0 and (held == 0 or not np.isfinite(held)):
+    # Subnormals count as outside: TensorFlow's CPU kernels flush them to 0.
+    if np.isfinite(v) and v != 0 and (
+        abs(held) < np.finfo(dtype.as_numpy_dtype).tiny or not np.isfinite(held)
+    ):
         raise _invalid(f"{name} = {v!r} is outside the range of {dtype.name}")
     return v
 
@@ -301,7 +305,18 @@ def _tsne_loss_grad(op, grad):
         # it is only built when someone asks for the gradient in p.
         n = tf.shape(p)[1]
         d2 = _ops.tsne_squared_distance(y)
-        log_w = -0.5 * (dof + 1.0) * tf.math.log1p(d2 / dof)
+        # log1p(d2 / dof) without forming d2 / dof, which overflows float32
+        # for a dof of 1e-30 at distances of 1e4 (the loss itself stays
+        # finite): log(d2) - log(dof) + log1p(dof / d2) where d2 > dof.
+        big = d2 > dof
+        d2_big = tf.where(big, d2, tf.ones_like(d2))
+        d2_small = tf.where(big, tf.zeros_like(d2), d2)
+        log1p_ratio = tf.where(
+            big,
+            tf.math.log(d2_big) - tf.math.log(dof) + tf.math.log1p(dof / d2_big),
+            tf.math.log1p(d2_small / dof),
+        )
+        log_w = -0.5 * (dof + 1.0) * log1p_ratio
         off = 1.0 - tf.eye(n, dtype=p.dtype)[tf.newaxis]
         log_z = tf.math.reduce_logsumexp(log_w + tf.math.log(off), axis=[1, 2], keepdims=True)
         p_safe = tf.maximum(p, tf.constant(np.finfo(p.dtype.as_numpy_dtype).tiny, p.dtype))

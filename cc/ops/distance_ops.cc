@@ -127,7 +127,7 @@ absl::Status CheckDistancesFinite(const Tensor& out, bool cross) {
     const int64_t b = k / (n * m), i = (k / m) % n, j = k % m;
     return absl::InvalidArgumentError(absl::StrCat(
         "the squared distance between x[", b, ", ", i, "] and ", cross ? "y" : "x", "[", b, ", ",
-        j, "] overflows ", tensorflow::DataTypeString(tensorflow::DataTypeToEnum<T>::value),
+        j, "] overflows ", std::is_same<T, float>::value ? "float32" : "float64",
         " (the inputs are finite); scale ", cross ? "x and y" : "x", " down"));
   }
   return absl::OkStatus();
