@@ -174,7 +174,8 @@ def test_evaluate_values_are_the_metrics():
     # Subsampled for trustworthiness only: the k-NN accuracy still uses all points.
     sub = metrics.evaluate(X, Y, y, perplexity=10.0, kl=False, max_samples=30)
     idx = np.random.RandomState(0).choice(60, 30, replace=False)
-    assert sub["trustworthiness"] == pytest.approx(sk_trustworthiness(X[idx], Y[idx], n_neighbors=5))
+    assert sub["trustworthiness"] == pytest.approx(
+        sk_trustworthiness(X[idx], Y[idx], n_neighbors=5))
     assert sub["knn_accuracy"] == pytest.approx(metrics.knn_accuracy(Y, y, k=10))
 
 

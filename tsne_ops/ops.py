@@ -304,18 +304,13 @@ def _tsne_loss_grad(op, grad):
         # d KL / d p_ij = log(p_ij / q_ij) + 1 (i != j). Needs the N x N q, so
         # it is only built when someone asks for the gradient in p.
         n = tf.shape(p)[1]
-        d2 = _ops.tsne_squared_distance(y)
-        # log1p(d2 / dof) without forming d2 / dof, which overflows float32
-        # for a dof of 1e-30 at distances of 1e4 (the loss itself stays
-        # finite): log(d2) - log(dof) + log1p(dof / d2) where d2 > dof.
-        big = d2 > dof
-        d2_big = tf.where(big, d2, tf.ones_like(d2))
-        d2_small = tf.where(big, tf.zeros_like(d2), d2)
-        log1p_ratio = tf.where(
-            big,
-            tf.math.log(d2_big) - tf.math.log(dof) + tf.math.log1p(dof / d2_big),
-            tf.math.log1p(d2_small / dof),
-        )
+        # log1p(d2 / dof) = softplus(log d2 - log dof), with d2 taken from y
+        # scaled into [-1, 1]: neither d2 (float32 y past 1e19) nor d2 / dof
+        # (y at 1e4 with dof 1e-30) may overflow where the loss is finite.
+        scale = tf.reduce_max(tf.abs(y), axis=[1, 2], keepdims=True)
+        scale = tf.where(scale > 0, scale, tf.ones_like(scale))
+        log_d2 = tf.math.log(_ops.tsne_squared_distance(y / scale)) + 2.0 * tf.math.log(scale)
+        log1p_ratio = tf.math.softplus(log_d2 - tf.math.log(dof))
         log_w = -0.5 * (dof + 1.0) * log1p_ratio
         off = 1.0 - tf.eye(n, dtype=p.dtype)[tf.newaxis]
         log_z = tf.math.reduce_logsumexp(log_w + tf.math.log(off), axis=[1, 2], keepdims=True)
