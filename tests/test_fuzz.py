@@ -399,7 +399,8 @@ def _estimator_x(draw, target):
             x.status = BAD
         elif n < 3:
             x.status = fc.worst(x.status, EDGE)  # scikit-learn accepts 2 samples, we need 3
-    return x, (shape[0] if len(shape) == 2 else 10)
+    # ParametricTSNE also takes images [N, H, W]: the sample count is shape[0].
+    return x, (shape[0] if len(shape) >= 2 else 10)
 
 
 def _estimator_perplexity(draw, n, target):
