@@ -29,10 +29,17 @@ def _invalid(message):
 
 def _batched(value, name, inner_rank_name, dtype=None):
     """Converts `value` to a float tensor of rank 3; returns (tensor, was_rank_2)."""
-    if dtype is not None and isinstance(value, (list, tuple)):
-        t = tf.convert_to_tensor(value, dtype_hint=dtype)  # plain Python numbers
-    else:
-        t = tf.convert_to_tensor(value)
+    try:
+        if dtype is not None and isinstance(value, (list, tuple)):
+            t = tf.convert_to_tensor(value, dtype_hint=dtype)  # plain Python numbers
+        else:
+            t = tf.convert_to_tensor(value)
+    except (TypeError, ValueError) as e:
+        # Ragged lists, None, object arrays: TensorFlow's message names no argument.
+        raise _invalid(
+            f"{name} must be a float32 or float64 array or tensor, but {type(value).__name__} "
+            f"{_short_repr(value)} cannot be converted: {e}"
+        ) from None
     if t.dtype not in (tf.float32, tf.float64):
         raise _invalid(f"{name} must be float32 or float64, but has dtype {t.dtype.name}")
     if dtype is not None and t.dtype != dtype:
@@ -57,19 +64,73 @@ def _unbatch(t, squeeze):
     return t[0] if squeeze else t
 
 
-def _positive_float(value, name):
+def _short_repr(value, limit=80):
+    r = repr(value)
+    return r if len(r) <= limit else r[: limit - 3] + "..."
+
+
+def _is_tensor(value):
+    return tf.is_tensor(value) or isinstance(value, tf.Variable)
+
+
+def _real_dtype(dtype):
+    return dtype != tf.bool and (dtype.is_floating or dtype.is_integer)
+
+
+def _real_number(value, name, dtype=tf.float32):
+    """`value` as a Python float, for a scalar argument carried as `dtype`.
+
+    Only the type is checked here, plus that `dtype` can hold the value as a
+    normal number (a positive 1e-40 would reach the kernel as 0, and 1e300 in
+    float32 as inf, and the kernel's error would then quote a value nobody
+    passed). The range
+    (> 0, and for perplexity < n - 1) is checked by the kernels, which know n
+    in eager and in graph mode alike.
+    """
+    is_scalar_array = isinstance(value, (np.ndarray, np.generic)) and np.ndim(value) == 0
+    if isinstance(value, (bool, np.bool_, str, bytes)) or not (
+        isinstance(value, (int, float, np.integer, np.floating))
+        or (is_scalar_array and np.issubdtype(np.asarray(value).dtype, np.number)
+            and not np.iscomplexobj(value))
+        or (_is_tensor(value) and _real_dtype(value.dtype) and value.shape.rank == 0)
+    ):
+        raise _invalid(f"{name} must be a number, but is {_short_repr(value)}")
     try:
         v = float(value)
-    except (TypeError, ValueError):
-        raise _invalid(f"{name} must be a number, but is {value!r}") from None
+    except (TypeError, ValueError):  # a symbolic tensor inside tf.function
+        raise _invalid(
+            f"{name} must be a number known when the op is built, but is {_short_repr(value)}"
+        ) from None
+    held = float(np.asarray(v, dtype.as_numpy_dtype))
+    # Subnormals count as outside: TensorFlow's CPU kernels flush them to 0.
+    if np.isfinite(v) and v != 0 and (
+        abs(held) < np.finfo(dtype.as_numpy_dtype).tiny or not np.isfinite(held)
+    ):
+        raise _invalid(f"{name} = {v!r} is outside the range of {dtype.name}")
     return v
+
+
+def _float_attr(value, name):
+    """`value` for a float attribute (float32 in the op), rounded toward zero.
+
+    Rounding to nearest could carry a perplexity just below n - 1 onto n - 1,
+    where the kernel would refuse it quoting a value nobody passed.
+    """
+    v = _real_number(value, name, tf.float32)
+    v32 = np.float32(v)
+    if np.isfinite(v) and abs(float(v32)) > abs(v):
+        v32 = np.nextafter(v32, np.float32(0))
+    return float(v32)
 
 
 def _scalar(value, name, dtype):
     """A scalar of `dtype` (Python numbers, numpy scalars, tensors, variables)."""
-    if tf.is_tensor(value) or isinstance(value, tf.Variable):
+    if _is_tensor(value):
+        if not _real_dtype(value.dtype):
+            # tf.cast would fail on strings and silently drop a complex part.
+            raise _invalid(f"{name} must be a real number, but has dtype {value.dtype.name}")
         return tf.cast(value, dtype)
-    return tf.constant(_positive_float(value, name), dtype)
+    return tf.constant(_real_number(value, name, dtype), dtype)
 
 
 def pairwise_squared_distance(x, y=None, name=None):
@@ -114,7 +175,7 @@ def perplexity_affinities(sq_dist, perplexity, name=None):
     with tf.name_scope(name or "perplexity_affinities"):
         d, squeeze = _batched(sq_dist, "sq_dist", "[n, n]")
         p, beta = _ops.tsne_perplexity_affinities(
-            d, perplexity=_positive_float(perplexity, "perplexity")
+            d, perplexity=_float_attr(perplexity, "perplexity")
         )
         return _unbatch(p, squeeze), _unbatch(beta, squeeze)
 
@@ -135,7 +196,7 @@ def joint_probabilities(sq_dist, perplexity, name=None):
     """
     with tf.name_scope(name or "joint_probabilities"):
         d, squeeze = _batched(sq_dist, "sq_dist", "[n, n]")
-        p = _ops.tsne_joint_probabilities(d, perplexity=_positive_float(perplexity, "perplexity"))
+        p = _ops.tsne_joint_probabilities(d, perplexity=_float_attr(perplexity, "perplexity"))
         return _unbatch(p, squeeze)
 
 
@@ -391,8 +452,14 @@ def _tsne_loss_grad(op, grad):
         # d KL / d p_ij = log(p_ij / q_ij) + 1 (i != j). Needs the N x N q, so
         # it is only built when someone asks for the gradient in p.
         n = tf.shape(p)[1]
-        d2 = _ops.tsne_squared_distance(y)
-        log_w = -0.5 * (dof + 1.0) * tf.math.log1p(d2 / dof)
+        # log1p(d2 / dof) = softplus(log d2 - log dof), with d2 taken from y
+        # scaled into [-1, 1]: neither d2 (float32 y past 1e19) nor d2 / dof
+        # (y at 1e4 with dof 1e-30) may overflow where the loss is finite.
+        scale = tf.reduce_max(tf.abs(y), axis=[1, 2], keepdims=True)
+        scale = tf.where(scale > 0, scale, tf.ones_like(scale))
+        log_d2 = tf.math.log(_ops.tsne_squared_distance(y / scale)) + 2.0 * tf.math.log(scale)
+        log1p_ratio = tf.math.softplus(log_d2 - tf.math.log(dof))
+        log_w = -0.5 * (dof + 1.0) * log1p_ratio
         off = 1.0 - tf.eye(n, dtype=p.dtype)[tf.newaxis]
         log_z = tf.math.reduce_logsumexp(log_w + tf.math.log(off), axis=[1, 2], keepdims=True)
         p_safe = tf.maximum(p, tf.constant(np.finfo(p.dtype.as_numpy_dtype).tiny, p.dtype))

@@ -118,6 +118,21 @@ absl::Status CheckFiniteOnHost(const Tensor& t, const char* name, const kernels:
   return CheckMessage(kernels::CheckAllFinite<T>(t.flat<T>().data(), Dims(t), name, pf));
 }
 
+template <typename T>
+absl::Status CheckDistancesFinite(const Tensor& out, bool cross) {
+  const T* d = out.flat<T>().data();
+  const int64_t n = out.dim_size(1), m = out.dim_size(2);
+  for (int64_t k = 0; k < out.NumElements(); ++k) {
+    if (std::isfinite(d[k])) continue;
+    const int64_t b = k / (n * m), i = (k / m) % n, j = k % m;
+    return absl::InvalidArgumentError(absl::StrCat(
+        "the squared distance between x[", b, ", ", i, "] and ", cross ? "y" : "x", "[", b, ", ",
+        j, "] overflows ", std::is_same<T, float>::value ? "float32" : "float64",
+        " (the inputs are finite); scale ", cross ? "x and y" : "x", " down"));
+  }
+  return absl::OkStatus();
+}
+
 absl::Status CheckSameBatchAndDim(const Tensor& x, const Tensor& y) {
   if (x.dim_size(0) != y.dim_size(0) || x.dim_size(2) != y.dim_size(2)) {
     return absl::InvalidArgumentError(absl::StrCat(
@@ -159,6 +174,9 @@ class SquaredDistanceOp : public OpKernel {
     if constexpr (kCpu) {
       kernels::PairwiseSquaredDistanceCpu<T>(x.flat<T>().data(), yp, batch, n, m, dim,
                                              out->flat<T>().data(), pf);
+      // Finite inputs can still overflow |x - y|^2 (float32 data near 1e19);
+      // an inf distance would pass silently into P, so name the pair here.
+      OP_REQUIRES_OK(ctx, CheckDistancesFinite<T>(*out, Cross));
     } else {
 #ifdef TSNE_OPS_WITH_CUDA
       OP_REQUIRES_OK(ctx, CudaStatus(kernels::LaunchPairwiseSquaredDistance<T>(
