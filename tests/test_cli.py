@@ -107,7 +107,7 @@ def test_mnist_from_a_data_dir(tmp_path, capsys):
     code, _ = _run(["run", "--case", "B", "--dataset", "mnist", "--data-dir",
                     str(tmp_path / "data"), "--n", "80", "--epochs", "2", "--perplexity", "10",
                     "--shift-augmentation", "2", "--neighbor-mixup", "0.5", "--deskew",
-                    "--dof", "0.5", "--lr-schedule", "cosine", "--early-exaggeration-epochs", "1",
+                    "--dof", "0.5", "--lr-schedule", "cosine", "--early-exaggeration", "4", "--early-exaggeration-epochs", "1",
                     "--out", str(tmp_path / "o"), "--no-animation", "--quiet"], capsys)
     assert code == 0
     result = json.loads((tmp_path / "o" / "caseB_mnist_metrics.json").read_text())

@@ -297,3 +297,24 @@ def test_digits_floor_against_sklearn_exact():
     assert ours.n_iter_ == sk.n_iter_ == 999
     assert ours.kl_divergence_ <= sk.kl_divergence_ + 1e-3
     assert metrics.knn_accuracy(ours.embedding_, y, k=10) >= 0.97
+
+
+def test_pca_init_of_identical_rows_falls_back_to_random():
+    # Found by the fuzz suite: PCA of constant X has zero spread, and
+    # scikit-learn's scaling divided by it (NaN start, then "y must be finite").
+    with pytest.warns(UserWarning, match="init='pca'.*no variance"):
+        Y0 = initial_embedding(np.ones((40, 2)), 2, "pca", 0)
+    assert np.isfinite(Y0).all() and Y0.std() > 0
+    with pytest.warns(UserWarning, match="no variance"):
+        emb = TSNE(perplexity=2.0, max_iter=250, init="pca", dtype="float64",
+                   random_state=0).fit_transform(np.ones((40, 2)))
+    assert np.isfinite(emb).all()
+
+
+@pytest.mark.parametrize("estimator", ["TSNE", "ParametricTSNE"])
+def test_perplexity_below_float32_range_is_a_value_error(estimator):
+    # Found by the fuzz suite: 1e-45 passed the "> 0" check and reached the
+    # op as an InvalidArgumentError about float32.
+    X = np.random.default_rng(0).normal(size=(8, 2))
+    with pytest.raises(ValueError, match="perplexity.*1e-45"):
+        getattr(tsne_ops, estimator)(perplexity=1e-45).fit(X)

@@ -238,7 +238,7 @@ def knn_joint_probabilities(indices, sq_distances, perplexity, name=None):
         if squeeze:
             idx = idx[tf.newaxis]
         p_idx, p_val, p_shape = _ops.tsne_knn_joint_probabilities(
-            idx, d2, perplexity=_positive_float(perplexity, "perplexity")
+            idx, d2, perplexity=_float_attr(perplexity, "perplexity")
         )
         if squeeze:
             return tf.SparseTensor(p_idx[:, 1:], p_val, p_shape[1:])

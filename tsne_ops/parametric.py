@@ -33,7 +33,7 @@ from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 
 from tsne_ops import ops
 from tsne_ops.datasets import deskew as _deskew
-from tsne_ops.tsne import _bad, _is_int, _is_real, usable_perplexity
+from tsne_ops.tsne import _bad, _is_int, _is_real, check_perplexity, usable_perplexity
 
 _ENCODERS = ("dense", "conv")
 # encoder='conv': two stride-2 convolutions under van der Maaten's dense
@@ -460,8 +460,7 @@ class ParametricTSNE(TransformerMixin, BaseEstimator):
     def _validate_params(self):
         if not _is_int(self.n_components) or self.n_components < 1:
             raise _bad("n_components", self.n_components, "an integer >= 1")
-        if not _is_real(self.perplexity) or not self.perplexity > 0 or not math.isfinite(self.perplexity):
-            raise _bad("perplexity", self.perplexity, "a finite number > 0")
+        check_perplexity(self.perplexity)
         if isinstance(self.encoder, str):
             if self.encoder not in _ENCODERS:
                 raise _bad("encoder", self.encoder, "'dense', 'conv' or a keras.Model")

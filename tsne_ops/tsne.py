@@ -43,6 +43,14 @@ def _bad(name, value, allowed):
     return ValueError(f"{name} must be {allowed}, got {name}={value!r}")
 
 
+def check_perplexity(perplexity):
+    """A finite number > 0 that the kernels' float32 attribute can hold."""
+    if not _is_real(perplexity) or not math.isfinite(perplexity) \
+            or not perplexity >= np.finfo(np.float32).tiny:
+        raise _bad("perplexity", perplexity,
+                   f"a finite number >= {np.finfo(np.float32).tiny:.3g} (float32's smallest normal)")
+
+
 def usable_perplexity(perplexity, n_samples, max_allowed=None, what="n_samples"):
     """``perplexity``, lowered (with a UserWarning) to what the kernels can reach.
 
@@ -88,10 +96,17 @@ def initial_embedding(X, n_components, init, random_state):
     if isinstance(init, np.ndarray):
         return np.asarray(init)
     if init == "pca":
-        pca = PCA(n_components=n_components, random_state=rng)
-        pca.set_output(transform="default")
-        Y = pca.fit_transform(X).astype(np.float32, copy=False)
-        return Y / np.std(Y[:, 0]) * 1e-4
+        # When every row of X is the same point, PCA has no direction to offer
+        # and scikit-learn's scaling divides by zero: any start is as good.
+        if np.ptp(X, axis=0).max() > 0:
+            pca = PCA(n_components=n_components, random_state=rng)
+            pca.set_output(transform="default")
+            Y = pca.fit_transform(X).astype(np.float32, copy=False)
+            spread = float(np.std(Y[:, 0]))
+            if spread > 0 and math.isfinite(spread):
+                return Y / spread * 1e-4
+        warnings.warn("init='pca': X has no variance (all rows are identical); "
+                      "using init='random' instead", UserWarning, stacklevel=3)
     return 1e-4 * rng.standard_normal(size=(len(X), n_components)).astype(np.float32)
 
 
@@ -288,8 +303,7 @@ class TSNE(TransformerMixin, BaseEstimator):
     def _validate_params(self):
         if not _is_int(self.n_components) or self.n_components < 1:
             raise _bad("n_components", self.n_components, "an integer >= 1")
-        if not _is_real(self.perplexity) or not self.perplexity > 0 or not math.isfinite(self.perplexity):
-            raise _bad("perplexity", self.perplexity, "a finite number > 0")
+        check_perplexity(self.perplexity)
         if not _is_real(self.early_exaggeration) or not self.early_exaggeration >= 1 \
                 or not math.isfinite(self.early_exaggeration):
             raise _bad("early_exaggeration", self.early_exaggeration, "a finite number >= 1")
