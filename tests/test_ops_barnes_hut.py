@@ -64,6 +64,8 @@ def test_angle_zero_is_exact(rng, d, dof):
 #   n = 2000: spread 1e-3: R 1e-9 / 5e-10, Z 3e-15; spread 1: R 2e-4 / 2e-4,
 #             Z 2e-5 / 8e-6; spread 50: R 1.3e-3 / 1e-3, Z 9e-5 / 2e-5
 # (the monopole alone, scikit-learn's, reached R 1.5e-2 on the same data).
+# The floor is 1e-2; the bounds below keep the quadrupole's margin,
+# so that losing it fails here.
 @pytest.mark.parametrize("n", [200, 2000])
 @pytest.mark.parametrize("d", [2, 3])
 @pytest.mark.parametrize("spread", [1e-3, 1.0, 50.0])
@@ -72,8 +74,8 @@ def test_default_angle_is_within_one_percent_of_exact(rng, n, d, spread, dof):
     y = embedding(rng, n, d, spread)
     r, z = bh(y, dof=dof)
     rw, zw = exact_repulsion(y, dof)
-    assert rel_err(r, rw) < 1e-2
-    assert abs(z - zw) / zw < 1e-2
+    assert rel_err(r, rw) < 3e-3
+    assert abs(z - zw) / zw < 1e-3
 
 
 def test_error_shrinks_as_the_angle_goes_to_zero(rng):
@@ -82,7 +84,8 @@ def test_error_shrinks_as_the_angle_goes_to_zero(rng):
         rw, zw = exact_repulsion(y, 1.0)
         errs = [rel_err(bh(y, angle=a)[0], rw) for a in (1.0, 0.5, 0.25, 0.1)]
         assert all(b < a for a, b in zip(errs, errs[1:])), errs
-        assert errs[-1] < 1e-4, errs
+        # Measured: 5e-3, 5e-4 / 7e-4, 5e-5, 2e-6 / 1e-7.
+        assert errs[-1] < 1e-5, errs
         assert rel_err(bh(y, angle=0.0)[0], rw) < 1e-12
 
 
@@ -106,7 +109,8 @@ def test_gradient_against_the_exact_sparse_kernel(rng):
             np.add.at(att, rows, q[:, None] * diff)
             r, z = bh(y, dof=dof)
             g = 2.0 * (dof + 1.0) / dof * (att - r / z)
-            assert rel_err(g, g_exact.numpy()) < 1e-2
+            # Measured: 3e-4 to 6e-4 (the floor is 1e-2).
+            assert rel_err(g, g_exact.numpy()) < 3e-3
 
 
 def test_float32_and_batches(rng):
@@ -148,20 +152,25 @@ def test_all_identical_points(d, dtype):
     r, z = bh(y, dof=0.7)
     np.testing.assert_array_equal(r, 0)
     assert z == pytest.approx(n * (n - 1), rel=1e-6)
-    # All identical but one: the heap pushes the loner and back.
-    y[5] += 1.0
+    # All identical but one, 1 apart: with dof 1, u = w = 1/2 across the gap,
+    # the heap pushes the loner by (n - 1) w u and each heap point by w u.
+    y[5, 0] += 1.0
     r, z = bh(y, dof=1.0)
-    rw, zw = exact_repulsion(y, 1.0)
-    np.testing.assert_allclose(r, rw, rtol=1e-5, atol=1e-6 * np.abs(rw).max())
-    np.testing.assert_allclose(z, zw, rtol=1e-6)
+    want = np.zeros((n, d))
+    want[:, 0] = -0.25
+    want[5, 0] = 0.25 * (n - 1)
+    np.testing.assert_allclose(r, want, rtol=1e-6)
+    assert z == pytest.approx((n - 1) * (n - 2) + 2 * (n - 1) * 0.5, rel=1e-6)
 
 
 def test_points_closer_than_the_depth_cap(rng):
-    # Distinct points 1e-300 apart under a root of width 1: the tree stops
-    # splitting at its depth cap (2^-48 of the root), the points there act as
+    # 300 distinct points 1e-300 apart (at the origin, where such steps are
+    # representable) under a root about 6 wide: the tree stops splitting at
+    # its depth cap (cells 2^-48 of the root), and the points there act as
     # one body, which is exact to rounding at this scale.
     y = rng.normal(size=(600, 2))
-    y[:300] = np.array([0.5, 0.5]) + np.arange(300)[:, None] * 1e-300
+    y[:300] = np.arange(300)[:, None] * 1e-300
+    assert len(np.unique(y[:300, 0])) == 300
     r, z = bh(y, angle=0.0)
     rw, zw = exact_repulsion(y, 1.0)
     assert np.isfinite(r).all()
