@@ -6,6 +6,7 @@
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 
+#include <cmath>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -57,6 +58,13 @@ py::tuple BarnesHutT(const py::array& y_in, double dof, double angle, const py::
   {
     py::gil_scoped_release release;
     kn::BarnesHutRepulsionCpu<T>(y.data(), batch, n, d, dof, angle, rp, zp, pf);
+  }
+  bool finite = true;
+  for (int64_t e = 0; e < batch * n * d; ++e) finite &= std::isfinite(rp[e]);
+  for (int64_t b = 0; b < batch; ++b) finite &= std::isfinite(zp[b]);
+  if (!finite) {
+    Fail("the Barnes-Hut repulsion overflowed (y is finite); are y's coordinates beyond about "
+         "1e150?");
   }
   return py::make_tuple(rep, z);
 }

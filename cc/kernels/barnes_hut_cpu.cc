@@ -189,9 +189,9 @@ inline void AddBody(const double* yi, const double* at, double m, const double (
   const double w = kOne ? u : std::exp(-kc.h * std::log1p(dist * kc.inv_alpha));
   const double wu = w * u;
   double f = m * wu, zz = m * w;
-  double mx[D] = {};
-  double t = 0, q = 0;
   if (m2 != nullptr) {
+    double mx[D] = {};
+    double t = 0, q = 0;
     for (int k = 0; k < D; ++k) {
       for (int l = 0; l < D; ++l) mx[k] += m2[k][l] * x[l];
       t += m2[k][k];
@@ -199,10 +199,22 @@ inline void AddBody(const double* yi, const double* at, double m, const double (
     }
     const double h = kc.h, g = h + 1.0, ia = kc.inv_alpha;
     const double wu2 = wu * u, wu3 = wu2 * u;
-    zz += -h * ia * wu * t + 2.0 * h * (h + 1.0) * ia * ia * wu2 * q;
-    f += -g * ia * wu2 * t + 2.0 * g * (g + 1.0) * ia * ia * wu3 * q;
-    const double fm = -2.0 * g * ia * wu2;  // coefficient of (M x)_k
-    for (int k = 0; k < D; ++k) r[k] += fm * mx[k];
+    const double dz = -h * ia * wu * t + 2.0 * h * (h + 1.0) * ia * ia * wu2 * q;
+    const double df = -g * ia * wu2 * t + 2.0 * g * (g + 1.0) * ia * ia * wu3 * q;
+    const double dm = -2.0 * g * ia * wu2;  // coefficient of (M x)_k
+    double dr[D];
+    bool finite = std::isfinite(dz);
+    for (int k = 0; k < D; ++k) {
+      dr[k] = dm * mx[k] + df * x[k];
+      finite &= std::isfinite(dr[k]);
+    }
+    // Cells wider than about 1e150 overflow their moments where the kernel
+    // has underflowed: the correction, negligible there, is dropped rather
+    // than turned into NaN (the monopole stays finite, as the exact sum is).
+    if (finite) {
+      z += dz;
+      for (int k = 0; k < D; ++k) r[k] += dr[k];
+    }
   }
   for (int k = 0; k < D; ++k) r[k] += f * x[k];
   z += zz;
@@ -261,6 +273,21 @@ void Repulsion(const T* y, int64_t batch, int64_t n, double dof, double angle, T
                T* z, const ParallelFor& parallel_for) {
   std::vector<double> pts(static_cast<size_t>(batch * n * D));
   for (size_t e = 0; e < pts.size(); ++e) pts[e] = static_cast<double>(y[e]);
+  // R and Z depend only on differences: centring each batch element on its
+  // bounding box keeps the centres of mass and moments accurate for data far
+  // from the origin.
+  for (int64_t b = 0; b < batch; ++b) {
+    double* pb = pts.data() + b * n * D;
+    for (int k = 0; k < D; ++k) {
+      double lo = pb[k], hi = pb[k];
+      for (int64_t i = 1; i < n; ++i) {
+        lo = std::min(lo, pb[i * D + k]);
+        hi = std::max(hi, pb[i * D + k]);
+      }
+      const double mid = lo / 2 + hi / 2;
+      for (int64_t i = 0; i < n; ++i) pb[i * D + k] -= mid;
+    }
+  }
   std::vector<Tree<D>> trees;
   trees.reserve(batch);
   for (int64_t b = 0; b < batch; ++b) trees.emplace_back(pts.data() + b * n * D, n);

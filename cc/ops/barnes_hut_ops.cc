@@ -83,8 +83,16 @@ class BarnesHutRepulsionOp : public OpKernel {
     Tensor* z = nullptr;
     OP_REQUIRES_OK(ctx, ctx->allocate_output(0, y.shape(), &rep));
     OP_REQUIRES_OK(ctx, ctx->allocate_output(1, TensorShape({batch}), &z));
-    kernels::BarnesHutRepulsionCpu<T>(y.flat<T>().data(), batch, n, d, dof, angle_,
-                                      rep->flat<T>().data(), z->flat<T>().data(), pf);
+    T* rp = rep->flat<T>().data();
+    T* zp = z->flat<T>().data();
+    kernels::BarnesHutRepulsionCpu<T>(y.flat<T>().data(), batch, n, d, dof, angle_, rp, zp, pf);
+    bool finite = true;
+    for (int64_t e = 0; e < rep->NumElements(); ++e) finite &= std::isfinite(rp[e]);
+    for (int64_t b = 0; b < batch; ++b) finite &= std::isfinite(zp[b]);
+    OP_REQUIRES(ctx, finite,
+                absl::InvalidArgumentError(
+                    "the Barnes-Hut repulsion overflowed (y is finite); are y's coordinates "
+                    "beyond about 1e150?"));
   }
 
  private:
