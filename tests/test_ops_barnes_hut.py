@@ -308,3 +308,35 @@ def test_overflow_is_an_error_not_nan(rng):
     tk = kernels_module.load_or_skip()
     with pytest.raises(ValueError, match=match):
         tk.barnes_hut_repulsion(y)
+
+
+_THREADS_SCRIPT = """
+import hashlib, sys
+import numpy as np
+import tensorflow as tf
+tf.config.threading.set_intra_op_parallelism_threads(int(sys.argv[1]))
+from tsne_ops.repulsion import barnes_hut_repulsion
+rng = np.random.default_rng(3)
+h = hashlib.sha256()
+for dtype in (np.float32, np.float64):
+    y = (rng.normal(size=(2, 2500, 3)) * 10).astype(dtype)
+    y[0, :30] = y[0, 30]
+    for t in barnes_hut_repulsion(y, dof=0.7):
+        h.update(t.numpy().tobytes())
+print(h.hexdigest())
+"""
+
+
+def test_op_does_not_depend_on_tensorflows_thread_count():
+    # The intra-op pool is fixed at start-up: one process per thread count.
+    import os
+    import subprocess
+    import sys
+
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    digests = [
+        subprocess.run([sys.executable, "-c", _THREADS_SCRIPT, str(t)], env=env, check=True,
+                       capture_output=True, text=True).stdout.split()[-1]
+        for t in (1, 3)
+    ]
+    assert digests[0] == digests[1]
