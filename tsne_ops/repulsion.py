@@ -14,7 +14,7 @@ signature ``f(y, dof, **options) -> (R, Z)`` of the method registry that
 """
 import tensorflow as tf
 
-from tsne_ops.ops import _batched, _ops, _positive_float, _scalar, _unbatch
+from tsne_ops.ops import _batched, _float_attr, _ops, _scalar, _unbatch
 
 __all__ = ["barnes_hut_repulsion"]
 
@@ -49,7 +49,7 @@ def barnes_hut_repulsion(y, dof=1.0, angle=0.5, name=None):
     """
     with tf.name_scope(name or "barnes_hut_repulsion"):
         y, squeeze = _batched(y, "y", "[n, d]")
-        angle = _positive_float(angle, "angle")
+        angle = _float_attr(angle, "angle")
         with tf.device("/CPU:0"):  # the op has a CPU kernel only
             r, z = _ops.tsne_barnes_hut_repulsion(y, _scalar(dof, "dof", y.dtype), angle=angle)
         return _unbatch(r, squeeze), _unbatch(z, squeeze)
