@@ -31,6 +31,7 @@ namespace py = pybind11;
 namespace kn = tsne_ops::kernels;
 
 void BindSparse(py::module_& m);  // python/sparse_bindings.cc
+void BindFft(py::module_& m);     // python/fft_bindings.cc
 
 namespace {
 
@@ -861,4 +862,5 @@ PYBIND11_MODULE(_tsne_kernels, m) {
 #endif
   BindNearestNeighbors(m, &CpuFor);
   BindSparse(m);
+  BindFft(m);
 }

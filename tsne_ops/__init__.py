@@ -29,6 +29,8 @@ __all__ = [
     "tsne_loss",
     "nearest_neighbors",
     "knn_joint_probabilities",
+    "fft_repulsion",
+    "register_repulsion",
     "build_info",
     "TSNE",
     "ParametricTSNE",
@@ -68,11 +70,13 @@ if _started_as_command_line():
 else:
     from tsne_ops.ops import (
         build_info,
+        fft_repulsion,
         joint_probabilities,
         knn_joint_probabilities,
         nearest_neighbors,
         pairwise_squared_distance,
         perplexity_affinities,
+        register_repulsion,
         tsne_gradient,
         tsne_loss,
     )
