@@ -253,21 +253,28 @@ def _check_method_dims(method, entry, y):
         )
 
 
-# The FFT length is a power of two: TensorFlow's CPU FFT (Eigen) runs
-# powers of two with a butterfly and every other length by Bluestein (three
-# transforms of twice the size), and cuFFT is fastest there too. The grid
-# then takes as many boxes as that length holds (floor(L / 2p), L >= 2m for a
-# linear, not circular, convolution), so the boxes come out no wider than
-# asked for at no extra FFT cost. These caps bound the FFT length: 2^17 in
-# 1D, 2^12 x 2^12 in 2D (beyond them the boxes widen with the embedding).
+# Grid sizes: the number of boxes per dimension is 5-smooth (only factors 2,
+# 3 and 5), so the FFT length 2 p n_boxes (zero-padded to twice the grid for
+# a linear, not circular, convolution) is one that TensorFlow's FFTs (DUCC
+# on the CPU, cuFFT on the GPU) run at full speed, as FIt-SNE's list of
+# allowed sizes does. The caps bound the FFT: 6 x 20000 in 1D, 3840 x 3840 in
+# 2D (beyond them the boxes widen with the embedding).
 # The default box is half as wide as openTSNE's (1): with 3 nodes the error
-# falls as the cube of the width, and at width 1 the repulsion of a sparse
-# embedding (N = 500 spread over 300 x 300) is off by 3-5% (measured).
-_FFT_MAX_INTERVALS = {1: 2 ** 17 // 6, 2: 2 ** 12 // 6}
+# falls as the cube of the width, and at width 1 the repulsion of a clustered
+# embedding 150-250 wide is off by 2-6% (measured; 0.04-0.8% at width 0.5).
+_FFT_MAX_INTERVALS = {1: 20000, 2: 640}
+# 1D grids are cheap (6 x 20000 nodes at most): finer boxes there, for
+# sparse 1D embeddings (N = 500, sd 50: 1.05e-2 at width 0.5, measured).
+_FFT_INTERVAL_WIDTH = {1: 0.25, 2: 0.5}
+_SMOOTH_SIZES = np.array(sorted(
+    2 ** i * 3 ** j * 5 ** k
+    for i in range(16) for j in range(10) for k in range(7)
+    if 2 ** i * 3 ** j * 5 ** k <= max(_FFT_MAX_INTERVALS.values())
+), np.int64)
 _FFT_OPTIONS = {
     "interpolation_points": 3,
     "min_intervals": 50,
-    "interval_width": 0.5,
+    "interval_width": None,
     "max_intervals": None,
 }
 
@@ -280,13 +287,14 @@ def _fft_grid(y, p, min_intervals, interval_width, max_intervals):
     extent = tf.reduce_max(hi - lo, axis=1)  # square boxes: the widest side
     widest = tf.cast(tf.reduce_max(extent), tf.float64)
     want = tf.maximum(tf.cast(min_intervals, tf.float64), tf.math.ceil(widest / interval_width))
-    want = tf.minimum(want, float(max_intervals))
-    # The smallest power of two L >= 2 p want; the log is only a first guess.
-    length = tf.pow(tf.constant(2.0, tf.float64),
-                    tf.math.ceil(tf.math.log(2.0 * p * want) / np.log(2.0) - 1e-9))
-    length = tf.where(length < 2.0 * p * want, 2.0 * length, length)
-    n_boxes = tf.minimum(tf.math.floor(length / (2.0 * p)), float(max_intervals))
-    n_boxes = tf.cast(n_boxes, tf.int64)
+    want = tf.cast(tf.minimum(want, float(max_intervals)), tf.int64)
+    # The smallest 5-smooth size >= want (max_intervals itself if none is below it).
+    sizes = tf.constant(_SMOOTH_SIZES)
+    pick = tf.searchsorted(sizes, want[tf.newaxis], side="left")[0]
+    n_boxes = tf.minimum(tf.gather(sizes, tf.minimum(pick, len(_SMOOTH_SIZES) - 1)),
+                         tf.constant(max_intervals, tf.int64))
+    n_boxes = tf.maximum(n_boxes, want)
+    length = 2 * p * n_boxes
     # All points identical: any width works (every point at the corner).
     side = tf.where(extent > 0, extent, tf.ones_like(extent))
     box_width = side / tf.cast(n_boxes, y.dtype)
@@ -308,7 +316,7 @@ def _sum_over_points(x):
     return tf.reduce_sum(parts, axis=1)
 
 
-def fft_repulsion(y, dof=1.0, interpolation_points=3, min_intervals=50, interval_width=0.5,
+def fft_repulsion(y, dof=1.0, interpolation_points=3, min_intervals=50, interval_width=None,
                   max_intervals=None, name=None):
     """The t-SNE repulsion by FFT-accelerated interpolation (FIt-SNE), d = 1 or 2.
 
@@ -326,17 +334,18 @@ def fft_repulsion(y, dof=1.0, interpolation_points=3, min_intervals=50, interval
 
     The grid grows with the embedding as in FIt-SNE and openTSNE: at least
     ``min_intervals`` boxes per dimension, boxes no wider than
-    ``interval_width`` while the embedding is large, as many as the
-    power-of-two FFT length holds, and at most ``max_intervals`` (default:
-    21845 in 1D, 682 in 2D). One grid shape serves the whole batch.
+    ``interval_width`` while the embedding is large, a count with no prime
+    factor above 5 (fast FFT lengths), and at most ``max_intervals`` (default:
+    20000 in 1D, 640 in 2D). One grid shape serves the whole batch.
 
     Args:
       y: ``[B, N, d]`` (or ``[N, d]``) embedding, d = 1 or 2, float32 or float64.
       dof: Student-t degrees of freedom, > 0.
       interpolation_points: nodes per box (1 to 8).
       min_intervals: the fewest boxes per dimension, >= 1.
-      interval_width: the widest box while the cap allows, > 0, times
-        ``sqrt(dof)`` when ``dof < 1`` (the kernel is that much narrower).
+      interval_width: the widest box while the cap allows, > 0 (default 0.25
+        in 1D, 0.5 in 2D), times ``sqrt(dof)`` when ``dof < 1`` (the kernel
+        is that much narrower).
       max_intervals: the most boxes per dimension.
 
     Returns:
@@ -349,7 +358,7 @@ def fft_repulsion(y, dof=1.0, interpolation_points=3, min_intervals=50, interval
         return _unbatch(rep, squeeze), _unbatch(z, squeeze)
 
 
-def _fft_repulsion(y, dof, interpolation_points=3, min_intervals=50, interval_width=0.5,
+def _fft_repulsion(y, dof, interpolation_points=3, min_intervals=50, interval_width=None,
                    max_intervals=None):
     d = y.shape[-1]
     if d not in (1, 2):
@@ -373,6 +382,8 @@ def _fft_repulsion(y, dof, interpolation_points=3, min_intervals=50, interval_wi
         raise _invalid(
             f"method 'fft': max_intervals must be an int in [min_intervals, {cap}] = "
             f"[{min_intervals}, {cap}] for d = {d}, but is {max_intervals!r}")
+    if interval_width is None:
+        interval_width = _FFT_INTERVAL_WIDTH[d]
     width = _positive_float(interval_width, "interval_width")
     if not (width > 0 and np.isfinite(width)):
         raise _invalid(f"method 'fft': interval_width must be a finite number > 0, but is "
