@@ -35,12 +35,21 @@ __host__ __device__ int64_t BoxesPer(int64_t d, int64_t n_boxes) { return d == 2
 
 size_t Align(size_t x) { return (x + 255) / 256 * 256; }
 
-size_t CubBytes(int64_t items) {
+// Key bits: keys are (batch, box) < total_boxes.
+int KeyBits(int64_t total_boxes) {
+  int end_bit = 1;
+  while (end_bit < 32 && (int64_t{1} << end_bit) <= total_boxes) ++end_bit;
+  return end_bit;
+}
+
+// CUB's scratch, queried with the arguments of the real sort.
+size_t CubBytes(int64_t items, int end_bit) {
   size_t bytes = 0;
   cub::DeviceRadixSort::SortPairs(nullptr, bytes, static_cast<const uint32_t*>(nullptr),
                                   static_cast<uint32_t*>(nullptr),
                                   static_cast<const int64_t*>(nullptr),
-                                  static_cast<int64_t*>(nullptr), static_cast<int>(items));
+                                  static_cast<int64_t*>(nullptr), static_cast<int>(items), 0,
+                                  end_bit);
   return bytes;
 }
 
@@ -59,7 +68,7 @@ SpreadWorkspace Carve(void* ws, int64_t batch, int64_t n, int64_t d, int64_t n_b
   w.box_start = reinterpret_cast<int64_t*>(p);
   p += Align(sizeof(int64_t) * (batch * BoxesPer(d, n_boxes) + 1));
   w.cub_temp = p;
-  w.cub_bytes = CubBytes(items);
+  w.cub_bytes = CubBytes(items, KeyBits(batch * BoxesPer(d, n_boxes)));
   return w;
 }
 
@@ -172,7 +181,8 @@ __global__ void GatherKernel(const T* __restrict__ y, const T* __restrict__ pote
 size_t FftSpreadWorkspaceBytes(int64_t batch, int64_t n, int64_t d, int64_t n_boxes) {
   const int64_t items = batch * n;
   return 2 * Align(sizeof(uint32_t) * items) + 2 * Align(sizeof(int64_t) * items) +
-         Align(sizeof(int64_t) * (batch * BoxesPer(d, n_boxes) + 1)) + Align(CubBytes(items));
+         Align(sizeof(int64_t) * (batch * BoxesPer(d, n_boxes) + 1)) +
+         Align(CubBytes(items, KeyBits(batch * BoxesPer(d, n_boxes))));
 }
 
 template <typename T>
@@ -192,8 +202,7 @@ cudaError_t LaunchFftSpread(cudaStream_t stream, const T* y, const T* charges, c
       y, origin, box_width, batch, n, d, n_boxes, w);
   cudaError_t err = cudaGetLastError();
   if (err != cudaSuccess) return err;
-  int end_bit = 1;
-  while (end_bit < 32 && (int64_t{1} << end_bit) <= total_boxes) ++end_bit;
+  const int end_bit = KeyBits(total_boxes);
   size_t bytes = w.cub_bytes;
   err = cub::DeviceRadixSort::SortPairs(w.cub_temp, bytes, w.keys_in, w.keys_out, w.vals_in,
                                         w.vals_out, static_cast<int>(items), 0, end_bit, stream);
