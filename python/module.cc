@@ -32,6 +32,7 @@ namespace kn = tsne_ops::kernels;
 
 void BindSparse(py::module_& m);  // python/sparse_bindings.cc
 void BindBarnesHut(py::module_& m);  // python/bh_bindings.cc
+void BindFft(py::module_& m);     // python/fft_bindings.cc
 
 namespace {
 
@@ -863,4 +864,5 @@ PYBIND11_MODULE(_tsne_kernels, m) {
   BindNearestNeighbors(m, &CpuFor);
   BindSparse(m);
   BindBarnesHut(m);
+  BindFft(m);
 }

@@ -21,6 +21,7 @@
 #include "cc/kernels/common.h"
 #include "cc/kernels/sparse_affinities.h"
 #include "cc/kernels/sparse_tsne_gradient.h"
+#include "python/binding_helpers.h"
 
 #ifdef TSNE_OPS_WITH_CUDA
 #include <cuda_runtime_api.h>
@@ -31,101 +32,7 @@ namespace kn = tsne_ops::kernels;
 
 namespace {
 
-[[noreturn]] void Fail(const std::string& msg) { throw py::value_error(msg); }
-
-std::string Shape(const py::array& a) {
-  std::string s = "(";
-  for (py::ssize_t k = 0; k < a.ndim(); ++k) {
-    s += (k ? ", " : "") + std::to_string(a.shape(k));
-  }
-  return s + (a.ndim() == 1 ? ",)" : ")");
-}
-
-// The threads the CPU kernels use: module.cc's set_num_threads, read back
-// through the module so that both files share one setting.
-kn::ParallelFor CpuFor(const py::module_& m) {
-  return kn::ThreadFor(m.attr("get_num_threads")().cast<int>());
-}
-
-py::array_t<int64_t, py::array::c_style> TakeIndices(const py::object& obj, const char* name) {
-  if (!py::isinstance<py::array>(obj)) Fail(std::string(name) + " must be a numpy array of int64");
-  py::array a = py::reinterpret_borrow<py::array>(obj);
-  if (!a.dtype().is(py::dtype::of<int64_t>())) {
-    Fail(std::string(name) + " must be int64, got dtype " + py::str(a.dtype()).cast<std::string>());
-  }
-  return py::array_t<int64_t, py::array::c_style>::ensure(a);
-}
-
-py::array TakeFloat(const py::object& obj, const char* name, const py::dtype* want) {
-  if (!py::isinstance<py::array>(obj)) {
-    Fail(std::string(name) + " must be a numpy array of float32 or float64");
-  }
-  py::array a = py::reinterpret_borrow<py::array>(obj);
-  const bool f32 = a.dtype().is(py::dtype::of<float>());
-  if (!f32 && !a.dtype().is(py::dtype::of<double>())) {
-    Fail(std::string(name) + " must be float32 or float64, got dtype " +
-         py::str(a.dtype()).cast<std::string>());
-  }
-  if (want != nullptr && !a.dtype().is(*want)) {
-    Fail(std::string(name) + " has dtype " + py::str(a.dtype()).cast<std::string>() +
-         " but must match " + py::str(*want).cast<std::string>());
-  }
-  if (f32) return py::array_t<float, py::array::c_style>::ensure(a);
-  return py::array_t<double, py::array::c_style>::ensure(a);
-}
-
-std::vector<int64_t> Dims(const py::array& a) {
-  std::vector<int64_t> d;
-  for (py::ssize_t k = 0; k < a.ndim(); ++k) d.push_back(a.shape(k));
-  return d;
-}
-
-void CheckMessage(const std::string& msg) {
-  if (!msg.empty()) Fail(msg);
-}
-
-#ifdef TSNE_OPS_WITH_CUDA
-void CudaCheck(cudaError_t err, const char* what) {
-  if (err != cudaSuccess) {
-    throw std::runtime_error(std::string("CUDA error in ") + what + ": " + cudaGetErrorName(err) +
-                             ": " + cudaGetErrorString(err));
-  }
-}
-
-// Synchronous device scratch for the numpy front end.
-struct Buf {
-  void* p = nullptr;
-  explicit Buf(size_t bytes) {
-    if (bytes > 0) CudaCheck(cudaMalloc(&p, bytes), "cudaMalloc");
-  }
-  Buf(const Buf&) = delete;
-  Buf& operator=(const Buf&) = delete;
-  ~Buf() {
-    if (p) cudaFree(p);
-  }
-  template <typename T>
-  T* as() const { return static_cast<T*>(p); }
-};
-
-void Upload(void* dst, const void* src, size_t bytes) {
-  if (bytes > 0) CudaCheck(cudaMemcpy(dst, src, bytes, cudaMemcpyHostToDevice), "cudaMemcpy");
-}
-void Download(void* dst, const void* src, size_t bytes) {
-  if (bytes > 0) CudaCheck(cudaMemcpy(dst, src, bytes, cudaMemcpyDeviceToHost), "cudaMemcpy");
-}
-#endif
-
-bool UseCuda(const std::string& device) {
-  if (device == "cpu") return false;
-  if (device == "cuda" || device == "gpu" || device == "cuda:0") {
-#ifdef TSNE_OPS_WITH_CUDA
-    return true;
-#else
-    throw std::runtime_error("device='cuda' requested but _tsne_kernels was built without CUDA");
-#endif
-  }
-  Fail("device must be 'cpu' or 'cuda', got '" + device + "'");
-}
+using namespace tsne_ops_py;  // NOLINT: the shared helpers (binding_helpers.h)
 
 // ------------------------------------------------- knn_joint_probabilities --
 
@@ -246,7 +153,11 @@ template <typename T>
 py::tuple SparseGradT(const std::vector<int64_t>& row_ptr, const std::vector<int64_t>& cols,
                       const py::array& pv, const py::array& y, bool batched, int64_t batch,
                       int64_t n, int64_t d, const kn::TsneGradientOptions& opt, bool compute_kl,
-                      bool cuda, const py::module_& m) {
+                      bool cuda, const py::module_& m, const py::array* rep = nullptr,
+                      const py::array* z = nullptr) {
+  // rep and z given: the attraction only, with that repulsion (FFT, Barnes-Hut).
+  const T* rp = rep ? static_cast<const T*>(rep->data()) : nullptr;
+  const T* zp = z ? static_cast<const T*>(z->data()) : nullptr;
   std::vector<py::ssize_t> gshape, kshape;
   if (batched) {
     gshape = {batch, n, d};
@@ -262,8 +173,13 @@ py::tuple SparseGradT(const std::vector<int64_t>& row_ptr, const std::vector<int
   if (!cuda) {
     const kn::ParallelFor pf = CpuFor(m);
     py::gil_scoped_release release;
-    kn::SparseTsneGradientCpu<T>(row_ptr.data(), cols.data(), pvp, yp, batch, n, d, opt, gp, kp,
-                                 pf);
+    if (rp != nullptr) {
+      kn::SparseTsneGradientFromRepulsionCpu<T>(row_ptr.data(), cols.data(), pvp, yp, batch, n,
+                                                d, opt, rp, zp, gp, kp, pf);
+    } else {
+      kn::SparseTsneGradientCpu<T>(row_ptr.data(), cols.data(), pvp, yp, batch, n, d, opt, gp,
+                                   kp, pf);
+    }
   } else {
 #ifdef TSNE_OPS_WITH_CUDA
     py::gil_scoped_release release;
@@ -275,11 +191,23 @@ py::tuple SparseGradT(const std::vector<int64_t>& row_ptr, const std::vector<int
     Upload(dcols.p, cols.data(), nnz * sizeof(int64_t));
     Upload(dpv.p, pvp, nnz * sizeof(T));
     Upload(dy.p, yp, ny * sizeof(T));
-    CudaCheck(kn::LaunchSparseTsneGradient<T>(nullptr, drp.as<int64_t>(), dcols.as<int64_t>(),
-                                              dpv.as<T>(), dy.as<T>(), batch, n, d, opt,
-                                              dg.as<T>(), compute_kl ? dkl.as<T>() : nullptr,
-                                              ws.p),
-              "sparse_tsne_gradient");
+    if (rp != nullptr) {
+      Buf drep(ny * sizeof(T)), dz(batch * sizeof(T));
+      Upload(drep.p, rp, ny * sizeof(T));
+      Upload(dz.p, zp, batch * sizeof(T));
+      CudaCheck(kn::LaunchSparseTsneGradientFromRepulsion<T>(
+                    nullptr, drp.as<int64_t>(), dcols.as<int64_t>(), dpv.as<T>(), dy.as<T>(),
+                    batch, n, d, opt, drep.as<T>(), dz.as<T>(), dg.as<T>(),
+                    compute_kl ? dkl.as<T>() : nullptr, ws.p),
+                "sparse_tsne_gradient_from_repulsion");
+      CudaCheck(cudaDeviceSynchronize(), "sparse_tsne_gradient_from_repulsion");
+    } else {
+      CudaCheck(kn::LaunchSparseTsneGradient<T>(nullptr, drp.as<int64_t>(), dcols.as<int64_t>(),
+                                                dpv.as<T>(), dy.as<T>(), batch, n, d, opt,
+                                                dg.as<T>(), compute_kl ? dkl.as<T>() : nullptr,
+                                                ws.p),
+                "sparse_tsne_gradient");
+    }
     CudaCheck(cudaDeviceSynchronize(), "sparse_tsne_gradient");
     Download(gp, dg.p, ny * sizeof(T));
     if (compute_kl) Download(kp, dkl.p, batch * sizeof(T));
@@ -292,7 +220,8 @@ py::tuple SparseGradT(const std::vector<int64_t>& row_ptr, const std::vector<int
 
 py::tuple SparseGrad(py::object pi_obj, py::object pv_obj, py::object y_obj, double exaggeration,
                      double dof, bool compute_kl, bool scale_repulsion_by_p_sum,
-                     const std::string& device, const py::module_& m) {
+                     const std::string& device, const py::module_& m,
+                     py::object rep_obj = py::none(), py::object z_obj = py::none()) {
   const bool cuda = UseCuda(device);
   py::array y = TakeFloat(y_obj, "y", nullptr);
   py::dtype yd = y.dtype();
@@ -326,15 +255,50 @@ py::tuple SparseGrad(py::object pi_obj, py::object pv_obj, py::object y_obj, dou
   opt.dof = dof;
   opt.scale_repulsion_by_p_sum = scale_repulsion_by_p_sum;
   const kn::ParallelFor pf = CpuFor(m);
+  py::array rep, z;
+  const bool given = !rep_obj.is_none();
+  if (given) {
+    rep = TakeFloat(rep_obj, "repulsion", &yd);
+    z = TakeFloat(z_obj, "z", &yd);
+    if (Dims(rep) != Dims(y)) {
+      Fail("repulsion must have the shape of y " + Shape(y) + ", got shape " + Shape(rep));
+    }
+    if (z.size() != batch || z.ndim() != (batched ? 1 : 0)) {
+      Fail(std::string("z must be ") + (batched ? "[batch]" : "a scalar") + " for y of shape " +
+           Shape(y) + ", got shape " + Shape(z));
+    }
+    for (int64_t b = 0; b < batch; ++b) {
+      const double zb = yd.is(py::dtype::of<float>()) ? static_cast<const float*>(z.data())[b]
+                                                      : static_cast<const double*>(z.data())[b];
+      if (!(zb > 0) || !std::isfinite(zb)) {
+        Fail("z must be finite and > 0, got z[" + std::to_string(b) + "] = " +
+             std::to_string(zb));
+      }
+    }
+  }
   if (yd.is(py::dtype::of<float>())) {
     CheckMessage(kn::CheckNonNegativeFinite<float>(static_cast<const float*>(pv.data()), Dims(pv),
                                                    "p_values", &pf));
     CheckMessage(kn::CheckAllFinite<float>(static_cast<const float*>(y.data()), Dims(y), "y", &pf));
+    if (given) {
+      CheckMessage(kn::CheckAllFinite<float>(static_cast<const float*>(rep.data()), Dims(rep),
+                                             "repulsion", &pf));
+      return SparseGradT<float>(row_ptr, cols, pv, y, batched, batch, n, d, opt, compute_kl,
+                                cuda, m, &rep, &z);
+    }
     return SparseGradT<float>(row_ptr, cols, pv, y, batched, batch, n, d, opt, compute_kl, cuda, m);
+  }
+  if (given) {
+    CheckMessage(kn::CheckAllFinite<double>(static_cast<const double*>(rep.data()), Dims(rep),
+                                            "repulsion", &pf));
   }
   CheckMessage(kn::CheckNonNegativeFinite<double>(static_cast<const double*>(pv.data()), Dims(pv),
                                                   "p_values", &pf));
   CheckMessage(kn::CheckAllFinite<double>(static_cast<const double*>(y.data()), Dims(y), "y", &pf));
+  if (given) {
+    return SparseGradT<double>(row_ptr, cols, pv, y, batched, batch, n, d, opt, compute_kl, cuda,
+                               m, &rep, &z);
+  }
   return SparseGradT<double>(row_ptr, cols, pv, y, batched, batch, n, d, opt, compute_kl, cuda, m);
 }
 
@@ -393,6 +357,20 @@ void BindSparse(py::module_& m) {
       py::arg("scale_repulsion_by_p_sum") = false, py::arg("device") = "cpu",
       "t-SNE gradient and KL for a sparse P in canonical COO form (exact repulsion): returns "
       "(grad, kl or None).");
+  m.def(
+      "sparse_tsne_gradient_from_repulsion",
+      [m](py::object p_indices, py::object p_values, py::object y, py::object repulsion,
+          py::object z, double exaggeration, double dof, bool compute_kl,
+          bool scale_repulsion_by_p_sum, const std::string& device) {
+        return SparseGrad(p_indices, p_values, y, exaggeration, dof, compute_kl,
+                          scale_repulsion_by_p_sum, device, m, repulsion, z);
+      },
+      py::arg("p_indices"), py::arg("p_values"), py::arg("y"), py::arg("repulsion"),
+      py::arg("z"), py::arg("exaggeration") = 1.0, py::arg("dof") = 1.0,
+      py::arg("compute_kl") = true, py::arg("scale_repulsion_by_p_sum") = false,
+      py::arg("device") = "cpu",
+      "sparse_tsne_gradient with the repulsion R (shaped like y) and Z ([batch] or a scalar) "
+      "given, e.g. by fft_repulsion: only the attraction runs. Returns (grad, kl or None).");
   m.def("coo_to_csr", &CooToCsrPy, py::arg("p_indices"), py::arg("batch"), py::arg("n"),
         "Canonical COO indices [nnz, 3] -> (row_ptr [batch * n + 1], cols [nnz]), the form the "
         "raw cuda.sparse_tsne_gradient takes.");

@@ -82,3 +82,22 @@ def nearest_neighbors(x, k, y=None, dtype=None):
     cols = np.broadcast_to(np.arange(d2.shape[-1]), d2.shape)
     order = np.lexsort((cols, d2), axis=-1)[..., :k]  # last key first: distance, then index
     return order, np.take_along_axis(d2, order, axis=-1)
+
+
+def repulsion(y, dof=1.0, block=512):
+    """The exact repulsion of one batch y [n, d] (float64), in row blocks so
+    that n = 3000 needs no n x n x d array: (R [n, d], Z) with
+    R_i = sum_{j != i} w_ij u_ij (y_i - y_j) and Z = sum_{i != j} w_ij."""
+    y = np.asarray(y, np.float64)
+    n = y.shape[0]
+    rep = np.zeros_like(y)
+    z = 0.0
+    for i0 in range(0, n, block):
+        diff = y[i0 : i0 + block, None, :] - y[None, :, :]
+        base = 1.0 + (diff**2).sum(-1) / dof
+        w = base ** (-(dof + 1.0) / 2.0)
+        rows = np.arange(i0, min(n, i0 + block))
+        w[rows - i0, rows] = 0.0  # j != i
+        rep[i0 : i0 + block] = ((w / base)[:, :, None] * diff).sum(1)
+        z += w.sum()
+    return rep, z

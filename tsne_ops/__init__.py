@@ -29,6 +29,9 @@ __all__ = [
     "tsne_loss",
     "nearest_neighbors",
     "knn_joint_probabilities",
+    "fft_repulsion",
+    "barnes_hut_repulsion",
+    "register_repulsion",
     "build_info",
     "TSNE",
     "ParametricTSNE",
@@ -52,7 +55,8 @@ def _started_as_command_line():
 if _started_as_command_line():
     # Where each public name lives, for the lazy lookup below (PEP 562).
     _MODULES = {"datasets", "metrics", "plotting"}
-    _HOMES = {"TSNE": "tsne_ops.tsne", "ParametricTSNE": "tsne_ops.parametric"}
+    _HOMES = {"TSNE": "tsne_ops.tsne", "ParametricTSNE": "tsne_ops.parametric",
+              "fft_repulsion": "tsne_ops.repulsion", "barnes_hut_repulsion": "tsne_ops.repulsion"}
 
     def __getattr__(name):
         import importlib
@@ -73,9 +77,11 @@ else:
         nearest_neighbors,
         pairwise_squared_distance,
         perplexity_affinities,
+        register_repulsion,
         tsne_gradient,
         tsne_loss,
     )
+    from tsne_ops.repulsion import barnes_hut_repulsion, fft_repulsion
     from tsne_ops.tsne import TSNE
     from tsne_ops.parametric import ParametricTSNE
     from tsne_ops import datasets, metrics, plotting

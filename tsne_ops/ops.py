@@ -18,6 +18,7 @@ __all__ = [
     "knn_joint_probabilities",
     "tsne_gradient",
     "tsne_loss",
+    "register_repulsion",
     "nearest_neighbors",
     "build_info",
 ]
@@ -245,12 +246,97 @@ def knn_joint_probabilities(indices, sq_distances, perplexity, name=None):
         return tf.SparseTensor(p_idx, p_val, p_shape)
 
 
-_METHODS = ("exact",)
+# ------------------------------------------------- approximate repulsion --
+#
+# A repulsion method maps (y [B, N, d], dof, **options) to (R [B, N, d],
+# Z [B]) with R_i = sum_{j != i} w_ij u_ij (y_i - y_j) and
+# Z = sum_{i != j} w_ij; SparseTsneGradientFromRepulsion adds the attraction
+# over P's stored entries. 'exact' is not in the registry: it stays on the
+# fused SparseTsneGradient kernel.
+
+class _Repulsion:
+    __slots__ = ("fn", "options", "dims")
+
+    def __init__(self, fn, options, dims):
+        self.fn, self.options, self.dims = fn, dict(options), tuple(dims)
 
 
-def _check_method(method):
-    if method not in _METHODS:
-        raise _invalid(f"method must be one of {_METHODS}, but is {method!r}")
+_REPULSIONS = {}
+
+
+def register_repulsion(method, fn, options=None, dims=None):
+    """Registers an approximate repulsion for ``tsne_gradient`` and ``tsne_loss``.
+
+    Args:
+      method: the name users pass as ``method=``.
+      fn: ``fn(y, dof, **options) -> (R, Z)`` for ``y`` ``[B, N, d]`` (rank 3,
+        float32 or float64) and ``dof`` a scalar tensor of ``y``'s dtype; ``R``
+        shaped like ``y`` and ``Z`` ``[B]``, both in ``y``'s dtype. Not
+        differentiated (the loss's gradient in ``y`` is built from them).
+      options: ``{name: default}`` of the keyword options ``fn`` accepts; any
+        other keyword is rejected before ``fn`` runs.
+      dims: the embedding dimensions ``d`` the method supports (None: any).
+    """
+    _REPULSIONS[method] = _Repulsion(fn, options or {}, dims or ())
+
+
+def _methods():
+    return ("exact",) + tuple(_REPULSIONS)
+
+
+def _check_method(method, options=None):
+    """The method's registry entry (None for 'exact') and its full options."""
+    if method == "exact":
+        if options:
+            raise _invalid(
+                f"method 'exact' takes no options, but got {sorted(options)}"
+            )
+        return None, {}
+    if not isinstance(method, str) or method not in _REPULSIONS:
+        raise _invalid(f"method must be one of {_methods()}, but is {method!r}")
+    entry = _REPULSIONS[method]
+    unknown = sorted(set(options or {}) - set(entry.options))
+    if unknown:
+        raise _invalid(
+            f"method {method!r} does not take option(s) {unknown}; its options are "
+            f"{sorted(entry.options)}"
+        )
+    return entry, {**entry.options, **(options or {})}
+
+
+def _check_method_dims(method, entry, y):
+    d = y.shape[-1]
+    if entry.dims and d is not None and d not in entry.dims:
+        raise _invalid(
+            f"method {method!r} supports embedding dimensions d in {entry.dims}, but y has "
+            f"d = {d} (shape {y.shape})"
+        )
+
+
+def _approximate_gradient(entry, options, p, y, exaggeration, dof, compute_kl,
+                          scale_repulsion_by_p_sum):
+    dof_t = _scalar(dof, "dof", y.dtype)
+    rep, z = entry.fn(tf.stop_gradient(y), dof_t, **options)
+    return _ops.tsne_sparse_tsne_gradient_from_repulsion(
+        p.indices, p.values, p.dense_shape, y, tf.stop_gradient(rep), tf.stop_gradient(z),
+        _scalar(exaggeration, "exaggeration", y.dtype), dof_t,
+        compute_kl=bool(compute_kl), scale_repulsion_by_p_sum=scale_repulsion_by_p_sum,
+    )
+
+
+def _approximate_loss(entry, options, p, y, dof):
+    """KL with Z from the approximation; its gradient in y from the same pass."""
+
+    @tf.custom_gradient
+    def loss(y_):
+        dy, kl = _approximate_gradient(entry, options, p, y_, 1.0, dof, True, True)
+
+        def grad(dkl):
+            return dkl[:, tf.newaxis, tf.newaxis] * dy
+
+        return kl, grad
+
+    return loss(y)
 
 
 def _sparse_p_and_y(p, y):
@@ -277,7 +363,8 @@ def _sparse_p_and_y(p, y):
     return p, y, squeeze
 
 
-def tsne_gradient(p, y, exaggeration=1.0, dof=1.0, compute_kl=True, method="exact", name=None):
+def tsne_gradient(p, y, exaggeration=1.0, dof=1.0, compute_kl=True, method="exact", name=None,
+                  **method_options):
     """The fused t-SNE gradient and KL divergence (no N x N temporary).
 
     With ``a = dof``, ``u_ij = (1 + |y_i - y_j|^2 / a)^-1``,
@@ -295,15 +382,32 @@ def tsne_gradient(p, y, exaggeration=1.0, dof=1.0, compute_kl=True, method="exac
       dof: Student-t degrees of freedom, > 0.
       compute_kl: also compute ``KL(P || Q)`` (two logarithms a pair); when
         False the second result is None.
-      method: the repulsion for a sparse ``p``; only ``'exact'`` (every pair,
-        in tiles: O(N^2) time, O(N d) memory) for now.
+      method: the repulsion for a sparse ``p``: ``'exact'`` (every pair, in
+        tiles: O(N^2) time, O(N d) memory), ``'fft'`` (interpolation on a
+        grid with an FFT convolution, d = 1 or 2; see ``fft_repulsion``), or
+        any method added with ``register_repulsion``. A dense ``p`` is always
+        exact.
+      **method_options: the method's options (for ``'fft'``:
+        ``interpolation_points``, ``min_intervals``, ``interval_width``,
+        ``max_intervals``); unknown ones are an error.
 
     Returns:
       ``(grad, kl)``: ``grad`` shaped like ``y``; ``kl`` ``[B]`` (a scalar for
-      rank-2 input) or None.
+      rank-2 input) or None. With an approximate method, ``kl`` uses its Z.
     """
     with tf.name_scope(name or "tsne_gradient"):
-        _check_method(method)
+        entry, options = _check_method(method, method_options)
+        if entry is not None:
+            if not isinstance(p, tf.SparseTensor):
+                raise _invalid(
+                    f"method {method!r} needs a sparse p (a tf.SparseTensor, as "
+                    f"knn_joint_probabilities returns); a dense p is always exact"
+                )
+            p, y, squeeze = _sparse_p_and_y(p, y)
+            _check_method_dims(method, entry, y)
+            grad, kl = _approximate_gradient(entry, options, p, y, exaggeration, dof,
+                                             compute_kl, False)
+            return _unbatch(grad, squeeze), (_unbatch(kl, squeeze) if compute_kl else None)
         if isinstance(p, tf.SparseTensor):
             p, y, squeeze = _sparse_p_and_y(p, y)
             grad, kl = _ops.tsne_sparse_tsne_gradient(
@@ -330,7 +434,7 @@ def tsne_gradient(p, y, exaggeration=1.0, dof=1.0, compute_kl=True, method="exac
         return _unbatch(grad, squeeze), (_unbatch(kl, squeeze) if compute_kl else None)
 
 
-def tsne_loss(p, y, dof=1.0, method="exact", name=None):
+def tsne_loss(p, y, dof=1.0, method="exact", name=None, **method_options):
     """The t-SNE loss ``KL(P || Q)``, differentiable in ``y`` (and ``p``).
 
     Its gradient with respect to ``y`` runs the fused t-SNE kernel (the exact
@@ -345,13 +449,25 @@ def tsne_loss(p, y, dof=1.0, method="exact", name=None):
         ``y`` only; its gradient runs the sparse kernel).
       y: ``[B, N, d]`` (or ``[N, d]``) embedding.
       dof: Student-t degrees of freedom, > 0.
-      method: the repulsion for a sparse ``p``; only ``'exact'`` for now.
+      method: the repulsion for a sparse ``p``, as in ``tsne_gradient``; with
+        an approximate method, Z (in the loss) and the gradient in ``y`` both
+        come from the same approximate pass.
+      **method_options: the method's options, as in ``tsne_gradient``.
 
     Returns:
       ``kl``: ``[B]`` (a scalar for rank-2 input).
     """
     with tf.name_scope(name or "tsne_loss"):
-        _check_method(method)
+        entry, options = _check_method(method, method_options)
+        if entry is not None:
+            if not isinstance(p, tf.SparseTensor):
+                raise _invalid(
+                    f"method {method!r} needs a sparse p (a tf.SparseTensor, as "
+                    f"knn_joint_probabilities returns); a dense p is always exact"
+                )
+            p, y, squeeze = _sparse_p_and_y(p, y)
+            _check_method_dims(method, entry, y)
+            return _unbatch(_approximate_loss(entry, options, p, y, dof), squeeze)
         if isinstance(p, tf.SparseTensor):
             p, y, squeeze = _sparse_p_and_y(p, y)
             kl = _ops.tsne_sparse_tsne_loss(
@@ -497,3 +613,8 @@ tf.RegisterGradient("TSNE>SquaredDistanceGrad")(
 tf.RegisterGradient("TSNE>CrossSquaredDistanceGrad")(
     _not_differentiable("the gradient of pairwise_squared_distance", "no second derivatives")
 )
+
+
+# The approximate repulsions live in tsne_ops.repulsion and register
+# themselves there; importing it here makes them available wherever the ops are.
+from tsne_ops import repulsion as _repulsion  # noqa: E402,F401  (registers 'fft', 'barnes_hut')

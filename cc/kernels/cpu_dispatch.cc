@@ -57,6 +57,16 @@ void SparseTsneGradientCpu(const int64_t* row_ptr, const int64_t* cols, const T*
                     grad, kl, parallel_for);
 }
 
+template <typename T>
+void SparseTsneGradientFromRepulsionCpu(const int64_t* row_ptr, const int64_t* cols,
+                                        const T* p_values, const T* y, int64_t batch,
+                                        int64_t n, int64_t d, const TsneGradientOptions& options,
+                                        const T* repulsion, const T* z, T* grad, T* kl,
+                                        const ParallelFor& parallel_for) {
+  TSNE_OPS_DISPATCH(SparseTsneGradientFromRepulsionCpu, row_ptr, cols, p_values, y, batch, n,
+                    d, options, repulsion, z, grad, kl, parallel_for);
+}
+
 #undef TSNE_OPS_DISPATCH
 
 #define TSNE_OPS_INSTANTIATE(T)                                                              \
@@ -73,7 +83,10 @@ void SparseTsneGradientCpu(const int64_t* row_ptr, const int64_t* cols, const T*
                                    const TsneGradientOptions&, T*, T*, const ParallelFor&); \
   template void SparseTsneGradientCpu<T>(const int64_t*, const int64_t*, const T*, const T*,  \
                                          int64_t, int64_t, int64_t, const TsneGradientOptions&, \
-                                         T*, T*, const ParallelFor&);
+                                         T*, T*, const ParallelFor&);                   \
+  template void SparseTsneGradientFromRepulsionCpu<T>(                                      \
+      const int64_t*, const int64_t*, const T*, const T*, int64_t, int64_t, int64_t,        \
+      const TsneGradientOptions&, const T*, const T*, T*, T*, const ParallelFor&);
 TSNE_OPS_INSTANTIATE(float)
 TSNE_OPS_INSTANTIATE(double)
 #undef TSNE_OPS_INSTANTIATE

@@ -150,7 +150,7 @@ __global__ void __launch_bounds__(kThreads)
 constexpr int kReduceThreads = 256;
 __global__ void __launch_bounds__(kReduceThreads)
     ReduceKernel(Workspace w, int64_t batch, int64_t n, double alpha, bool want_kl,
-                 void* kl_out, bool is_float) {
+                 void* kl_out, bool is_float, const void* z_given) {
   __shared__ double scratch[kReduceThreads];
   const int64_t rows = batch * n;
   for (int64_t b = blockIdx.x; b < batch; b += gridDim.x) {
@@ -161,6 +161,11 @@ __global__ void __launch_bounds__(kReduceThreads)
       tot[q] = cuda_detail::BlockSum(s, scratch);
     }
     if (threadIdx.x == 0) {
+      // A repulsion computed elsewhere brings its own Z (rows4's z is unused).
+      if (z_given != nullptr) {
+        tot[0] = is_float ? static_cast<double>(static_cast<const float*>(z_given)[b])
+                          : static_cast<const double*>(z_given)[b];
+      }
       for (int q = 0; q < 4; ++q) w.batch4[4 * b + q] = tot[q];
       if (want_kl) {
         const double kl = tot[2] - 0.5 * (alpha + 1.0) * tot[3] + tot[1] * log(tot[0]);
@@ -173,13 +178,15 @@ __global__ void __launch_bounds__(kReduceThreads)
 
 template <typename T>
 __global__ void FinishKernel(Workspace w, int64_t batch, int64_t n, int64_t d, double c,
-                             double exaggeration, bool scale_by_p_sum, T* __restrict__ grad) {
+                             double exaggeration, bool scale_by_p_sum,
+                             const T* __restrict__ rep_given, T* __restrict__ grad) {
   const int64_t e = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (e >= batch * n * d) return;
   const int64_t b = e / (n * d);
   const double z = w.batch4[4 * b], s = w.batch4[4 * b + 1];
   const double rep_scale = (scale_by_p_sum ? s : 1.0) / z;
-  grad[e] = static_cast<T>(c * exaggeration * w.att[e] - c * rep_scale * w.rep[e]);
+  const double r = rep_given != nullptr ? static_cast<double>(rep_given[e]) : w.rep[e];
+  grad[e] = static_cast<T>(c * exaggeration * w.att[e] - c * rep_scale * r);
 }
 
 template <typename T, int D>
@@ -233,12 +240,39 @@ cudaError_t LaunchSparseTsneGradient(cudaStream_t stream, const int64_t* row_ptr
   }
   if (err != cudaSuccess) return err;
   ReduceKernel<<<static_cast<unsigned>(batch), kReduceThreads, 0, stream>>>(
-      w, batch, n, alpha, want_kl, kl, sizeof(T) == 4);
+      w, batch, n, alpha, want_kl, kl, sizeof(T) == 4, nullptr);
   err = cudaGetLastError();
   if (err != cudaSuccess || grad == nullptr) return err;
   FinishKernel<T><<<static_cast<unsigned>(CeilDiv(rows * d, 256)), 256, 0, stream>>>(
       w, batch, n, d, 2.0 * (alpha + 1.0) / alpha, options.exaggeration,
-      options.scale_repulsion_by_p_sum, grad);
+      options.scale_repulsion_by_p_sum, nullptr, grad);
+  return cudaGetLastError();
+}
+
+template <typename T>
+cudaError_t LaunchSparseTsneGradientFromRepulsion(
+    cudaStream_t stream, const int64_t* row_ptr, const int64_t* cols, const T* p_values,
+    const T* y, int64_t batch, int64_t n, int64_t d, const TsneGradientOptions& options,
+    const T* repulsion, const T* z, T* grad, T* kl, void* workspace) {
+  if (batch <= 0 || n <= 0) return cudaSuccess;
+  if (batch > 65535) return cudaErrorInvalidValue;
+  const double alpha = options.dof;
+  const bool want_kl = (kl != nullptr);
+  Workspace w = Carve(workspace, batch, n, d);
+  const int64_t rows = batch * n;
+  // The attraction pass of the exact kernel, then the same reduction and
+  // finish with the given R and Z in place of the tiled repulsion.
+  AttractionKernel<T><<<static_cast<unsigned>(CeilDiv(rows, kThreads)), kThreads, 0, stream>>>(
+      row_ptr, cols, p_values, y, batch, n, d, 1.0 / alpha, want_kl, w);
+  cudaError_t err = cudaGetLastError();
+  if (err != cudaSuccess) return err;
+  ReduceKernel<<<static_cast<unsigned>(batch), kReduceThreads, 0, stream>>>(
+      w, batch, n, alpha, want_kl, kl, sizeof(T) == 4, z);
+  err = cudaGetLastError();
+  if (err != cudaSuccess || grad == nullptr) return err;
+  FinishKernel<T><<<static_cast<unsigned>(CeilDiv(rows * d, 256)), 256, 0, stream>>>(
+      w, batch, n, d, 2.0 * (alpha + 1.0) / alpha, options.exaggeration,
+      options.scale_repulsion_by_p_sum, repulsion, grad);
   return cudaGetLastError();
 }
 
@@ -247,7 +281,10 @@ cudaError_t LaunchSparseTsneGradient(cudaStream_t stream, const int64_t* row_ptr
   template cudaError_t LaunchSparseTsneGradient<T>(cudaStream_t, const int64_t*,             \
                                                    const int64_t*, const T*, const T*,       \
                                                    int64_t, int64_t, int64_t,                \
-                                                   const TsneGradientOptions&, T*, T*, void*);
+                                                   const TsneGradientOptions&, T*, T*, void*); \
+  template cudaError_t LaunchSparseTsneGradientFromRepulsion<T>(                             \
+      cudaStream_t, const int64_t*, const int64_t*, const T*, const T*, int64_t, int64_t,     \
+      int64_t, const TsneGradientOptions&, const T*, const T*, T*, T*, void*);
 TSNE_OPS_INSTANTIATE(float)
 TSNE_OPS_INSTANTIATE(double)
 #undef TSNE_OPS_INSTANTIATE

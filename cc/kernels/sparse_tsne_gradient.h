@@ -44,7 +44,15 @@ std::string CooToCsr(const int64_t* indices, int64_t nnz, int64_t batch, int64_t
                              const T* p_values, const T* y, int64_t batch,      \
                              int64_t n, int64_t d,                              \
                              const TsneGradientOptions& options, T* grad,       \
-                             T* kl, const ParallelFor& parallel_for);
+                             T* kl, const ParallelFor& parallel_for);             \
+  /* The same grad and kl from a repulsion computed elsewhere (FFT, Barnes-Hut): */ \
+  /* repulsion [batch, n, d] = R (unnormalised) and z [batch] = Z > 0; only the  */ \
+  /* attraction over P's stored entries runs here, O(nnz d).                     */ \
+  template <typename T>                                                         \
+  void SparseTsneGradientFromRepulsionCpu(                                      \
+      const int64_t* row_ptr, const int64_t* cols, const T* p_values, const T* y, \
+      int64_t batch, int64_t n, int64_t d, const TsneGradientOptions& options,   \
+      const T* repulsion, const T* z, T* grad, T* kl, const ParallelFor& parallel_for);
 
 TSNE_OPS_SPARSE_GRADIENT_CPU_DECLS
 namespace baseline { TSNE_OPS_SPARSE_GRADIENT_CPU_DECLS }
@@ -60,6 +68,12 @@ cudaError_t LaunchSparseTsneGradient(cudaStream_t stream, const int64_t* row_ptr
                                      int64_t batch, int64_t n, int64_t d,
                                      const TsneGradientOptions& options, T* grad, T* kl,
                                      void* workspace);
+// SparseTsneGradientFromRepulsionCpu on the device (same workspace size).
+template <typename T>
+cudaError_t LaunchSparseTsneGradientFromRepulsion(
+    cudaStream_t stream, const int64_t* row_ptr, const int64_t* cols, const T* p_values,
+    const T* y, int64_t batch, int64_t n, int64_t d, const TsneGradientOptions& options,
+    const T* repulsion, const T* z, T* grad, T* kl, void* workspace);
 #endif
 
 }  // namespace kernels

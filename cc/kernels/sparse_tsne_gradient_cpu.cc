@@ -226,6 +226,57 @@ void SparseTsneGradientCpu(const int64_t* row_ptr, const int64_t* cols, const T*
   }
 }
 
+template <typename T>
+void SparseTsneGradientFromRepulsionCpu(const int64_t* row_ptr, const int64_t* cols,
+                                        const T* p_values, const T* y, int64_t batch,
+                                        int64_t n, int64_t d, const TsneGradientOptions& options,
+                                        const T* repulsion, const T* z, T* grad, T* kl,
+                                        const ParallelFor& parallel_for) {
+  const double alpha = options.dof;
+  const bool want_kl = (kl != nullptr);
+  const double c = 2.0 * (alpha + 1.0) / alpha;
+  std::vector<T> yt(batch * d * n);
+  for (int64_t b = 0; b < batch; ++b)
+    for (int64_t i = 0; i < n; ++i)
+      for (int64_t k = 0; k < d; ++k) yt[(b * d + k) * n + i] = y[(b * n + i) * d + k];
+  std::vector<double> att(batch * n * d, 0.0);
+  std::vector<RowSums> sums(batch * n);
+  // Only the attraction runs here (O(nnz d)); the same row function as the
+  // exact kernel, so the two paths differ only in where R and Z come from.
+  parallel_for(batch * n, 64 * d * 8, [&](int64_t begin, int64_t end) {
+    for (int64_t u = begin; u < end; ++u) {
+      const int64_t b = u / n, i = u % n;
+      Attraction<T>(row_ptr, cols, p_values, yt.data() + b * d * n, n, d, u, i, 1.0 / alpha,
+                    want_kl, att.data() + u * d, sums[u]);
+    }
+  });
+  for (int64_t b = 0; b < batch; ++b) {
+    double s = 0, plp = 0, plu = 0;
+    for (int64_t i = 0; i < n; ++i) {
+      const RowSums& r = sums[b * n + i];
+      s += r.p_sum;
+      plp += r.p_log_p;
+      plu += r.p_log_u;
+    }
+    const double zb = static_cast<double>(z[b]);
+    if (grad != nullptr) {
+      const double rep_scale = (options.scale_repulsion_by_p_sum ? s : 1.0) / zb;
+      const double ca = c * options.exaggeration, cr = c * rep_scale;
+      for (int64_t e = b * n * d; e < (b + 1) * n * d; ++e)
+        grad[e] = static_cast<T>(ca * att[e] - cr * static_cast<double>(repulsion[e]));
+    }
+    if (kl != nullptr) kl[b] = static_cast<T>(plp - 0.5 * (alpha + 1.0) * plu + s * std::log(zb));
+  }
+}
+
+#define TSNE_OPS_INSTANTIATE_FROM_REP(T)                                                      \
+  template void SparseTsneGradientFromRepulsionCpu<T>(                                        \
+      const int64_t*, const int64_t*, const T*, const T*, int64_t, int64_t, int64_t,          \
+      const TsneGradientOptions&, const T*, const T*, T*, T*, const ParallelFor&);
+TSNE_OPS_INSTANTIATE_FROM_REP(float)
+TSNE_OPS_INSTANTIATE_FROM_REP(double)
+#undef TSNE_OPS_INSTANTIATE_FROM_REP
+
 template void SparseTsneGradientCpu<float>(const int64_t*, const int64_t*, const float*,
                                            const float*, int64_t, int64_t, int64_t,
                                            const TsneGradientOptions&, float*, float*,

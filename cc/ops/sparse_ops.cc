@@ -198,6 +198,57 @@ dof: scalar, degrees of freedom of the Student-t kernel, > 0.
 kl: [batch].
 )doc");
 
+REGISTER_OP("TSNE>SparseTsneGradientFromRepulsion")
+    .Input("p_indices: int64")
+    .Input("p_values: T")
+    .Input("p_dense_shape: int64")
+    .Input("y: T")
+    .Input("repulsion: T")
+    .Input("z: T")
+    .Input("exaggeration: T")
+    .Input("dof: T")
+    .Output("grad: T")
+    .Output("kl: T")
+    .Attr("T: {float, double}")
+    .Attr("compute_kl: bool = true")
+    .Attr("scale_repulsion_by_p_sum: bool = false")
+    .SetShapeFn([](InferenceContext* c) {
+      ShapeHandle y, r, z;
+      TF_RETURN_IF_ERROR(c->WithRank(c->input(3), 3, &y));
+      TF_RETURN_IF_ERROR(c->WithRank(c->input(4), 3, &r));
+      TF_RETURN_IF_ERROR(c->Merge(y, r, &y));
+      TF_RETURN_IF_ERROR(c->WithRank(c->input(5), 1, &z));
+      DimensionHandle b;
+      TF_RETURN_IF_ERROR(c->Merge(c->Dim(y, 0), c->Dim(z, 0), &b));
+      bool compute_kl = true;
+      TF_RETURN_IF_ERROR(c->GetAttr("compute_kl", &compute_kl));
+      c->set_output(0, y);
+      c->set_output(1, compute_kl ? c->MakeShape({b}) : c->MakeShape({0}));
+      return absl::OkStatus();
+    })
+    .Doc(R"doc(
+The t-SNE gradient and KL for a sparse P from a repulsion computed elsewhere.
+
+The attraction runs over P's stored entries as in SparseTsneGradient; the
+repulsion R and its normaliser Z come from an approximation (FFT
+interpolation, Barnes-Hut): grad = (2 (a + 1) / a) (exaggeration A - s R / Z),
+kl = sum p log p - sum p log w + s log Z. Given the exact R and Z, the result
+equals SparseTsneGradient's.
+
+p_indices: [nnz, 3] int64, canonical row-major order, no duplicates.
+p_values: [nnz] joint probabilities (finite, >= 0).
+p_dense_shape: [batch, n, n].
+y: [batch, n, d] embedding.
+repulsion: [batch, n, d], R_i = sum_{j != i} w_ij u_ij (y_i - y_j) (finite).
+z: [batch], Z = sum_{i != j} w_ij (finite, > 0).
+exaggeration: scalar, multiplies the attractive term, > 0.
+dof: scalar, degrees of freedom of the Student-t kernel, > 0.
+grad: [batch, n, d].
+kl: [batch], or [0] when compute_kl is false.
+compute_kl: whether to compute kl.
+scale_repulsion_by_p_sum: scale the repulsive term by sum(p).
+)doc");
+
 template <typename Device, typename T>
 class KnnJointProbabilitiesOp : public OpKernel {
  public:
@@ -413,6 +464,108 @@ class SparseTsneGradientOp : public OpKernel {
   bool scale_by_p_sum_ = false;
 };
 
+template <typename Device, typename T>
+class SparseTsneGradientFromRepulsionOp : public OpKernel {
+ public:
+  explicit SparseTsneGradientFromRepulsionOp(OpKernelConstruction* ctx) : OpKernel(ctx) {
+    OP_REQUIRES_OK(ctx, ctx->GetAttr("compute_kl", &compute_kl_));
+    OP_REQUIRES_OK(ctx, ctx->GetAttr("scale_repulsion_by_p_sum", &scale_by_p_sum_));
+  }
+
+  void Compute(OpKernelContext* ctx) override {
+    constexpr bool kCpu = std::is_same<Device, CPUDevice>::value;
+    const Tensor& p_idx = ctx->input(0);
+    const Tensor& p_val = ctx->input(1);
+    const Tensor& p_shape = ctx->input(2);
+    const Tensor& y = ctx->input(3);
+    const Tensor& rep = ctx->input(4);
+    const Tensor& z = ctx->input(5);
+    std::vector<int64_t> row_ptr, cols;
+    OP_REQUIRES_OK(ctx, SparsePInputs(p_idx, p_val, p_shape, y, &row_ptr, &cols));
+    const int64_t batch = y.dim_size(0), n = y.dim_size(1), d = y.dim_size(2);
+    const int64_t nnz = p_val.dim_size(0);
+    OP_REQUIRES(ctx, rep.shape() == y.shape(),
+                absl::InvalidArgumentError(absl::StrCat(
+                    "repulsion must have the shape of y ", y.shape().DebugString(),
+                    ", but has shape ", rep.shape().DebugString())));
+    OP_REQUIRES(ctx, z.dims() == 1 && z.dim_size(0) == batch,
+                absl::InvalidArgumentError(absl::StrCat("z must be [batch] = [", batch,
+                                                        "], but has shape ",
+                                                        z.shape().DebugString())));
+    double exaggeration = 1.0, dof = 1.0;
+    OP_REQUIRES_OK(ctx, PositiveScalar<T>(ctx, 6, "exaggeration", &exaggeration));
+    OP_REQUIRES_OK(ctx, PositiveScalar<T>(ctx, 7, "dof", &dof));
+    Tensor* grad = nullptr;
+    Tensor* kl = nullptr;
+    OP_REQUIRES_OK(ctx, ctx->allocate_output(0, y.shape(), &grad));
+    OP_REQUIRES_OK(ctx, ctx->allocate_output(1, TensorShape({compute_kl_ ? batch : 0}), &kl));
+    if (batch == 0) return;
+    kernels::TsneGradientOptions options;
+    options.exaggeration = exaggeration;
+    options.dof = dof;
+    options.scale_repulsion_by_p_sum = scale_by_p_sum_;
+    T* kl_ptr = compute_kl_ ? kl->flat<T>().data() : nullptr;
+    if constexpr (kCpu) {
+      kernels::ParallelFor pf = CpuParallelFor(ctx);
+      OP_REQUIRES_OK(ctx, CheckMessage(kernels::CheckNonNegativeFinite<T>(
+                              p_val.flat<T>().data(), Dims(p_val), "p values", &pf)));
+      OP_REQUIRES_OK(ctx, CheckMessage(kernels::CheckAllFinite<T>(y.flat<T>().data(), Dims(y),
+                                                                  "y", &pf)));
+      OP_REQUIRES_OK(ctx, CheckMessage(kernels::CheckAllFinite<T>(
+                              rep.flat<T>().data(), Dims(rep), "repulsion", &pf)));
+      auto zv = z.flat<T>();
+      for (int64_t b = 0; b < batch; ++b) {
+        OP_REQUIRES(ctx, zv(b) > 0 && std::isfinite(static_cast<double>(zv(b))),
+                    absl::InvalidArgumentError(absl::StrCat(
+                        "z must be finite and > 0, but z[", b, "] = ",
+                        static_cast<double>(zv(b)))));
+      }
+      kernels::SparseTsneGradientFromRepulsionCpu<T>(
+          row_ptr.data(), cols.data(), p_val.flat<T>().data(), y.flat<T>().data(), batch, n, d,
+          options, rep.flat<T>().data(), z.flat<T>().data(), grad->flat<T>().data(), kl_ptr, pf);
+    } else {
+#ifdef TSNE_OPS_WITH_CUDA
+      // As SparseTsneGradientOp: CSR built on the host, copied after the
+      // kernel's workspace. z stays on the device (it is the output of a
+      // device reduction); the caller's approximation guarantees it is > 0.
+      const size_t ws_bytes = kernels::SparseTsneGradientWorkspaceBytes<T>(batch, n, d);
+      const size_t off_rp = ((ws_bytes + 63) / 64) * 64;
+      const size_t rp_bytes = sizeof(int64_t) * row_ptr.size();
+      const size_t off_cols = off_rp + ((rp_bytes + 63) / 64) * 64;
+      Tensor scratch;
+      void* ws = nullptr;
+      OP_REQUIRES_OK(ctx, AllocateScratch(ctx, off_cols + sizeof(int64_t) * (nnz + 1), &scratch,
+                                          &ws));
+      char* base = static_cast<char*>(ws);
+      int64_t* rp_dev = reinterpret_cast<int64_t*>(base + off_rp);
+      int64_t* cols_dev = reinterpret_cast<int64_t*>(base + off_cols);
+      cudaStream_t stream = GpuStream(ctx);
+      OP_REQUIRES_OK(ctx, CudaStatus(cudaMemcpyAsync(rp_dev, row_ptr.data(), rp_bytes,
+                                                     cudaMemcpyHostToDevice, stream),
+                                     "SparseTsneGradientFromRepulsion (copy of p)"));
+      if (nnz > 0) {
+        OP_REQUIRES_OK(ctx, CudaStatus(cudaMemcpyAsync(cols_dev, cols.data(),
+                                                       sizeof(int64_t) * nnz,
+                                                       cudaMemcpyHostToDevice, stream),
+                                       "SparseTsneGradientFromRepulsion (copy of p)"));
+      }
+      OP_REQUIRES_OK(ctx, CudaStatus(kernels::LaunchSparseTsneGradientFromRepulsion<T>(
+                                         stream, rp_dev, cols_dev, p_val.flat<T>().data(),
+                                         y.flat<T>().data(), batch, n, d, options,
+                                         rep.flat<T>().data(), z.flat<T>().data(),
+                                         grad->flat<T>().data(), kl_ptr, ws),
+                                     "SparseTsneGradientFromRepulsion"));
+      OP_REQUIRES_OK(ctx, CudaStatus(cudaStreamSynchronize(stream),
+                                     "SparseTsneGradientFromRepulsion"));
+#endif
+    }
+  }
+
+ private:
+  bool compute_kl_ = true;
+  bool scale_by_p_sum_ = false;
+};
+
 #define TSNE_OPS_REGISTER_CPU(T)                                                             \
   REGISTER_KERNEL_BUILDER(                                                                   \
       Name("TSNE>KnnJointProbabilities").Device(tensorflow::DEVICE_CPU).TypeConstraint<T>("T"), \
@@ -422,7 +575,11 @@ class SparseTsneGradientOp : public OpKernel {
       SparseTsneGradientOp<CPUDevice, T, false>);                                            \
   REGISTER_KERNEL_BUILDER(                                                                   \
       Name("TSNE>SparseTsneLoss").Device(tensorflow::DEVICE_CPU).TypeConstraint<T>("T"),     \
-      SparseTsneGradientOp<CPUDevice, T, true>);
+      SparseTsneGradientOp<CPUDevice, T, true>);                                             \
+  REGISTER_KERNEL_BUILDER(Name("TSNE>SparseTsneGradientFromRepulsion")                       \
+                              .Device(tensorflow::DEVICE_CPU)                                \
+                              .TypeConstraint<T>("T"),                                       \
+                          SparseTsneGradientFromRepulsionOp<CPUDevice, T>);
 TSNE_OPS_REGISTER_CPU(float)
 TSNE_OPS_REGISTER_CPU(double)
 #undef TSNE_OPS_REGISTER_CPU
@@ -449,7 +606,15 @@ TSNE_OPS_REGISTER_CPU(double)
                               .HostMemory("p_indices")                                     \
                               .HostMemory("p_dense_shape")                                 \
                               .HostMemory("dof"),                                          \
-                          SparseTsneGradientOp<GPUDevice, T, true>);
+                          SparseTsneGradientOp<GPUDevice, T, true>);                       \
+  REGISTER_KERNEL_BUILDER(Name("TSNE>SparseTsneGradientFromRepulsion")                     \
+                              .Device(tensorflow::DEVICE_GPU)                              \
+                              .TypeConstraint<T>("T")                                      \
+                              .HostMemory("p_indices")                                     \
+                              .HostMemory("p_dense_shape")                                 \
+                              .HostMemory("exaggeration")                                  \
+                              .HostMemory("dof"),                                          \
+                          SparseTsneGradientFromRepulsionOp<GPUDevice, T>);
 TSNE_OPS_REGISTER_GPU(float)
 TSNE_OPS_REGISTER_GPU(double)
 #undef TSNE_OPS_REGISTER_GPU
