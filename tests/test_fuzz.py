@@ -371,7 +371,17 @@ def test_fuzz_tsne_loss_and_its_gradient(args):
 
 # --------------------------------------------------------------- estimators --
 
-def _estimator_x(draw, target):
+def _table_like(shape, images):
+    """[N, D] with D >= 1, or (``images``: ParametricTSNE's built-in encoders)
+    [N, H, W] or [N, H, W, 1] with no empty dimension."""
+    if len(shape) == 2:
+        return shape[-1] >= 1
+    if images and (len(shape) == 3 or (len(shape) == 4 and shape[-1] == 1)):
+        return all(s >= 1 for s in shape[1:])
+    return False
+
+
+def _estimator_x(draw, target, images=False):
     """X for an estimator: valid unless `target` is "X" (one broken argument at a time)."""
     if target == "X":
         x = draw(fc.points("X", n=draw(st.sampled_from([0, 1, 2, 3, 8])),
@@ -387,13 +397,14 @@ def _estimator_x(draw, target):
     shape = np.shape(x.value) if x.dtype else ()
     # The estimators' contract is scikit-learn's: any real numeric 2-D array
     # with finite values; integers are data like any other.
+    table = _table_like(shape, images)
     if x.dtype in ("int64", "uint8"):
-        x.status = OK if len(shape) == 2 and shape[-1] >= 1 else BAD
+        x.status = OK if table else BAD
     elif x.dtype in ("float16", "bool"):
-        x.status = EDGE if len(shape) == 2 and shape[-1] >= 1 else BAD
-    elif x.dtype in REAL and len(shape) != 2:
+        x.status = EDGE if table else BAD
+    elif x.dtype in REAL and not table:
         x.status = BAD
-    if x.status != BAD and len(shape) == 2:
+    if x.status != BAD and len(shape) >= 2:
         n = shape[0]
         if n == 0:
             x.status = BAD
@@ -488,7 +499,7 @@ PARAMETRIC_PARAMS = ["n_components", "batch_size", "dof", "learning_rate", "earl
 @st.composite
 def _parametric_args(draw):
     target = draw(st.sampled_from([None, None, "X", "perplexity"] + PARAMETRIC_PARAMS))
-    x, n = _estimator_x(draw, target)
+    x, n = _estimator_x(draw, target, images=True)
     params = {
         "perplexity": _estimator_perplexity(draw, n, target),
         "n_components": _option(draw, "n_components", target, [2, 3], edge=[1], bad=[0, "2"]),

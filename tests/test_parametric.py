@@ -548,3 +548,18 @@ def test_builtin_encoders_standardise_their_input(digits, scale, offset):
     off = ParametricTSNE(batch_size=350, epochs=1, standardize=False).fit(Xtr)
     assert not any(layer.name in ("center", "rescale") for layer in off.encoder_.layers)
     assert input_standardization(np.ones((5, 3)))[1] == 1.0  # constant data: no scaling
+
+
+def test_image_input_with_an_empty_dimension_is_a_value_error():
+    # Found by the long fuzz run: [3, 3, 0] images reached a Dense layer over
+    # zero features, and oneDNN aborted the process.
+    with pytest.raises(ValueError, match=r"X: Found array with 0 feature\(s\) \(shape=\(3, 3, 0\)\)"):
+        tsne_ops.ParametricTSNE(epochs=1, batch_size=3, perplexity=1.0).fit(
+            np.zeros((3, 3, 0), np.float32))
+
+
+@pytest.mark.parametrize("X, match", [(np.zeros((3, 2, 5)), "X: Found array with dim 3"),
+                                      (np.ones((8, 2)) + 0.5j, "X: Complex data not supported")])
+def test_input_errors_name_x(X, match):
+    with pytest.raises(ValueError, match=match):
+        tsne_ops.TSNE().fit(X)

@@ -33,7 +33,8 @@ from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 
 from tsne_ops import ops
 from tsne_ops.datasets import deskew as _deskew
-from tsne_ops.tsne import _bad, _is_int, _is_real, check_perplexity, usable_perplexity
+from tsne_ops.tsne import (_bad, _is_int, _is_real, check_perplexity, usable_perplexity,
+                           validate_input)
 
 _ENCODERS = ("dense", "conv")
 # encoder='conv': two stride-2 convolutions under van der Maaten's dense
@@ -528,9 +529,14 @@ class ParametricTSNE(TransformerMixin, BaseEstimator):
         # DataFrames and sparse matrices have ndim; lists and other
         # array-likes go through np.asarray (as check_array does).
         if (X.ndim if hasattr(X, "ndim") else np.asarray(X).ndim) == 2:
-            X = validate_data(self, X, reset=fitting, **kwargs)
+            X = validate_input(validate_data, self, X, reset=fitting, **kwargs)
         else:
-            X = check_array(X, allow_nd=True, input_name="X", **kwargs)
+            X = validate_input(check_array, None, X, allow_nd=True, input_name="X", **kwargs)
+            if X.ndim < 2 or 0 in X.shape[1:]:
+                # check_array counts features only for 2-D input; a Dense
+                # layer over zero features aborts inside oneDNN.
+                raise ValueError(f"X: Found array with 0 feature(s) (shape={X.shape}) while "
+                                 f"a minimum of 1 is required by {type(self).__name__}.")
             validate_data(self, X.reshape(len(X), -1), reset=fitting, skip_check_array=True)
         builtin = isinstance(self.encoder, str)
         if builtin:

@@ -43,6 +43,18 @@ def _bad(name, value, allowed):
     return ValueError(f"{name} must be {allowed}, got {name}={value!r}")
 
 
+def validate_input(validate, estimator, X, **kwargs):
+    """scikit-learn's input validation (``validate_data`` or ``check_array``),
+    its messages kept (check_estimator matches them) and prefixed with the
+    argument's name, so that every error says which argument it is about."""
+    try:
+        return validate(estimator, X, **kwargs) if estimator is not None else validate(X, **kwargs)
+    except (TypeError, ValueError) as e:
+        if type(e) not in (TypeError, ValueError):
+            raise
+        raise type(e)(f"X: {e}") from e
+
+
 def check_perplexity(perplexity):
     """A finite number > 0 that the kernels' float32 attribute can hold."""
     if not _is_real(perplexity) or not math.isfinite(perplexity) \
@@ -374,8 +386,8 @@ class TSNE(TransformerMixin, BaseEstimator):
         # scikit-learn's own validation: its messages for sparse, complex,
         # object, empty, one-sample and non-finite input, and n_features_in_.
         # Integers become float64, in which their distances are exact.
-        X = validate_data(self, X, accept_sparse=False, dtype=[np.float64, np.float32],
-                          ensure_min_samples=2)
+        X = validate_input(validate_data, self, X, accept_sparse=False,
+                           dtype=[np.float64, np.float32], ensure_min_samples=2)
         n = X.shape[0]
         if self.metric == "precomputed":
             if X.shape[0] != X.shape[1]:
