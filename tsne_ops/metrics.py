@@ -45,12 +45,13 @@ def kl_divergence(X, embedding, perplexity=30.0, dof=1.0):
     import tensorflow as tf
 
     from tsne_ops import ops
+    from tsne_ops.affinities import exact_joint_probabilities
 
     X = _as_2d("X", X).astype(np.float64)
     Y = _as_2d("embedding", embedding).astype(np.float64)
     if len(X) != len(Y):
         raise ValueError(f"X has {len(X)} samples but embedding has {len(Y)}")
-    p = ops.joint_probabilities(ops.pairwise_squared_distance(tf.constant(X)), perplexity)
+    p = exact_joint_probabilities(X, perplexity)
     return float(ops.tsne_loss(p, tf.constant(Y), dof=dof))
 
 

@@ -32,6 +32,7 @@ from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 
 from tsne_ops import ops
+from tsne_ops.affinities import exact_joint_probabilities
 from tsne_ops.datasets import deskew as _deskew
 from tsne_ops.tsne import (_bad, _is_int, _is_real, check_perplexity, usable_perplexity,
                            validate_input)
@@ -216,7 +217,7 @@ class TSNEModel(keras.Model):
 
     def affinities(self, x):
         x = tf.reshape(tf.cast(x, tf.float32), [tf.shape(x)[0], -1])
-        return ops.joint_probabilities(ops.pairwise_squared_distance(x), self.perplexity)
+        return exact_joint_probabilities(x, self.perplexity)
 
     def kl(self, x, training=False):
         p = self.affinities(x)

@@ -407,15 +407,11 @@ class TSNE(TransformerMixin, BaseEstimator):
     def joint_probabilities(self, X, perplexity=None):
         """P for validated data ``X`` ([N, N] numpy array in X's precision);
         ``perplexity`` defaults to ``usable_perplexity(self.perplexity, N)``."""
-        import tensorflow as tf
+        from tsne_ops.affinities import exact_joint_probabilities
 
-        from tsne_ops import ops
-
-        x = tf.constant(X)
-        sq_dist = x if self.metric == "precomputed" else ops.pairwise_squared_distance(x)
         if perplexity is None:
             perplexity = usable_perplexity(self.perplexity, len(X))
-        return ops.joint_probabilities(sq_dist, perplexity)
+        return exact_joint_probabilities(X, perplexity, precomputed=self.metric == "precomputed")
 
     def fit(self, X, y=None):
         """Compute the embedding of ``X`` [n_samples, n_features]; returns self."""
