@@ -36,8 +36,9 @@ BAD_KINDS = ("nan", "inf", "-inf")
 class Arg:
     """One argument: the value passed, its status, and how it was made."""
 
-    def __init__(self, value, status, desc, dtype=None, array=None):
+    def __init__(self, value, status, desc, dtype=None, array=None, kind=None):
         self.value = value
+        self.kind = kind  # the kind of values drawn (see kinds()), for re-judging
         self.status = status
         self.desc = desc  # what a failure report prints: enough to rebuild it
         self.dtype = dtype  # the dtype TensorFlow will see (None: not an array)
@@ -186,7 +187,7 @@ def points(draw, name, n=None, dim=None, batch=None, dtype=None, valid=False, no
     arr = as_float64(value)
     rank_ok = len(shape) in (2, 3) and shape[-1] >= 1
     status, _ = classify_real(name, arr, rank_ok, kind)
-    return Arg(value, status, desc, dt, arr)
+    return Arg(value, status, desc, dt, arr, kind)
 
 
 @st.composite

@@ -402,8 +402,13 @@ def _estimator_x(draw, target, images=False):
         x.status = OK if table else BAD
     elif x.dtype in ("float16", "bool"):
         x.status = EDGE if table else BAD
-    elif x.dtype in REAL and not table:
-        x.status = BAD
+    elif x.dtype in REAL:
+        if not table:
+            x.status = BAD
+        elif len(shape) != 2 and x.array is not None:
+            # points() judged the rank by the ops' rule ([N, D] or [B, N, D]);
+            # judge an image-shaped X by its values alone.
+            x.status, _ = fc.classify_real("X", x.array, True, x.kind)
     if x.status != BAD and len(shape) >= 2:
         n = shape[0]
         if n == 0:
