@@ -56,6 +56,23 @@ inline absl::Status CheckRank(const tensorflow::Tensor& t, int rank, const char*
   return absl::OkStatus();
 }
 
+// A positive finite scalar input (exaggeration, dof), read on the host.
+template <typename T>
+absl::Status PositiveScalarInput(tensorflow::OpKernelContext* ctx, int index, const char* name,
+                                 double* value) {
+  const tensorflow::Tensor& t = ctx->input(index);
+  if (t.dims() != 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(name, " must be a scalar, but has shape ", t.shape().DebugString()));
+  }
+  *value = static_cast<double>(t.scalar<T>()());
+  if (!(*value > 0) || !std::isfinite(*value)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(name, " must be a finite number > 0, but is ", *value));
+  }
+  return absl::OkStatus();
+}
+
 inline absl::Status CheckPositiveFiniteAttr(float value, const char* name) {
   if (!(value > 0) || !std::isfinite(value)) {
     return absl::InvalidArgumentError(

@@ -27,22 +27,6 @@ using tensorflow::shape_inference::ShapeHandle;
 
 namespace {
 
-// A positive finite scalar input, read on the host.
-template <typename T>
-absl::Status PositiveScalar(OpKernelContext* ctx, int index, const char* name, double* value) {
-  const Tensor& t = ctx->input(index);
-  if (t.dims() != 0) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(name, " must be a scalar, but has shape ", t.shape().DebugString()));
-  }
-  *value = static_cast<double>(t.scalar<T>()());
-  if (!(*value > 0) || !std::isfinite(*value)) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(name, " must be a finite number > 0, but is ", *value));
-  }
-  return absl::OkStatus();
-}
-
 // p's components against y [batch, n, d]; on success fills the CSR view.
 absl::Status SparsePInputs(const Tensor& indices, const Tensor& values, const Tensor& shape,
                            const Tensor& y, std::vector<int64_t>* row_ptr,
@@ -383,9 +367,11 @@ class SparseTsneGradientOp : public OpKernel {
     const int64_t batch = y.dim_size(0), n = y.dim_size(1), d = y.dim_size(2);
     const int64_t nnz = p_val.dim_size(0);
     double exaggeration = 1.0;
-    if (!LossOnly) OP_REQUIRES_OK(ctx, PositiveScalar<T>(ctx, 4, "exaggeration", &exaggeration));
+    if (!LossOnly) {
+      OP_REQUIRES_OK(ctx, PositiveScalarInput<T>(ctx, 4, "exaggeration", &exaggeration));
+    }
     double dof = 1.0;
-    OP_REQUIRES_OK(ctx, PositiveScalar<T>(ctx, LossOnly ? 4 : 5, "dof", &dof));
+    OP_REQUIRES_OK(ctx, PositiveScalarInput<T>(ctx, LossOnly ? 4 : 5, "dof", &dof));
     const bool want_kl = LossOnly || compute_kl_;
     Tensor* grad = nullptr;
     Tensor* kl = nullptr;
@@ -493,8 +479,8 @@ class SparseTsneGradientFromRepulsionOp : public OpKernel {
                                                         "], but has shape ",
                                                         z.shape().DebugString())));
     double exaggeration = 1.0, dof = 1.0;
-    OP_REQUIRES_OK(ctx, PositiveScalar<T>(ctx, 6, "exaggeration", &exaggeration));
-    OP_REQUIRES_OK(ctx, PositiveScalar<T>(ctx, 7, "dof", &dof));
+    OP_REQUIRES_OK(ctx, PositiveScalarInput<T>(ctx, 6, "exaggeration", &exaggeration));
+    OP_REQUIRES_OK(ctx, PositiveScalarInput<T>(ctx, 7, "dof", &dof));
     Tensor* grad = nullptr;
     Tensor* kl = nullptr;
     OP_REQUIRES_OK(ctx, ctx->allocate_output(0, y.shape(), &grad));

@@ -31,22 +31,6 @@ absl::Status PairShapes(InferenceContext* c, DimensionHandle* batch, DimensionHa
   return absl::OkStatus();
 }
 
-// A positive finite scalar input, read on the host.
-template <typename T>
-absl::Status ScalarInput(OpKernelContext* ctx, int index, const char* name, double* value) {
-  const Tensor& t = ctx->input(index);
-  if (t.dims() != 0) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(name, " must be a scalar, but has shape ", t.shape().DebugString()));
-  }
-  *value = static_cast<double>(t.scalar<T>()());
-  if (!(*value > 0) || !std::isfinite(*value)) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(name, " must be a finite number > 0, but is ", *value));
-  }
-  return absl::OkStatus();
-}
-
 // The kernel never reads p's diagonal, so a NaN there cannot show in the
 // outputs that the lazy p check watches; the N diagonal entries are cheap.
 template <typename T>
@@ -167,10 +151,10 @@ class TsneGradientOp : public OpKernel {
     // Scalars (host memory on the GPU too): exaggeration (gradient only), dof.
     double exaggeration = 1.0;
     if (!LossOnly) {
-      OP_REQUIRES_OK(ctx, ScalarInput<T>(ctx, 2, "exaggeration", &exaggeration));
+      OP_REQUIRES_OK(ctx, PositiveScalarInput<T>(ctx, 2, "exaggeration", &exaggeration));
     }
     double dof = 1.0;
-    OP_REQUIRES_OK(ctx, ScalarInput<T>(ctx, LossOnly ? 2 : 3, "dof", &dof));
+    OP_REQUIRES_OK(ctx, PositiveScalarInput<T>(ctx, LossOnly ? 2 : 3, "dof", &dof));
     const bool want_kl = LossOnly || compute_kl_;
     Tensor* grad = nullptr;
     Tensor* kl = nullptr;
