@@ -24,7 +24,11 @@ def _assert_metrics_of(reported, data, Y, perplexity, dof):
     """The metrics JSON holds the metrics of the saved embedding Y of `data`."""
     X, labels = data
     assert reported["n_samples"] == len(Y)
-    assert reported["trustworthiness"] == pytest.approx(trustworthiness(X, Y, n_neighbors=5))
+    # Digits are integer pixels, so data distances tie: scikit-learn ranks ties
+    # in numpy's (unstable) sort order, tsne_ops the smaller index first
+    # (tests/test_metrics.py checks that rule exactly). They differ by ~1e-5.
+    assert reported["trustworthiness"] == pytest.approx(trustworthiness(X, Y, n_neighbors=5),
+                                                        abs=1e-4)
     k = reported["knn_k"]
     assert reported["knn_accuracy"] == pytest.approx(
         cross_val_score(KNeighborsClassifier(k), Y, labels, cv=LeaveOneOut()).mean())

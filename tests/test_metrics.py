@@ -95,6 +95,24 @@ def test_trustworthiness_is_sklearns_and_the_definitions(k):
     assert value == pytest.approx(_trustworthiness_reference(X, Y, k))
 
 
+def test_trustworthiness_with_tied_distances_ranks_the_smaller_index_first():
+    # Integer data ties everywhere; the rule is the stable one of the reference.
+    rng = np.random.RandomState(5)
+    X = rng.randint(0, 3, size=(90, 4)).astype(np.float64)
+    Y = rng.randn(90, 2)
+    assert metrics.trustworthiness(X, Y, n_neighbors=6) == pytest.approx(
+        _trustworthiness_reference(X, Y, 6), abs=1e-12)
+
+
+def test_trustworthiness_runs_in_row_blocks_without_n_by_n_matrices():
+    # More points than one block of rows (2^24 / n): the blocks must add up.
+    X, Y, _ = _data(5000)
+    idx = np.random.RandomState(1).choice(5000, 400, replace=False)
+    assert metrics.trustworthiness(X, Y) == pytest.approx(sk_trustworthiness(X, Y, n_neighbors=5))
+    assert metrics.trustworthiness(X[idx], Y[idx]) == pytest.approx(
+        _trustworthiness_reference(X[idx], Y[idx], 5))
+
+
 def test_trustworthiness_is_one_for_neighbourhood_preserving_embeddings():
     X, _, _ = _data(80)
     assert metrics.trustworthiness(X, X) == 1.0
