@@ -27,6 +27,35 @@ using tensorflow::shape_inference::ShapeHandle;
 
 namespace {
 
+#ifdef TSNE_OPS_WITH_CUDA
+// Scratch for a sparse gradient kernel on the GPU: the kernel's workspace of
+// `ws_bytes`, then P's CSR view (built on the host: p_indices is HostMemory)
+// copied after it on the op's stream. The host vectors must outlive the copy
+// (the callers synchronise before returning).
+absl::Status CsrOnDevice(OpKernelContext* ctx, size_t ws_bytes, const std::vector<int64_t>& row_ptr,
+                         const std::vector<int64_t>& cols, const char* what, Tensor* scratch,
+                         void** ws, int64_t** rp_dev, int64_t** cols_dev) {
+  const size_t off_rp = ((ws_bytes + 63) / 64) * 64;
+  const size_t rp_bytes = sizeof(int64_t) * row_ptr.size();
+  const size_t off_cols = off_rp + ((rp_bytes + 63) / 64) * 64;
+  TF_RETURN_IF_ERROR(AllocateScratch(ctx, off_cols + sizeof(int64_t) * (cols.size() + 1),
+                                     scratch, ws));
+  char* base = static_cast<char*>(*ws);
+  *rp_dev = reinterpret_cast<int64_t*>(base + off_rp);
+  *cols_dev = reinterpret_cast<int64_t*>(base + off_cols);
+  cudaStream_t stream = GpuStream(ctx);
+  const std::string copy = absl::StrCat(what, " (copy of p)");
+  TF_RETURN_IF_ERROR(CudaStatus(cudaMemcpyAsync(*rp_dev, row_ptr.data(), rp_bytes,
+                                                cudaMemcpyHostToDevice, stream), copy.c_str()));
+  if (!cols.empty()) {
+    TF_RETURN_IF_ERROR(CudaStatus(cudaMemcpyAsync(*cols_dev, cols.data(),
+                                                  sizeof(int64_t) * cols.size(),
+                                                  cudaMemcpyHostToDevice, stream), copy.c_str()));
+  }
+  return absl::OkStatus();
+}
+#endif
+
 // p's components against y [batch, n, d]; on success fills the CSR view.
 absl::Status SparsePInputs(const Tensor& indices, const Tensor& values, const Tensor& shape,
                            const Tensor& y, std::vector<int64_t>* row_ptr,
@@ -365,7 +394,6 @@ class SparseTsneGradientOp : public OpKernel {
     std::vector<int64_t> row_ptr, cols;
     OP_REQUIRES_OK(ctx, SparsePInputs(p_idx, p_val, p_shape, y, &row_ptr, &cols));
     const int64_t batch = y.dim_size(0), n = y.dim_size(1), d = y.dim_size(2);
-    const int64_t nnz = p_val.dim_size(0);
     double exaggeration = 1.0;
     if (!LossOnly) {
       OP_REQUIRES_OK(ctx, PositiveScalarInput<T>(ctx, 4, "exaggeration", &exaggeration));
@@ -413,27 +441,13 @@ class SparseTsneGradientOp : public OpKernel {
 #ifdef TSNE_OPS_WITH_CUDA
       // The CSR view is built on the host (p_indices is HostMemory) and
       // copied next to the kernel's workspace.
-      const size_t ws_bytes = kernels::SparseTsneGradientWorkspaceBytes<T>(batch, n, d);
-      const size_t off_rp = ((ws_bytes + 63) / 64) * 64;
-      const size_t rp_bytes = sizeof(int64_t) * row_ptr.size();
-      const size_t off_cols = off_rp + ((rp_bytes + 63) / 64) * 64;
       Tensor scratch;
       void* ws = nullptr;
-      OP_REQUIRES_OK(ctx, AllocateScratch(ctx, off_cols + sizeof(int64_t) * (nnz + 1), &scratch,
-                                          &ws));
-      char* base = static_cast<char*>(ws);
-      int64_t* rp_dev = reinterpret_cast<int64_t*>(base + off_rp);
-      int64_t* cols_dev = reinterpret_cast<int64_t*>(base + off_cols);
+      int64_t* rp_dev = nullptr;
+      int64_t* cols_dev = nullptr;
+      OP_REQUIRES_OK(ctx, CsrOnDevice(ctx, kernels::SparseTsneGradientWorkspaceBytes<T>(batch, n, d),
+                                      row_ptr, cols, "SparseTsneGradient", &scratch, &ws, &rp_dev, &cols_dev));
       cudaStream_t stream = GpuStream(ctx);
-      OP_REQUIRES_OK(ctx, CudaStatus(cudaMemcpyAsync(rp_dev, row_ptr.data(), rp_bytes,
-                                                     cudaMemcpyHostToDevice, stream),
-                                     "SparseTsneGradient (copy of p)"));
-      if (nnz > 0) {
-        OP_REQUIRES_OK(ctx, CudaStatus(cudaMemcpyAsync(cols_dev, cols.data(),
-                                                       sizeof(int64_t) * nnz,
-                                                       cudaMemcpyHostToDevice, stream),
-                                       "SparseTsneGradient (copy of p)"));
-      }
       OP_REQUIRES_OK(ctx, CudaStatus(kernels::LaunchSparseTsneGradient<T>(
                                          stream, rp_dev, cols_dev, p_val.flat<T>().data(),
                                          y.flat<T>().data(), batch, n, d, options, grad_ptr,
@@ -469,7 +483,6 @@ class SparseTsneGradientFromRepulsionOp : public OpKernel {
     std::vector<int64_t> row_ptr, cols;
     OP_REQUIRES_OK(ctx, SparsePInputs(p_idx, p_val, p_shape, y, &row_ptr, &cols));
     const int64_t batch = y.dim_size(0), n = y.dim_size(1), d = y.dim_size(2);
-    const int64_t nnz = p_val.dim_size(0);
     OP_REQUIRES(ctx, rep.shape() == y.shape(),
                 absl::InvalidArgumentError(absl::StrCat(
                     "repulsion must have the shape of y ", y.shape().DebugString(),
@@ -514,27 +527,13 @@ class SparseTsneGradientFromRepulsionOp : public OpKernel {
       // As SparseTsneGradientOp: CSR built on the host, copied after the
       // kernel's workspace. z stays on the device (it is the output of a
       // device reduction); the caller's approximation guarantees it is > 0.
-      const size_t ws_bytes = kernels::SparseTsneGradientWorkspaceBytes<T>(batch, n, d);
-      const size_t off_rp = ((ws_bytes + 63) / 64) * 64;
-      const size_t rp_bytes = sizeof(int64_t) * row_ptr.size();
-      const size_t off_cols = off_rp + ((rp_bytes + 63) / 64) * 64;
       Tensor scratch;
       void* ws = nullptr;
-      OP_REQUIRES_OK(ctx, AllocateScratch(ctx, off_cols + sizeof(int64_t) * (nnz + 1), &scratch,
-                                          &ws));
-      char* base = static_cast<char*>(ws);
-      int64_t* rp_dev = reinterpret_cast<int64_t*>(base + off_rp);
-      int64_t* cols_dev = reinterpret_cast<int64_t*>(base + off_cols);
+      int64_t* rp_dev = nullptr;
+      int64_t* cols_dev = nullptr;
+      OP_REQUIRES_OK(ctx, CsrOnDevice(ctx, kernels::SparseTsneGradientWorkspaceBytes<T>(batch, n, d),
+                                      row_ptr, cols, "SparseTsneGradientFromRepulsion", &scratch, &ws, &rp_dev, &cols_dev));
       cudaStream_t stream = GpuStream(ctx);
-      OP_REQUIRES_OK(ctx, CudaStatus(cudaMemcpyAsync(rp_dev, row_ptr.data(), rp_bytes,
-                                                     cudaMemcpyHostToDevice, stream),
-                                     "SparseTsneGradientFromRepulsion (copy of p)"));
-      if (nnz > 0) {
-        OP_REQUIRES_OK(ctx, CudaStatus(cudaMemcpyAsync(cols_dev, cols.data(),
-                                                       sizeof(int64_t) * nnz,
-                                                       cudaMemcpyHostToDevice, stream),
-                                       "SparseTsneGradientFromRepulsion (copy of p)"));
-      }
       OP_REQUIRES_OK(ctx, CudaStatus(kernels::LaunchSparseTsneGradientFromRepulsion<T>(
                                          stream, rp_dev, cols_dev, p_val.flat<T>().data(),
                                          y.flat<T>().data(), batch, n, d, options,
