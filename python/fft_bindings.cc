@@ -34,9 +34,9 @@ FftArgs Take(py::object y_obj, py::object v_obj, const char* v_name, py::object 
   FftArgs a;
   a.y = TakeFloat(y_obj, "y", nullptr);
   py::dtype yd = a.y.dtype();
-  a.values = TakeFloat(v_obj, v_name, &yd);
-  a.origin = TakeFloat(o_obj, "origin", &yd);
-  a.box_width = TakeFloat(h_obj, "box_width", &yd);
+  a.values = TakeFloat(v_obj, v_name, &yd, "y");
+  a.origin = TakeFloat(o_obj, "origin", &yd, "y");
+  a.box_width = TakeFloat(h_obj, "box_width", &yd, "y");
   if (a.y.ndim() != 3) Fail("y must be [batch, n, d], got shape " + Shape(a.y));
   a.batch = a.y.shape(0);
   a.n = a.y.shape(1);
@@ -77,7 +77,7 @@ py::array SpreadT(const FftArgs& a, int64_t n_boxes, int p, bool cuda, const py:
   const T* h = static_cast<const T*>(a.box_width.data());
   T* g = grid.mutable_data();
   if (!cuda) {
-    const kn::ParallelFor pf = CpuFor(m);
+    const kn::ParallelFor pf = CpuFor();
     py::gil_scoped_release release;
     kn::FftSpreadCpu<T>(y, q, o, h, a.batch, a.n, a.d, a.c, n_boxes, p, g, pf);
   } else {
@@ -111,7 +111,7 @@ py::array GatherT(const FftArgs& a, int64_t n_boxes, int p, bool cuda, const py:
   const T* h = static_cast<const T*>(a.box_width.data());
   T* out = phi.mutable_data();
   if (!cuda) {
-    const kn::ParallelFor pf = CpuFor(m);
+    const kn::ParallelFor pf = CpuFor();
     py::gil_scoped_release release;
     kn::FftGatherCpu<T>(y, v, o, h, a.batch, a.n, a.d, a.c, n_boxes, p, out, pf);
   } else {

@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "cc/kernels/common.h"
+#include "cc/kernels/validation.h"
 #include "cc/kernels/nearest_neighbors.h"
 
 #ifdef TSNE_OPS_WITH_CUDA

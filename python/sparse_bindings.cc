@@ -45,7 +45,7 @@ py::tuple KnnJointT(const py::array_t<int64_t, py::array::c_style>& idx, const p
   int64_t unconverged = 0;
   const T* dp = static_cast<const T*>(d2.data());
   if (!cuda) {
-    const kn::ParallelFor pf = CpuFor(m);
+    const kn::ParallelFor pf = CpuFor();
     py::gil_scoped_release release;
     kn::SparseAllocator<T> alloc = [&](int64_t nnz, int64_t** ip, T** vp) {
       out_idx.resize(3 * nnz);
@@ -119,7 +119,7 @@ py::tuple KnnJoint(py::object idx_obj, py::object d2_obj, double perplexity, dou
   }
   if (!(tolerance > 0) || !std::isfinite(tolerance)) Fail("tolerance must be > 0 and finite");
   if (max_iter < 1) Fail("max_iter must be >= 1, got " + std::to_string(max_iter));
-  const kn::ParallelFor pf = CpuFor(m);
+  const kn::ParallelFor pf = CpuFor();
   CheckMessage(kn::CheckKnnIndices(idx.data(), batch, n, k, "indices", &pf));
   if (d2.dtype().is(py::dtype::of<float>())) {
     CheckMessage(kn::CheckNonNegativeFinite<float>(static_cast<const float*>(d2.data()), Dims(d2),
@@ -171,7 +171,7 @@ py::tuple SparseGradT(const std::vector<int64_t>& row_ptr, const std::vector<int
   const T* pvp = static_cast<const T*>(pv.data());
   const T* yp = static_cast<const T*>(y.data());
   if (!cuda) {
-    const kn::ParallelFor pf = CpuFor(m);
+    const kn::ParallelFor pf = CpuFor();
     py::gil_scoped_release release;
     if (rp != nullptr) {
       kn::SparseTsneGradientFromRepulsionCpu<T>(row_ptr.data(), cols.data(), pvp, yp, batch, n,
@@ -225,7 +225,7 @@ py::tuple SparseGrad(py::object pi_obj, py::object pv_obj, py::object y_obj, dou
   const bool cuda = UseCuda(device);
   py::array y = TakeFloat(y_obj, "y", nullptr);
   py::dtype yd = y.dtype();
-  py::array pv = TakeFloat(pv_obj, "p_values", &yd);
+  py::array pv = TakeFloat(pv_obj, "p_values", &yd, "y");
   auto pi = TakeIndices(pi_obj, "p_indices");
   if (y.ndim() != 2 && y.ndim() != 3) {
     Fail("y must have rank 2 ([n, d]) or 3 ([batch, n, d]), got shape " + Shape(y));
@@ -254,12 +254,12 @@ py::tuple SparseGrad(py::object pi_obj, py::object pv_obj, py::object y_obj, dou
   opt.exaggeration = exaggeration;
   opt.dof = dof;
   opt.scale_repulsion_by_p_sum = scale_repulsion_by_p_sum;
-  const kn::ParallelFor pf = CpuFor(m);
+  const kn::ParallelFor pf = CpuFor();
   py::array rep, z;
   const bool given = !rep_obj.is_none();
   if (given) {
-    rep = TakeFloat(rep_obj, "repulsion", &yd);
-    z = TakeFloat(z_obj, "z", &yd);
+    rep = TakeFloat(rep_obj, "repulsion", &yd, "y");
+    z = TakeFloat(z_obj, "z", &yd, "y");
     if (Dims(rep) != Dims(y)) {
       Fail("repulsion must have the shape of y " + Shape(y) + ", got shape " + Shape(rep));
     }
@@ -315,21 +315,6 @@ py::tuple CooToCsrPy(py::object pi_obj, int64_t batch, int64_t n) {
   return py::make_tuple(rp, cs);
 }
 
-// --------------------------------------------- raw device pointer API -----
-#ifdef TSNE_OPS_WITH_CUDA
-template <typename T>
-T* P(uintptr_t v) { return reinterpret_cast<T*>(v); }
-cudaStream_t S(uintptr_t s) { return reinterpret_cast<cudaStream_t>(s); }
-bool F32(const std::string& dtype) {
-  if (dtype == "float32" || dtype == "float") return true;
-  if (dtype == "float64" || dtype == "double") return false;
-  Fail("dtype must be 'float32' or 'float64', got '" + dtype + "'");
-}
-void NonNull(uintptr_t v, const char* name) {
-  if (v == 0) Fail(std::string(name) + " must be a non-null device pointer");
-}
-#endif
-
 }  // namespace
 
 void BindSparse(py::module_& m) {
@@ -378,7 +363,7 @@ void BindSparse(py::module_& m) {
   py::module_ cuda = m.attr("cuda").cast<py::module_>();
   cuda.def("knn_joint_workspace_bytes",
            [](int64_t batch, int64_t n, int64_t k, const std::string& dtype) {
-             return F32(dtype) ? kn::KnnJointWorkspaceBytes<float>(batch, n, k)
+             return RawIsF32(dtype) ? kn::KnnJointWorkspaceBytes<float>(batch, n, k)
                                : kn::KnnJointWorkspaceBytes<double>(batch, n, k);
            },
            py::arg("batch"), py::arg("n"), py::arg("k"), py::arg("dtype") = "float32");
@@ -387,23 +372,23 @@ void BindSparse(py::module_& m) {
       [](uintptr_t indices, uintptr_t sq_distances, int64_t batch, int64_t n, int64_t k,
          double perplexity, double tolerance, int max_iter, uintptr_t unconverged,
          const std::string& dtype, uintptr_t workspace, uintptr_t stream) {
-        NonNull(indices, "indices");
-        NonNull(sq_distances, "sq_distances");
-        NonNull(workspace, "workspace");
+        CheckNonNull(indices, "indices");
+        CheckNonNull(sq_distances, "sq_distances");
+        CheckNonNull(workspace, "workspace");
         if (n < 2 || k < 1 || k > n - 1 || batch < 1) Fail("need batch >= 1, n >= 2, 1 <= k < n");
         if (!(perplexity > 0) || !(perplexity < k)) Fail("perplexity must be in (0, k)");
-        const bool f32 = F32(dtype);
+        const bool f32 = RawIsF32(dtype);
         int64_t nnz = 0;
         py::gil_scoped_release release;
         const cudaError_t err =
-            f32 ? kn::LaunchKnnJointPrepare<float>(S(stream), P<int64_t>(indices),
-                                                   P<float>(sq_distances), batch, n, k, perplexity,
-                                                   tolerance, max_iter, P<int64_t>(unconverged),
-                                                   P<void>(workspace), &nnz)
-                : kn::LaunchKnnJointPrepare<double>(S(stream), P<int64_t>(indices),
-                                                    P<double>(sq_distances), batch, n, k,
+            f32 ? kn::LaunchKnnJointPrepare<float>(Stream(stream), As<int64_t>(indices),
+                                                   As<float>(sq_distances), batch, n, k, perplexity,
+                                                   tolerance, max_iter, As<int64_t>(unconverged),
+                                                   As<void>(workspace), &nnz)
+                : kn::LaunchKnnJointPrepare<double>(Stream(stream), As<int64_t>(indices),
+                                                    As<double>(sq_distances), batch, n, k,
                                                     perplexity, tolerance, max_iter,
-                                                    P<int64_t>(unconverged), P<void>(workspace),
+                                                    As<int64_t>(unconverged), As<void>(workspace),
                                                     &nnz);
         CudaCheck(err, "cuda.knn_joint_prepare");
         return nnz;
@@ -419,15 +404,15 @@ void BindSparse(py::module_& m) {
       [](uintptr_t workspace, int64_t batch, int64_t n, int64_t k, int64_t nnz,
          uintptr_t out_indices, uintptr_t out_values, const std::string& dtype,
          uintptr_t stream) {
-        NonNull(workspace, "workspace");
-        const bool f32 = F32(dtype);
+        CheckNonNull(workspace, "workspace");
+        const bool f32 = RawIsF32(dtype);
         py::gil_scoped_release release;
         const cudaError_t err =
-            f32 ? kn::LaunchKnnJointWrite<float>(S(stream), batch, n, k, P<void>(workspace), nnz,
-                                                 P<int64_t>(out_indices), P<float>(out_values))
-                : kn::LaunchKnnJointWrite<double>(S(stream), batch, n, k, P<void>(workspace),
-                                                  nnz, P<int64_t>(out_indices),
-                                                  P<double>(out_values));
+            f32 ? kn::LaunchKnnJointWrite<float>(Stream(stream), batch, n, k, As<void>(workspace), nnz,
+                                                 As<int64_t>(out_indices), As<float>(out_values))
+                : kn::LaunchKnnJointWrite<double>(Stream(stream), batch, n, k, As<void>(workspace),
+                                                  nnz, As<int64_t>(out_indices),
+                                                  As<double>(out_values));
         CudaCheck(err, "cuda.knn_joint_write");
       },
       py::arg("workspace"), py::arg("batch"), py::arg("n"), py::arg("k"), py::arg("nnz"),
@@ -435,7 +420,7 @@ void BindSparse(py::module_& m) {
       py::arg("stream") = 0, "Step 2 of 2: writes indices [nnz, 3] (b, i, j) and values [nnz].");
   cuda.def("sparse_tsne_gradient_workspace_bytes",
            [](int64_t batch, int64_t n, int64_t d, const std::string& dtype) {
-             return F32(dtype) ? kn::SparseTsneGradientWorkspaceBytes<float>(batch, n, d)
+             return RawIsF32(dtype) ? kn::SparseTsneGradientWorkspaceBytes<float>(batch, n, d)
                                : kn::SparseTsneGradientWorkspaceBytes<double>(batch, n, d);
            },
            py::arg("batch"), py::arg("n"), py::arg("d"), py::arg("dtype") = "float32");
@@ -445,28 +430,28 @@ void BindSparse(py::module_& m) {
          uintptr_t kl, int64_t batch, int64_t n, int64_t d, const std::string& dtype,
          double exaggeration, double dof, bool scale_repulsion_by_p_sum, uintptr_t workspace,
          uintptr_t stream) {
-        NonNull(row_ptr, "row_ptr");
-        NonNull(y, "y");
-        NonNull(workspace, "workspace");
+        CheckNonNull(row_ptr, "row_ptr");
+        CheckNonNull(y, "y");
+        CheckNonNull(workspace, "workspace");
         if (batch < 1 || n < 2 || d < 1) Fail("need batch >= 1, n >= 2, d >= 1");
         if (!(exaggeration > 0) || !(dof > 0)) Fail("exaggeration and dof must be > 0");
         kn::TsneGradientOptions opt;
         opt.exaggeration = exaggeration;
         opt.dof = dof;
         opt.scale_repulsion_by_p_sum = scale_repulsion_by_p_sum;
-        const bool f32 = F32(dtype);
+        const bool f32 = RawIsF32(dtype);
         py::gil_scoped_release release;
         const cudaError_t err =
-            f32 ? kn::LaunchSparseTsneGradient<float>(S(stream), P<int64_t>(row_ptr),
-                                                      P<int64_t>(cols), P<float>(p_values),
-                                                      P<float>(y), batch, n, d, opt,
-                                                      P<float>(grad), P<float>(kl),
-                                                      P<void>(workspace))
-                : kn::LaunchSparseTsneGradient<double>(S(stream), P<int64_t>(row_ptr),
-                                                       P<int64_t>(cols), P<double>(p_values),
-                                                       P<double>(y), batch, n, d, opt,
-                                                       P<double>(grad), P<double>(kl),
-                                                       P<void>(workspace));
+            f32 ? kn::LaunchSparseTsneGradient<float>(Stream(stream), As<int64_t>(row_ptr),
+                                                      As<int64_t>(cols), As<float>(p_values),
+                                                      As<float>(y), batch, n, d, opt,
+                                                      As<float>(grad), As<float>(kl),
+                                                      As<void>(workspace))
+                : kn::LaunchSparseTsneGradient<double>(Stream(stream), As<int64_t>(row_ptr),
+                                                       As<int64_t>(cols), As<double>(p_values),
+                                                       As<double>(y), batch, n, d, opt,
+                                                       As<double>(grad), As<double>(kl),
+                                                       As<void>(workspace));
         CudaCheck(err, "cuda.sparse_tsne_gradient");
       },
       py::arg("row_ptr"), py::arg("cols"), py::arg("p_values"), py::arg("y"), py::arg("grad"),

@@ -1,6 +1,8 @@
 """Data like users have (duplicates, binary and integer values, a large
 mean, extreme scales) and the float64 references the kernels must match on
 it. numpy only: the GPU tests (no TensorFlow, no scikit-learn) use it too."""
+import zlib
+
 import numpy as np
 
 
@@ -57,3 +59,49 @@ def tied_rows(d, perplexity):
     ties = off == off.min(axis=-1, keepdims=True)
     m = ties.sum(-1)
     return m > perplexity, ties / m[:, None]
+
+
+# ---------------------------------------------- named cases of the op tests --
+
+N = 300
+
+
+def make_case(name):
+    """The named case of the op tests (float64 [n, dim]); scikit-learn loads the digits."""
+    from sklearn.datasets import load_digits  # not needed by the GPU tests
+
+    rng = np.random.default_rng(zlib.crc32(name.encode()))
+    digits = load_digits().data[:N]  # 0..16
+    if name == "duplicates":  # 15 copies of 20 points: 14 ties at 0 per row
+        return duplicates(rng, N // 15, 15, dim=30)
+    if name == "identical":
+        return np.full((60, 10), 3.7)
+    if name == "binarised_digits":
+        return (digits > 7).astype(np.float64)
+    if name == "binary_10_pixels":
+        return integer_images(rng, N, 10, levels=2)
+    if name == "integer_digits":
+        return digits
+    if name == "uint8_pixels":
+        return (digits * 15.9375).astype(np.uint8).astype(np.float64)
+    if name == "constant_columns":
+        x = rng.normal(size=(N, 50))
+        x[:, ::3] = 5.0
+        return x
+    if name == "offset_1e3":
+        return offset(rng, N, 50, 1e3)
+    if name == "offset_1e4":
+        return offset(rng, N, 20, 1e4)
+    if name == "scale_1e-6":
+        return rng.normal(size=(N, 30)) * 1e-6
+    if name == "scale_1e6":
+        return rng.normal(size=(N, 30)) * 1e6
+    raise KeyError(name)
+
+
+# name -> perplexity. Ties beyond the perplexity: every row of "duplicates"
+# and "identical"; some rows of the binary cases (a row's nearest neighbours
+# at one Hamming distance), at the small perplexities such data gets.
+CASES = {"duplicates": 10.0, "identical": 10.0, "binarised_digits": 2.5, "binary_10_pixels": 5.0,
+         "integer_digits": 10.0, "uint8_pixels": 10.0, "constant_columns": 10.0,
+         "offset_1e3": 10.0, "offset_1e4": 10.0, "scale_1e-6": 10.0, "scale_1e6": 10.0}

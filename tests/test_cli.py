@@ -11,6 +11,7 @@ from sklearn.manifold import trustworthiness
 from sklearn.model_selection import LeaveOneOut, cross_val_score, train_test_split
 from sklearn.neighbors import KNeighborsClassifier
 
+from helpers import write_idx
 from tsne_ops import cli, datasets, metrics
 
 
@@ -101,13 +102,11 @@ def test_compare_case_d_parametric_3d(tmp_path, capsys):
 
 def test_mnist_from_a_data_dir(tmp_path, capsys):
     # A tiny IDX directory stands in for MNIST.
-    from test_datasets import _write_idx
-
     rng = np.random.RandomState(0)
     labels = np.arange(80) % 4
     images = (rng.rand(80, 28, 28) * 60 + 40 * labels[:, None, None]).astype(np.uint8)
-    _write_idx(tmp_path / "data" / "mnist", "train", images, labels)
-    _write_idx(tmp_path / "data" / "mnist", "t10k", images[:20], labels[:20])
+    write_idx(tmp_path / "data" / "mnist", "train", images, labels)
+    write_idx(tmp_path / "data" / "mnist", "t10k", images[:20], labels[:20])
     code, _ = _run(["run", "--case", "B", "--dataset", "mnist", "--data-dir",
                     str(tmp_path / "data"), "--n", "80", "--epochs", "2", "--perplexity", "10",
                     "--shift-augmentation", "2", "--neighbor-mixup", "0.5", "--deskew",

@@ -5,16 +5,8 @@ import struct
 import numpy as np
 import pytest
 
+from helpers import write_idx
 from tsne_ops import datasets
-
-
-def _write_idx(directory, prefix, images, labels):
-    directory.mkdir(parents=True, exist_ok=True)
-    n, rows, cols = images.shape
-    with gzip.open(directory / f"{prefix}-images-idx3-ubyte.gz", "wb") as f:
-        f.write(struct.pack(">IIII", 2051, n, rows, cols) + images.astype(np.uint8).tobytes())
-    with gzip.open(directory / f"{prefix}-labels-idx1-ubyte.gz", "wb") as f:
-        f.write(struct.pack(">II", 2049, n) + labels.astype(np.uint8).tobytes())
 
 
 @pytest.fixture
@@ -22,9 +14,9 @@ def fake_data(tmp_path):
     rng = np.random.RandomState(0)
     train = rng.randint(0, 256, size=(12, 28, 28))
     test = rng.randint(0, 256, size=(5, 28, 28))
-    _write_idx(tmp_path / "mnist", "train", train, np.arange(12) % 10)
-    _write_idx(tmp_path / "mnist", "t10k", test, np.arange(5))
-    _write_idx(tmp_path / "fashion-mnist", "train", train[:4], np.array([9, 8, 7, 6]))
+    write_idx(tmp_path / "mnist", "train", train, np.arange(12) % 10)
+    write_idx(tmp_path / "mnist", "t10k", test, np.arange(5))
+    write_idx(tmp_path / "fashion-mnist", "train", train[:4], np.array([9, 8, 7, 6]))
     return tmp_path, train, test
 
 

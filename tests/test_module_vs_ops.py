@@ -1,6 +1,8 @@
 """The pybind11 module's CPU path and the TensorFlow CPU ops run the same
 kernels: their results agree bit for bit (the kernels do not depend on the
 thread pool that shards them)."""
+import re
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -59,3 +61,45 @@ def test_gradient(kernels, rng, dtype, dof):
     g_m, kl_m = kernels.tsne_gradient(p, y, exaggeration=4.0, dof=dof)
     np.testing.assert_array_equal(g_m, g_tf.numpy())
     np.testing.assert_array_equal(kl_m, kl_tf.numpy())
+
+
+# Both front ends validate with cc/kernels/validation.h: the same bad input
+# gets the same message from the op (InvalidArgumentError) and the module
+# (ValueError). Rank-3 inputs, so that the op sees the shapes the caller gave.
+def _bad_inputs():
+    d = np.ones((1, 6, 6)) - np.eye(6)
+    x = np.zeros((1, 4, 3))
+    x[0, 2, 1] = np.nan
+    p = np.full((1, 5, 5), 0.05)
+    y = np.zeros((1, 4, 2))
+    big = np.array([[[0.0], [3e19]]], np.float32)
+    return [
+        ("perplexity", lambda m: m.perplexity_affinities(d, 5.0),
+         lambda: tsne_ops.perplexity_affinities(d, 5.0)),
+        ("square", lambda m: m.joint_probabilities(d[:, :, :5], 2.0),
+         lambda: tsne_ops.joint_probabilities(d[:, :, :5], 2.0)),
+        ("negative", lambda m: m.joint_probabilities(-d, 2.0),
+         lambda: tsne_ops.joint_probabilities(-d, 2.0)),
+        ("nan", lambda m: m.pairwise_squared_distance(x), lambda: tsne_ops.pairwise_squared_distance(x)),
+        ("cross", lambda m: m.pairwise_squared_distance(x[..., :2], y[..., :1]),
+         lambda: tsne_ops.pairwise_squared_distance(x[..., :2], y[..., :1])),
+        ("overflow", lambda m: m.pairwise_squared_distance(big),
+         lambda: tsne_ops.pairwise_squared_distance(big)),
+        ("p shape", lambda m: m.tsne_gradient(p, y), lambda: tsne_ops.tsne_gradient(p, y)),
+        ("dof", lambda m: m.tsne_gradient(p[:, :4, :4], y, dof=-0.5),
+         lambda: tsne_ops.tsne_gradient(p[:, :4, :4], y, dof=-0.5)),
+        ("exaggeration", lambda m: m.tsne_gradient(p[:, :4, :4], y, exaggeration=float("inf")),
+         lambda: tsne_ops.tsne_gradient(p[:, :4, :4], y, exaggeration=float("inf"))),
+    ]
+
+
+@pytest.mark.parametrize("case", range(len(_bad_inputs())), ids=[c[0] for c in _bad_inputs()])
+def test_same_error_message(kernels, case):
+    _, module_call, op_call = _bad_inputs()[case]
+    with pytest.raises(ValueError) as from_module:
+        module_call(kernels)
+    with pytest.raises(tf.errors.InvalidArgumentError) as from_op:
+        op_call()
+    # TensorFlow wraps the kernel's message: "{{function_node ...}} MESSAGE [Op:...] name: ".
+    op_message = re.sub(r"^\{\{function_node [^}]*\}\} | \[Op:.*$", "", from_op.value.message)
+    assert str(from_module.value) == op_message

@@ -18,6 +18,7 @@ import tensorflow as tf
 import kernels_module
 import references
 import tsne_ops
+from helpers import sparse_p
 from tsne_ops import ops, repulsion
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -181,8 +182,6 @@ def test_finer_grid_is_more_accurate(rng):
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("d", [1, 2])
 def test_method_fft_gradient_and_loss_match_exact(rng, dtype, d):
-    from test_ops_sparse_methods import sparse_p
-
     n = 1500
     p = sparse_p(rng, n, 30, dtype)
     y = tf.constant(embedding(rng, n, d, 8.0).astype(dtype))
@@ -294,8 +293,6 @@ def test_op_path_repeatable_and_thread_count_independent_to_rounding(tmp_path):
 # -------------------------------------------------------------- bad input --
 
 def test_d3_is_rejected_naming_the_method_and_d(rng):
-    from test_ops_sparse_methods import sparse_p
-
     p = sparse_p(rng, 60, 5, np.float64)
     y = rng.normal(size=(60, 3))
     for fn in (lambda: tsne_ops.tsne_gradient(p, y, method="fft"),
@@ -315,8 +312,6 @@ def test_d3_is_rejected_naming_the_method_and_d(rng):
     (dict(interval_width="wide"), r"interval_width must be a number, but is 'wide'"),
 ])
 def test_bad_fft_options_are_named(rng, options, message):
-    from test_ops_sparse_methods import sparse_p
-
     p = sparse_p(rng, 60, 5, np.float64)
     y = rng.normal(size=(60, 2))
     with pytest.raises(tf.errors.InvalidArgumentError, match=message):

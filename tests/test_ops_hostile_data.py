@@ -21,11 +21,9 @@ import os
 import re
 import subprocess
 import sys
-import zlib
 
 import numpy as np
 import pytest
-from sklearn.datasets import load_digits
 from sklearn.manifold._utils import _binary_search_perplexity
 
 import hostile_data
@@ -34,47 +32,8 @@ from references import kl_divergence, student_t
 from references import tsne_gradient as ref_gradient
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-N = 300
 EPS = 2.220446049250313e-16
 DTYPES = [np.float32, np.float64]
-
-
-def make_case(name):
-    rng = np.random.default_rng(zlib.crc32(name.encode()))
-    digits = load_digits().data[:N]  # 0..16
-    if name == "duplicates":  # 15 copies of 20 points: 14 ties at 0 per row
-        return hostile_data.duplicates(rng, N // 15, 15, dim=30)
-    if name == "identical":
-        return np.full((60, 10), 3.7)
-    if name == "binarised_digits":
-        return (digits > 7).astype(np.float64)
-    if name == "binary_10_pixels":
-        return hostile_data.integer_images(rng, N, 10, levels=2)
-    if name == "integer_digits":
-        return digits
-    if name == "uint8_pixels":
-        return (digits * 15.9375).astype(np.uint8).astype(np.float64)
-    if name == "constant_columns":
-        x = rng.normal(size=(N, 50))
-        x[:, ::3] = 5.0
-        return x
-    if name == "offset_1e3":
-        return hostile_data.offset(rng, N, 50, 1e3)
-    if name == "offset_1e4":
-        return hostile_data.offset(rng, N, 20, 1e4)
-    if name == "scale_1e-6":
-        return rng.normal(size=(N, 30)) * 1e-6
-    if name == "scale_1e6":
-        return rng.normal(size=(N, 30)) * 1e6
-    raise KeyError(name)
-
-
-# name -> perplexity. Ties beyond the perplexity: every row of "duplicates"
-# and "identical"; some rows of the binary cases (a row's nearest neighbours
-# at one Hamming distance), at the small perplexities such data gets.
-CASES = {"duplicates": 10.0, "identical": 10.0, "binarised_digits": 2.5, "binary_10_pixels": 5.0,
-         "integer_digits": 10.0, "uint8_pixels": 10.0, "constant_columns": 10.0,
-         "offset_1e3": 10.0, "offset_1e4": 10.0, "scale_1e-6": 10.0, "scale_1e6": 10.0}
 
 
 def reference_conditional(d, perplexity):
@@ -87,9 +46,9 @@ def reference_conditional(d, perplexity):
     return ref, tied
 
 
-@pytest.fixture(scope="module", params=list(CASES))
+@pytest.fixture(scope="module", params=list(hostile_data.CASES))
 def case(request):
-    return request.param, make_case(request.param)
+    return request.param, hostile_data.make_case(request.param)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -111,14 +70,14 @@ def test_distances(case, dtype):
 def test_affinities(case, dtype):
     name, x = case
     d = tsne_ops.pairwise_squared_distance(x.astype(dtype)).numpy()
-    ref, tied = reference_conditional(d, CASES[name])
-    pc, beta = tsne_ops.perplexity_affinities(d, CASES[name])
+    ref, tied = reference_conditional(d, hostile_data.CASES[name])
+    pc, beta = tsne_ops.perplexity_affinities(d, hostile_data.CASES[name])
     pc, beta = pc.numpy().astype(np.float64), beta.numpy()
     assert np.all(np.isfinite(pc)) and np.all(np.isfinite(beta)) and np.all(beta > 0), name
     np.testing.assert_allclose(pc.sum(1), 1.0, rtol=1e-5)
     np.testing.assert_allclose(pc[tied], ref[tied], atol=1e-6)
     np.testing.assert_allclose(pc[~tied], ref[~tied], atol=2e-5, rtol=2e-3)
-    joint = tsne_ops.joint_probabilities(d, CASES[name]).numpy().astype(np.float64)
+    joint = tsne_ops.joint_probabilities(d, hostile_data.CASES[name]).numpy().astype(np.float64)
     n = d.shape[0]
     joint_ref = np.maximum((ref + ref.T) / (ref + ref.T).sum(), EPS)
     np.fill_diagonal(joint_ref, 0)
@@ -162,7 +121,7 @@ def test_gradient_and_loss(case, dtype, kind):
     name, x = case
     rng = np.random.default_rng(len(name) * 31 + len(kind))
     p = tsne_ops.joint_probabilities(
-        tsne_ops.pairwise_squared_distance(x.astype(dtype)), CASES[name]).numpy()
+        tsne_ops.pairwise_squared_distance(x.astype(dtype)), hostile_data.CASES[name]).numpy()
     tol = 1e-4 if dtype == np.float32 else 1e-10
     for d in (2, 3):
         y = make_embedding(kind, p.shape[0], d, rng).astype(dtype)
@@ -187,7 +146,7 @@ import sys
 sys.path.insert(0, {tests!r})
 import numpy as np
 import tsne_ops
-import test_ops_hostile_data as h
+import hostile_data as h
 for name in h.CASES:
     for dt in (np.float32, np.float64):
         d = tsne_ops.pairwise_squared_distance(h.make_case(name).astype(dt)).numpy()
@@ -214,11 +173,11 @@ def test_unconverged_rows_are_counted(tmp_path):
     for sec in sections[:-1]:
         name, dt = sec.split()[:2]
         d = np.load(tmp_path / f"{name}_{dt}.npy")
-        expected = int(hostile_data.tied_rows(d, CASES[name])[0].sum())
+        expected = int(hostile_data.tied_rows(d, hostile_data.CASES[name])[0].sum())
         m = re.search(r"tsne_ops: (\d+) of (\d+) rows did not reach perplexity", sec)
         got = int(m.group(1)) if m else 0
         assert got == expected, (name, dt, got, expected)
         if m:
             assert int(m.group(2)) == d.shape[0]
         seen += 1
-    assert seen == 2 * len(CASES)
+    assert seen == 2 * len(hostile_data.CASES)

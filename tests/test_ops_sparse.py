@@ -17,6 +17,7 @@ from sklearn.neighbors import NearestNeighbors
 
 import kernels_module
 import tsne_ops
+from helpers import sparse_p
 
 DTYPES = [np.float32, np.float64]
 FLOOR = 2.220446049250313e-16  # joint_probabilities' floor (scikit-learn's MACHINE_EPSILON)
@@ -133,16 +134,6 @@ def test_knn_p_batched_equals_each_batch(rng):
 
 # ------------------------------------------------ gradient and loss on sparse P --
 
-def sparse_p(rng, n, k, perplexity, dtype, b=None, dim=5):
-    if b is None:
-        x = rng.normal(size=(n, dim)).astype(dtype)
-        return tsne_ops.knn_joint_probabilities(*knn(x, k), perplexity)
-    parts = [knn(rng.normal(size=(n, dim)).astype(dtype), k) for _ in range(b)]
-    return tsne_ops.knn_joint_probabilities(
-        np.stack([t[0] for t in parts]), np.stack([t[1] for t in parts]), perplexity
-    )
-
-
 def tol(dtype):
     return dict(rtol=2e-4, atol=2e-6) if dtype == np.float32 else dict(rtol=1e-9, atol=1e-12)
 
@@ -168,7 +159,7 @@ CASES = [
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("n,d,dof,ex,compute_kl,b", CASES)
 def test_sparse_gradient_equals_dense(rng, dtype, n, d, dof, ex, compute_kl, b):
-    p = sparse_p(rng, n, 30, 10.0, dtype, b=b)
+    p = sparse_p(rng, n, 30, dtype, batch=b, perplexity=10.0, dim=5)
     shape = (n, d) if b is None else (b, n, d)
     y = (3 * rng.normal(size=shape)).astype(dtype)
     g, kl = tsne_ops.tsne_gradient(p, y, exaggeration=ex, dof=dof, compute_kl=compute_kl)
@@ -184,7 +175,7 @@ def test_sparse_gradient_equals_dense(rng, dtype, n, d, dof, ex, compute_kl, b):
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("dof", [1.0, 0.6, 2.5])
 def test_sparse_loss_and_its_gradient_equal_dense(rng, dtype, dof):
-    p = sparse_p(rng, 200, 25, 8.0, dtype, b=2)
+    p = sparse_p(rng, 200, 25, dtype, batch=2, perplexity=8.0, dim=5)
     # An unnormalised P: the loss gradient scales the repulsion by sum(p).
     p = tf.SparseTensor(p.indices, p.values * 1.7, p.dense_shape)
     y = tf.constant((2 * rng.normal(size=(2, 200, 2))).astype(dtype))
@@ -198,7 +189,7 @@ def test_sparse_loss_and_its_gradient_equal_dense(rng, dtype, dof):
 
 @pytest.mark.parametrize("dof", [1.0, 0.5, 3.0])
 def test_sparse_loss_against_finite_differences(rng, dof):
-    p = sparse_p(rng, 40, 12, 4.0, np.float64)
+    p = sparse_p(rng, 40, 12, np.float64, perplexity=4.0, dim=5)
     y0 = rng.normal(size=(40, 2))
     theoretical, numerical = tf.test.compute_gradient(lambda y: tsne_ops.tsne_loss(p, y, dof=dof), [y0])
     np.testing.assert_allclose(theoretical[0], numerical[0], rtol=1e-5, atol=1e-8)

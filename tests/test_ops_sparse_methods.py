@@ -13,25 +13,12 @@ import tensorflow as tf
 
 import kernels_module
 import references
+from helpers import sparse_p
 import tsne_ops
 from tsne_ops import ops
 
 DTYPES = [np.float32, np.float64]
 RTOL = {np.float32: 2e-5, np.float64: 1e-11}
-
-
-def sparse_p(rng, n, k, dtype, batch=None):
-    """A canonical sparse P over a random symmetric graph (kNN of random points)."""
-    parts = []
-    for _ in range(batch or 1):
-        x = rng.normal(size=(n, 3)).astype(dtype)
-        d2 = references.squared_distances(x, x)
-        np.fill_diagonal(d2, np.inf)
-        idx = np.argsort(d2, axis=1, kind="stable")[:, :k].astype(np.int64)
-        parts.append((idx, np.take_along_axis(d2, idx, 1).astype(dtype)))
-    idx = np.stack([p[0] for p in parts]) if batch else parts[0][0]
-    d2 = np.stack([p[1] for p in parts]) if batch else parts[0][1]
-    return tsne_ops.knn_joint_probabilities(idx, d2, min(10.0, k - 1.0))
 
 
 def exact_repulsion_tf(y, dof, scale=1.0):

@@ -341,27 +341,27 @@ def test_non_contiguous_input(rng):
 
 @pytest.mark.parametrize("call, match", [
     (lambda: tk.pairwise_squared_distance(np.ones((3, 2), np.int32)), r"x must be float32 or float64.*int32"),
-    (lambda: tk.pairwise_squared_distance(np.ones(3)), r"x must have rank 2.*rank 1"),
+    (lambda: tk.pairwise_squared_distance(np.ones(3)), r"x must be rank 2 \[n, dim\] or rank 3 \[batch, n, dim\], but has shape \[3\]"),
     (lambda: tk.pairwise_squared_distance([[1.0, 2.0]]), r"x must be a numpy array"),
-    (lambda: tk.pairwise_squared_distance(np.ones((3, 2)), np.ones((3, 3))), r"y must have as many features"),
-    (lambda: tk.pairwise_squared_distance(np.ones((3, 2)), np.ones((3, 2), np.float32)), r"y has dtype float32"),
-    (lambda: tk.pairwise_squared_distance(np.ones((2, 3, 2)), np.ones((3, 3, 2))), r"y must have the same rank and batch"),
+    (lambda: tk.pairwise_squared_distance(np.ones((3, 2)), np.ones((3, 3))), r"x and y must have the same batch size and dim, but x has shape \[3,2\] and y has shape \[3,3\]"),
+    (lambda: tk.pairwise_squared_distance(np.ones((3, 2)), np.ones((3, 2), np.float32)), r"y must have the same dtype as x \(float64\), but has dtype float32"),
+    (lambda: tk.pairwise_squared_distance(np.ones((2, 3, 2)), np.ones((3, 3, 2))), r"x and y must have the same batch size and dim"),
     (lambda: tk.pairwise_squared_distance(np.array([[0.0, np.inf]])), r"x must be finite, but x\[0, 1\] = inf"),
     (lambda: tk.pairwise_squared_distance(np.ones((3, 2)), device="tpu"), r"device must be 'cpu' or 'cuda'"),
-    (lambda: tk.pairwise_squared_distance_grad(np.ones((3, 4)), np.ones((3, 2))), r"grad must have shape"),
-    (lambda: tk.perplexity_affinities(np.ones((1, 1)), 0.5), r"N >= 2.*N = 1"),
-    (lambda: tk.perplexity_affinities(np.ones((4, 4)), 3.0), r"perplexity must be in \(0, N - 1\).*got 3"),
+    (lambda: tk.pairwise_squared_distance_grad(np.ones((3, 4)), np.ones((3, 2))), r"grad must have shape \[3,3\], but has shape \[3,4\]"),
+    (lambda: tk.perplexity_affinities(np.ones((1, 1)), 0.5), r"sq_dist needs at least 2 points, but has shape \[1,1\]"),
+    (lambda: tk.perplexity_affinities(np.ones((4, 4)), 3.0), r"perplexity must be in \(0, n - 1\) = \(0, 3\) for n = 4 points, but is 3"),
     (lambda: tk.perplexity_affinities(np.ones((4, 4)), 0.0), r"perplexity must be in"),
     (lambda: tk.perplexity_affinities(np.ones((4, 5)), 2.0), r"sq_dist must be square"),
     (lambda: tk.perplexity_affinities(-np.ones((4, 4)), 2.0), r"sq_dist must be finite and non-negative.*-1"),
-    (lambda: tk.perplexity_affinities(np.ones((4, 4)), 2.0, tolerance=0.0), r"tolerance must be positive"),
-    (lambda: tk.perplexity_affinities(np.ones((4, 4)), 2.0, max_iter=0), r"max_iter must be >= 1"),
+    (lambda: tk.perplexity_affinities(np.ones((4, 4)), 2.0, tolerance=0.0), r"tolerance must be a finite number > 0, but is 0"),
+    (lambda: tk.perplexity_affinities(np.ones((4, 4)), 2.0, max_iter=0), r"max_iter must be >= 1, but is 0"),
     (lambda: tk.symmetrize_affinities(np.full((3, 3), np.nan)), r"p_conditional must be finite and non-negative.*nan"),
-    (lambda: tk.tsne_gradient(np.ones((4, 4)), np.ones((4, 2)), dof=0.0), r"dof must be > 0, got 0"),
-    (lambda: tk.tsne_gradient(np.ones((4, 4)), np.ones((4, 2)), exaggeration=-1.0), r"exaggeration must be > 0, got -1"),
-    (lambda: tk.tsne_gradient(np.ones((4, 4)), np.ones((4, 2)), dof=float("nan")), r"dof must be finite"),
-    (lambda: tk.tsne_gradient(np.ones((5, 5)), np.ones((4, 2))), r"p must be \[..., N, N\]"),
-    (lambda: tk.tsne_gradient(np.ones((1, 1)), np.ones((1, 2))), r"N >= 2"),
+    (lambda: tk.tsne_gradient(np.ones((4, 4)), np.ones((4, 2)), dof=0.0), r"dof must be a finite number > 0, but is 0"),
+    (lambda: tk.tsne_gradient(np.ones((4, 4)), np.ones((4, 2)), exaggeration=-1.0), r"exaggeration must be a finite number > 0, but is -1"),
+    (lambda: tk.tsne_gradient(np.ones((4, 4)), np.ones((4, 2)), dof=float("nan")), r"dof must be a finite number > 0, but is nan"),
+    (lambda: tk.tsne_gradient(np.ones((5, 5)), np.ones((4, 2))), r"p must have shape \[batch, n, n\] = \[4,4\] to match y of shape \[4,2\], but has shape \[5,5\]"),
+    (lambda: tk.tsne_gradient(np.ones((1, 1)), np.ones((1, 2))), r"y needs at least 2 points, but has shape \[1,2\]"),
     (lambda: tk.tsne_gradient(np.ones((4, 4)), np.full((4, 2), np.nan)), r"y must be finite, but y\[0, 0\] = nan"),
     (lambda: tk.set_num_threads(-1), r"num_threads must be >= 0"),
 ])
@@ -386,7 +386,7 @@ def test_raw_api_validates_before_launch():
         tk.cuda.tsne_gradient(0, 0, 0, 0, 1, 5, 2)
     with pytest.raises(ValueError, match="dtype must be 'float32' or 'float64'"):
         tk.cuda.tsne_gradient(1, 1, 1, 0, 1, 5, 2, dtype="float16")
-    with pytest.raises(ValueError, match=r"perplexity must be in \(0, N - 1\)"):
+    with pytest.raises(ValueError, match=r"perplexity must be in \(0, n - 1\)"):
         tk.cuda.perplexity_affinities(1, 1, 1, 1, 5, 10.0)
     assert tk.cuda.tsne_gradient_workspace_bytes(1, 1000, 2) > 0
     assert tk.cuda.tsne_gradient_workspace_bytes(1, 1000, 2) < 1000 * 1000 * 4  # never N x N

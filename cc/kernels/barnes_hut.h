@@ -40,6 +40,7 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "cc/kernels/common.h"
 
@@ -48,10 +49,17 @@ namespace kernels {
 
 constexpr int kBarnesHutMaxDepth = 48;
 
-// "" when (d, dof, angle) are valid for BarnesHutRepulsionCpu (d in {1, 2, 3},
-// dof finite > 0, angle finite >= 0), else a message naming the argument and
-// its value. y's finiteness is checked separately (CheckAllFinite).
-std::string CheckBarnesHutArgs(int64_t d, double dof, double angle);
+// "" when y's shape ([n, d] or [batch, n, d]), dof and angle are valid for
+// BarnesHutRepulsionCpu (d in {1, 2, 3}, n >= 2, dof finite > 0, angle finite
+// >= 0), else a message naming the argument and its value (validation.h).
+// y's finiteness is checked separately (CheckAllFinite).
+std::string CheckBarnesHutArgs(const std::vector<int64_t>& y_shape, double dof, double angle);
+
+// "" when the repulsion [batch, n, d] and z [batch] came out finite, else the
+// error for an overflow (y finite but beyond about 1e150).
+template <typename T>
+std::string CheckBarnesHutResult(const T* repulsion, const T* z, int64_t batch, int64_t n,
+                                 int64_t d);
 
 // y [batch, n, d] finite, n >= 1, d in {1, 2, 3} (checked by the caller).
 // repulsion [batch, n, d] and z [batch] are written.

@@ -22,6 +22,7 @@
 #include <vector>
 
 #include "cc/kernels/barnes_hut.h"
+#include "cc/kernels/validation.h"
 
 namespace tsne_ops {
 namespace kernels {
@@ -176,7 +177,7 @@ struct KernelConsts {
 // It makes the error O(angle^3) instead of O(angle^2) for a few flops a
 // cell, with the same cells visited: at angle 0.5 the monopole alone left
 // R 1.3e-2 from exact on clustered data.
-template <int D, bool kOne>
+template <int D, bool kUnitDof>
 inline void AddBody(const double* yi, const double* at, double m, const double (*m2)[D],
                     const KernelConsts& kc, double* r, double& z) {
   double x[D], dist = 0;
@@ -186,7 +187,7 @@ inline void AddBody(const double* yi, const double* at, double m, const double (
   }
   const double a = 1.0 + dist * kc.inv_alpha;
   const double u = 1.0 / a;
-  const double w = kOne ? u : std::exp(-kc.h * std::log1p(dist * kc.inv_alpha));
+  const double w = kUnitDof ? u : std::exp(-kc.h * std::log1p(dist * kc.inv_alpha));
   const double wu = w * u;
   double f = m * wu, zz = m * w;
   if (m2 != nullptr) {
@@ -221,7 +222,7 @@ inline void AddBody(const double* yi, const double* at, double m, const double (
 }
 
 // R_i (into r) and i's share of Z for point i of the tree's batch element.
-template <int D, bool kOne>
+template <int D, bool kUnitDof>
 void Traverse(const Tree<D>& tree, const double* pts, int64_t i, double angle,
               const KernelConsts& kc, double* r, double& z) {
   constexpr int kStack = (kBarnesHutMaxDepth + 1) * (1 << D);
@@ -235,7 +236,7 @@ void Traverse(const Tree<D>& tree, const double* pts, int64_t i, double angle,
     const bool contains = c.lo <= pi && pi < c.hi;
     if (c.num_children == 0) {
       if (!contains) {
-        AddBody<D, kOne>(yi, c.com, static_cast<double>(c.count), c.m2, kc, r, z);
+        AddBody<D, kUnitDof>(yi, c.com, static_cast<double>(c.count), c.m2, kc, r, z);
         continue;
       }
       // i's own leaf: the other count - 1 points. Coincident ones sit at
@@ -248,7 +249,7 @@ void Traverse(const Tree<D>& tree, const double* pts, int64_t i, double angle,
                              : (static_cast<double>(c.count) * c.com[k] - yi[k]) /
                                    static_cast<double>(others);
       }
-      AddBody<D, kOne>(yi, at, static_cast<double>(others), nullptr, kc, r, z);
+      AddBody<D, kUnitDof>(yi, at, static_cast<double>(others), nullptr, kc, r, z);
       continue;
     }
     if (!contains) {
@@ -259,7 +260,7 @@ void Traverse(const Tree<D>& tree, const double* pts, int64_t i, double angle,
       }
       const double width = 2 * c.half_width;
       if (width < angle * (std::sqrt(dist) - c.offset)) {
-        AddBody<D, kOne>(yi, c.com, static_cast<double>(c.count), c.m2, kc, r, z);
+        AddBody<D, kUnitDof>(yi, c.com, static_cast<double>(c.count), c.m2, kc, r, z);
         continue;
       }
     }
@@ -321,25 +322,35 @@ void Repulsion(const T* y, int64_t batch, int64_t n, double dof, double angle, T
 
 }  // namespace
 
-std::string CheckBarnesHutArgs(int64_t d, double dof, double angle) {
-  // %g, not std::to_string: that would print 1e-9 as 0.000000.
-  auto num = [](double v) {
-    char buf[32];
-    std::snprintf(buf, sizeof(buf), "%g", v);
-    return std::string(buf);
-  };
+std::string CheckBarnesHutArgs(const std::vector<int64_t>& y_shape, double dof, double angle) {
+  const int64_t d = y_shape.empty() ? 0 : y_shape.back();
   if (d < 1 || d > 3) {
     return "Barnes-Hut repulsion needs an embedding of d = 1, 2 or 3 dimensions (a tree of "
            "2^d-ary cells), but y has d = " + std::to_string(d);
   }
-  if (!(dof > 0) || !std::isfinite(dof)) {
-    return "dof must be a finite number > 0, but is " + num(dof);
+  std::string msg = CheckPoints(y_shape, "y", 2);
+  if (msg.empty()) msg = CheckPositiveFinite(dof, "dof");
+  if (msg.empty() && !(angle >= 0 && std::isfinite(angle))) {
+    msg = "angle must be a finite number >= 0, but is " + NumberString(angle);
   }
-  if (!(angle >= 0) || !std::isfinite(angle)) {
-    return "angle must be a finite number >= 0, but is " + num(angle);
-  }
-  return "";
+  return msg;
 }
+
+template <typename T>
+std::string CheckBarnesHutResult(const T* repulsion, const T* z, int64_t batch, int64_t n,
+                                 int64_t d) {
+  bool finite = true;
+  for (int64_t e = 0; e < batch * n * d; ++e) finite &= std::isfinite(repulsion[e]);
+  for (int64_t b = 0; b < batch; ++b) finite &= std::isfinite(z[b]);
+  if (finite) return "";
+  return "the Barnes-Hut repulsion overflowed (y is finite); are y's coordinates beyond about "
+         "1e150?";
+}
+
+template std::string CheckBarnesHutResult<float>(const float*, const float*, int64_t, int64_t,
+                                                 int64_t);
+template std::string CheckBarnesHutResult<double>(const double*, const double*, int64_t, int64_t,
+                                                  int64_t);
 
 template <typename T>
 void BarnesHutRepulsionCpu(const T* y, int64_t batch, int64_t n, int64_t d, double dof,

@@ -2,9 +2,7 @@
 
 #include <algorithm>
 #include <atomic>
-#include <cmath>
 #include <cstdlib>
-#include <sstream>
 #include <thread>
 #include <vector>
 
@@ -49,94 +47,6 @@ ParallelFor ThreadFor(int num_threads) {
     for (auto& th : pool) th.join();
   };
 }
-
-namespace {
-
-std::string IndexString(int64_t flat, const std::vector<int64_t>& shape) {
-  std::vector<int64_t> idx(shape.size(), 0);
-  for (int64_t k = static_cast<int64_t>(shape.size()) - 1; k >= 0; --k) {
-    const int64_t extent = std::max<int64_t>(1, shape[k]);
-    idx[k] = flat % extent;
-    flat /= extent;
-  }
-  std::ostringstream s;
-  s << "[";
-  for (size_t k = 0; k < idx.size(); ++k) s << (k ? ", " : "") << idx[k];
-  s << "]";
-  return s.str();
-}
-
-template <typename T>
-std::string ValueString(T v) {
-  if (std::isnan(v)) return "nan";
-  if (std::isinf(v)) return v > 0 ? "inf" : "-inf";
-  std::ostringstream s;
-  s.precision(17);
-  s << static_cast<double>(v);
-  return s.str();
-}
-
-// Index of the first element failing `ok`, or -1. Sharded scan; the answer
-// is the smallest failing index whatever the sharding.
-template <typename T, typename Ok>
-int64_t FirstBad(const T* data, int64_t size, const ParallelFor* parallel_for, Ok ok) {
-  const int64_t block = 1 << 16;
-  const int64_t blocks = (size + block - 1) / block;
-  std::vector<int64_t> first(blocks, -1);
-  auto scan = [&](int64_t b0, int64_t b1) {
-    for (int64_t b = b0; b < b1; ++b) {
-      const int64_t lo = b * block, hi = std::min(size, lo + block);
-      bool all_ok = true;
-      for (int64_t i = lo; i < hi; ++i) all_ok &= ok(data[i]);  // branch-free, vectorises
-      if (all_ok) continue;
-      for (int64_t i = lo; i < hi; ++i) {
-        if (!ok(data[i])) { first[b] = i; break; }
-      }
-    }
-  };
-  if (parallel_for != nullptr) {
-    (*parallel_for)(blocks, block * 2, scan);
-  } else {
-    scan(0, blocks);
-  }
-  for (int64_t b = 0; b < blocks; ++b) {
-    if (first[b] >= 0) return first[b];
-  }
-  return -1;
-}
-
-int64_t Product(const std::vector<int64_t>& shape) {
-  int64_t n = 1;
-  for (int64_t s : shape) n *= s;
-  return n;
-}
-
-}  // namespace
-
-template <typename T>
-std::string CheckAllFinite(const T* data, const std::vector<int64_t>& shape,
-                           const char* name, const ParallelFor* parallel_for) {
-  const int64_t bad = FirstBad(data, Product(shape), parallel_for,
-                               [](T v) { return (v - v) == T(0); });
-  if (bad < 0) return "";
-  return std::string(name) + " must be finite, but " + name +
-         IndexString(bad, shape) + " = " + ValueString(data[bad]);
-}
-
-template <typename T>
-std::string CheckNonNegativeFinite(const T* data, const std::vector<int64_t>& shape,
-                                   const char* name, const ParallelFor* parallel_for) {
-  const int64_t bad = FirstBad(data, Product(shape), parallel_for,
-                               [](T v) { return (v - v) == T(0) && v >= T(0); });
-  if (bad < 0) return "";
-  return std::string(name) + " must be finite and non-negative, but " + name +
-         IndexString(bad, shape) + " = " + ValueString(data[bad]);
-}
-
-template std::string CheckAllFinite<float>(const float*, const std::vector<int64_t>&, const char*, const ParallelFor*);
-template std::string CheckAllFinite<double>(const double*, const std::vector<int64_t>&, const char*, const ParallelFor*);
-template std::string CheckNonNegativeFinite<float>(const float*, const std::vector<int64_t>&, const char*, const ParallelFor*);
-template std::string CheckNonNegativeFinite<double>(const double*, const std::vector<int64_t>&, const char*, const ParallelFor*);
 
 bool CpuHasAvx2Fma() {
   static const bool has = [] {

@@ -1,13 +1,11 @@
 // Shared pieces of the framework-free kernels: the parallel-for the caller
-// supplies, the CPU instruction-set namespaces, and input validation that both
-// the TensorFlow op library and the pybind11 module call.
+// supplies and the CPU instruction-set dispatch. Input validation is in
+// validation.h.
 #ifndef TSNE_OPS_CC_KERNELS_COMMON_H_
 #define TSNE_OPS_CC_KERNELS_COMMON_H_
 
 #include <cstdint>
 #include <functional>
-#include <string>
-#include <vector>
 
 namespace tsne_ops {
 namespace kernels {
@@ -27,21 +25,6 @@ ParallelFor SerialFor();
 
 // A ParallelFor over `num_threads` std::threads (0: hardware concurrency).
 ParallelFor ThreadFor(int num_threads = 0);
-
-// Validation shared by every front end. Each returns an empty string when the
-// input is fine, or a message that names the argument, the first offending
-// element's index and its value, e.g. "x must be finite, but x[0, 3, 1] = nan".
-// Shards over `parallel_for` when given one (the scan is a full pass).
-template <typename T>
-std::string CheckAllFinite(const T* data, const std::vector<int64_t>& shape,
-                           const char* name,
-                           const ParallelFor* parallel_for = nullptr);
-// Finite and >= 0 (affinity matrices).
-template <typename T>
-std::string CheckNonNegativeFinite(const T* data,
-                                   const std::vector<int64_t>& shape,
-                                   const char* name,
-                                   const ParallelFor* parallel_for = nullptr);
 
 // The CPU kernels are compiled twice: once for the x86-64 baseline and once
 // with AVX2 + FMA. The public entry points (namespace kernels) pick one at run

@@ -82,7 +82,7 @@ __global__ void AttractionKernel(const int64_t* __restrict__ row_ptr,
 }
 
 // D > 0: compile-time d (<= 3); D == 0: runtime d, sums in the workspace.
-template <typename T, int D, bool kOne>
+template <typename T, int D, bool kUnitDof>
 __global__ void __launch_bounds__(kThreads)
     RepulsionKernel(const T* __restrict__ y, int64_t n, int64_t d, T inv_alpha, T half_exp,
                     Workspace w, int64_t rows) {
@@ -122,9 +122,9 @@ __global__ void __launch_bounds__(kThreads)
         const T t = (D > 0 ? yi[k] : yb[i * dd + k]) - tile[jj * dd + k];
         dist += t * t;
       }
-      const T a = kOne ? dist + T(1) : dist * inv_alpha + T(1);
+      const T a = kUnitDof ? dist + T(1) : dist * inv_alpha + T(1);
       const T uu = T(1) / a;
-      const T wgt = kOne ? uu : exp(-log(a) * half_exp);
+      const T wgt = kUnitDof ? uu : exp(-log(a) * half_exp);
       const T wu = wgt * uu;
       if constexpr (D > 0) {
         for (int k = 0; k < D; ++k) tr[k] += wu * (yi[k] - tile[jj * D + k]);

@@ -44,7 +44,7 @@ struct RowSums {
   double z = 0, p_sum = 0, p_log_p = 0, p_log_u = 0;
 };
 
-template <typename T, int D, bool kOne>
+template <typename T, int D, bool kUnitDof>
 struct Repulsion {
   using V = simd::Vec<T>;
   static constexpr int L = simd::Traits<T>::L;
@@ -64,9 +64,9 @@ struct Repulsion {
           dk[k] = Set1(yi[k]) - Load(yt + k * n + j);
           dist += dk[k] * dk[k];
         }
-        const V a = kOne ? dist + T(1) : dist * inv_alpha + T(1);
+        const V a = kUnitDof ? dist + T(1) : dist * inv_alpha + T(1);
         const V u = T(1) / a;
-        const V w = kOne ? u : simd::Exp(-simd::Log(a) * half_exp);
+        const V w = kUnitDof ? u : simd::Exp(-simd::Log(a) * half_exp);
         const V wu = w * u;
         for (int k = 0; k < D; ++k) vr[k] += wu * dk[k];
         vz += w;
@@ -77,9 +77,9 @@ struct Repulsion {
           dk[k] = yi[k] - yt[k * n + j];
           dist += dk[k] * dk[k];
         }
-        const T a = kOne ? dist + T(1) : dist * inv_alpha + T(1);
+        const T a = kUnitDof ? dist + T(1) : dist * inv_alpha + T(1);
         const T u = T(1) / a;
-        const T w = kOne ? u : std::exp(-std::log(a) * half_exp);
+        const T w = kUnitDof ? u : std::exp(-std::log(a) * half_exp);
         for (int k = 0; k < D; ++k) sr[k] += w * u * dk[k];
         sz += w;
       }
@@ -94,9 +94,9 @@ struct Repulsion {
           const T t = yi[k] - yt[k * n + j];
           dist += t * t;
         }
-        const T a = kOne ? dist + T(1) : dist * inv_alpha + T(1);
+        const T a = kUnitDof ? dist + T(1) : dist * inv_alpha + T(1);
         const T u = T(1) / a;
-        const T w = kOne ? u : std::exp(-std::log(a) * half_exp);
+        const T w = kUnitDof ? u : std::exp(-std::log(a) * half_exp);
         for (int64_t k = 0; k < dd; ++k) acc[k] += w * u * (yi[k] - yt[k * n + j]);
         sz += w;
       }

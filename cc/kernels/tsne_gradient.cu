@@ -86,7 +86,7 @@ struct RowAcc {
 // One pair (i, j). dist is computed by the caller; diff holds y_i - y_j for
 // the dims this pass accumulates. On the diagonal p and w are masked to zero
 // (diff is exactly zero there, so att and rep are unaffected anyway).
-template <typename T, int DC, bool kUnitDof, bool kKL>
+template <typename T, int DC, bool kUnitDof, bool kComputeKl>
 __device__ __forceinline__ void AccumulatePair(RowAcc<T, DC>& acc, const T (&diff)[DC], int kc,
                                                T dist, T pj, bool diag, T inv_alpha,
                                                T half_exp) {
@@ -107,7 +107,7 @@ __device__ __forceinline__ void AccumulatePair(RowAcc<T, DC>& acc, const T (&dif
   }
   acc.z += w;
   acc.ps += pj;
-  if (kKL) {
+  if (kComputeKl) {
     // p log p - p log w. With dof = 1 (w = u >= 1/(1 + dist), no underflow)
     // as one logarithm p log(p / u): the logarithms are the costliest part
     // of a pair. Otherwise log w is already known. (The record's p log u
@@ -121,7 +121,7 @@ __device__ __forceinline__ void AccumulatePair(RowAcc<T, DC>& acc, const T (&dif
 }
 
 // D > 0: d == D. D == 0: generic d, this pass accumulates dims [k0, k0 + 4).
-template <typename T, int D, bool kUnitDof, bool kKL>
+template <typename T, int D, bool kUnitDof, bool kComputeKl>
 __global__ void __launch_bounds__(kRowThreads)
     TsneRowsKernel(const T* __restrict__ p, const T* __restrict__ y, int64_t batch, int64_t n,
                    int64_t d, int64_t k0, T inv_alpha, T half_exp, int64_t splits,
@@ -201,7 +201,7 @@ __global__ void __launch_bounds__(kRowThreads)
           for (int r = 0; r < RW; ++r) {
             T diff[DC];
             const T dist = pair_terms(r, j, jj, diff);
-            AccumulatePair<T, DC, kUnitDof, kKL>(acc[r], diff, kc, dist, pv[q][r], j == ri[r],
+            AccumulatePair<T, DC, kUnitDof, kComputeKl>(acc[r], diff, kc, dist, pv[q][r], j == ri[r],
                                                  inv_alpha, half_exp);
           }
         }
@@ -214,7 +214,7 @@ __global__ void __launch_bounds__(kRowThreads)
           for (int r = 0; r < RW; ++r) {
             T diff[DC];
             const T dist = pair_terms(r, j, jj, diff);
-            AccumulatePair<T, DC, kUnitDof, kKL>(acc[r], diff, kc, dist, pb[ri[r] * n + j],
+            AccumulatePair<T, DC, kUnitDof, kComputeKl>(acc[r], diff, kc, dist, pb[ri[r] * n + j],
                                                  j == ri[r], inv_alpha, half_exp);
           }
         }
@@ -241,7 +241,7 @@ __global__ void __launch_bounds__(kRowThreads)
         const double ps = WarpSum(static_cast<double>(acc[r].ps));
         double plp = 0;
         const double plu = 0;  // folded into plp (see AccumulatePair)
-        if (kKL) plp = WarpSum(static_cast<double>(acc[r].plp));
+        if (kComputeKl) plp = WarpSum(static_cast<double>(acc[r].plp));
         if (lane == 0 && valid[r]) {
           out[2 * d] = z;
           out[2 * d + 1] = ps;
@@ -305,20 +305,20 @@ __global__ void TsneGradFinishKernel(const double* __restrict__ partial,
   }
 }
 
-template <typename T, int D, bool kUnitDof, bool kKL>
+template <typename T, int D, bool kUnitDof, bool kComputeKl>
 cudaError_t LaunchRows(cudaStream_t stream, const Plan& plan, const T* p, const T* y,
                        int64_t batch, int64_t n, int64_t d, T inv_alpha, T half_exp,
                        double* partial) {
   dim3 grid(static_cast<unsigned>(plan.row_tiles), static_cast<unsigned>(plan.splits),
             static_cast<unsigned>(std::min<int64_t>(batch, kMaxGridZ)));
   if (D > 0) {
-    TsneRowsKernel<T, D, kUnitDof, kKL><<<grid, kRowThreads, 0, stream>>>(
+    TsneRowsKernel<T, D, kUnitDof, kComputeKl><<<grid, kRowThreads, 0, stream>>>(
         p, y, batch, n, d, 0, inv_alpha, half_exp, plan.splits, plan.split_len, partial);
   } else {
     // d > 4: one pass per chunk of 4 dims (re-reading P); Z and the KL terms
     // come from the first pass.
     for (int64_t k0 = 0; k0 < d; k0 += kGenericChunk) {
-      TsneRowsKernel<T, D, kUnitDof, kKL><<<grid, kRowThreads, 0, stream>>>(
+      TsneRowsKernel<T, D, kUnitDof, kComputeKl><<<grid, kRowThreads, 0, stream>>>(
           p, y, batch, n, d, k0, inv_alpha, half_exp, plan.splits, plan.split_len, partial);
     }
   }

@@ -54,7 +54,7 @@ struct UnitSums {
   double z = 0, p_sum = 0, p_log_p = 0, p_log_u = 0;
 };
 
-template <typename T, int D, bool kOne, bool kKl, bool kPs>
+template <typename T, int D, bool kUnitDof, bool kComputeKl, bool kScaleByPSum>
 struct Kernel {
   using V = simd::Vec<T>;
   static constexpr int L = simd::Traits<T>::L;
@@ -62,12 +62,12 @@ struct Kernel {
   // u = 1 / (1 + dist / alpha), w = u^half_exp, lu = log u (when needed).
   template <typename X>
   static inline void UW(X dist, T inv_alpha, T half_exp, X& u, X& w, X& lu) {
-    const X a = kOne ? dist + T(1) : dist * inv_alpha + T(1);
+    const X a = kUnitDof ? dist + T(1) : dist * inv_alpha + T(1);
     // A true division: the divider runs beside the FMA pipes, which are the
     // bottleneck here (rcp + Newton would cost them two more operations).
     u = T(1) / a;
-    if constexpr (!kOne || kKl) lu = -simd::Log(a);
-    if constexpr (kOne) {
+    if constexpr (!kUnitDof || kComputeKl) lu = -simd::Log(a);
+    if constexpr (kUnitDof) {
       w = u;
     } else {
       w = simd::Exp(lu * half_exp);
@@ -93,14 +93,14 @@ struct Kernel {
     for (int k = 1; k < D; ++k) dist += dk[k] * dk[k];
     V u, w, lu, lpij, lpji;
     const V pij = Load(pijp), pji = Load(pjip);
-    if constexpr (kKl) {
+    if constexpr (kComputeKl) {
       // The three logarithms of a KL pair share one division (double).
-      const V a = kOne ? dist + T(1) : dist * inv_alpha + T(1);
+      const V a = kUnitDof ? dist + T(1) : dist * inv_alpha + T(1);
       u = T(1) / a;
       V la;
       simd::Log3(a, pij, pji, la, lpij, lpji);
       lu = -la;
-      if constexpr (kOne) {
+      if constexpr (kUnitDof) {
         w = u;
       } else {
         w = simd::Exp(lu * half_exp);
@@ -122,8 +122,8 @@ struct Kernel {
     } else {
       vz += w;
     }
-    if constexpr (kPs) vps += pij + pji;
-    if constexpr (kKl) {
+    if constexpr (kScaleByPSum) vps += pij + pji;
+    if constexpr (kComputeKl) {
       vplu += (pij + pji) * lu;
       vplp += (pij > T(0) ? pij * lpij : V{}) + (pji > T(0) ? pji * lpji : V{});
     }
@@ -152,8 +152,8 @@ struct Kernel {
     } else {
       vz += w;
     }
-    if constexpr (kPs) vps += pj;
-    if constexpr (kKl) {
+    if constexpr (kScaleByPSum) vps += pj;
+    if constexpr (kComputeKl) {
       vplu += pj * lu;
       vplp += XLogX(pj);
     }
@@ -191,8 +191,8 @@ struct Kernel {
       r[D + k] += HSum(vr[k]);
     }
     s.z += HSum(vz);
-    if constexpr (kPs) s.p_sum += HSum(vps);
-    if constexpr (kKl) {
+    if constexpr (kScaleByPSum) s.p_sum += HSum(vps);
+    if constexpr (kComputeKl) {
       s.p_log_p += HSum(vplp);
       s.p_log_u += HSum(vplu);
     }
@@ -261,8 +261,8 @@ struct Kernel {
     }
     // Each unordered pair stands for two ordered ones in Z.
     s.z += 2.0 * static_cast<double>(HSum(vz));
-    if constexpr (kPs) s.p_sum += HSum(vps);
-    if constexpr (kKl) {
+    if constexpr (kScaleByPSum) s.p_sum += HSum(vps);
+    if constexpr (kComputeKl) {
       s.p_log_p += HSum(vplp);
       s.p_log_u += HSum(vplu);
     }
@@ -332,7 +332,7 @@ struct RowSums {
 // Sums over j in [j0, j1) for one row; y is stored transposed (yt[k * n + j])
 // so the loop over j is contiguous in every array and vectorises. D is the
 // embedding dimension when known at compile time (0: runtime `d`).
-template <typename T, int D, bool kStudentOne, bool kWantKl>
+template <typename T, int D, bool kUnitDof, bool kComputeKl>
 void RowRange(const T* prow, const T* yt, int64_t n, int64_t d, const T* yi, int64_t j0,
               int64_t j1, T inv_alpha, T half_exp, T* att, T* rep, RowSums<T>& sums) {
   const int64_t dd = D > 0 ? D : d;
@@ -349,14 +349,14 @@ void RowRange(const T* prow, const T* yt, int64_t n, int64_t d, const T* yi, int
       const T d2 = D > 2 ? y2 - c2[j] : T(0);
       const T dist = d0 * d0 + d1 * d1 + d2 * d2;
       const T u = T(1) / (T(1) + dist * inv_alpha);
-      const T w = kStudentOne ? u : std::exp(half_exp * std::log(u));
+      const T w = kUnitDof ? u : std::exp(half_exp * std::log(u));
       const T pj = prow[j];
       const T pu = pj * u, wu = w * u;
       a0 += pu * d0; a1 += pu * d1; a2 += pu * d2;
       r0 += wu * d0; r1 += wu * d1; r2 += wu * d2;
       z += w;
       ps += pj;
-      if (kWantKl) {
+      if (kComputeKl) {
         plp += pj > T(0) ? pj * std::log(pj) : T(0);
         plu += pj * std::log(u);
       }
@@ -372,7 +372,7 @@ void RowRange(const T* prow, const T* yt, int64_t n, int64_t d, const T* yi, int
         dist += t * t;
       }
       const T u = T(1) / (T(1) + dist * inv_alpha);
-      const T w = kStudentOne ? u : std::exp(half_exp * std::log(u));
+      const T w = kUnitDof ? u : std::exp(half_exp * std::log(u));
       const T pj = prow[j];
       const T pu = pj * u, wu = w * u;
       for (int64_t k = 0; k < dd; ++k) {
@@ -382,7 +382,7 @@ void RowRange(const T* prow, const T* yt, int64_t n, int64_t d, const T* yi, int
       }
       z += w;
       ps += pj;
-      if (kWantKl) {
+      if (kComputeKl) {
         plp += pj > T(0) ? pj * std::log(pj) : T(0);
         plu += pj * std::log(u);
       }
@@ -394,7 +394,7 @@ void RowRange(const T* prow, const T* yt, int64_t n, int64_t d, const T* yi, int
   sums.p_log_u += plu;
 }
 
-template <typename T, int D, bool kStudentOne, bool kWantKl>
+template <typename T, int D, bool kUnitDof, bool kComputeKl>
 void Row(const T* prow, const T* yt, int64_t n, int64_t d, int64_t i, T inv_alpha, T half_exp,
          T* att, T* rep, RowSums<T>& sums) {
   std::vector<T> yi(d);
@@ -402,18 +402,18 @@ void Row(const T* prow, const T* yt, int64_t n, int64_t d, int64_t i, T inv_alph
   std::fill(att, att + d, T(0));
   std::fill(rep, rep + d, T(0));
   // j < i and j > i: the diagonal is skipped, not subtracted afterwards.
-  RowRange<T, D, kStudentOne, kWantKl>(prow, yt, n, d, yi.data(), 0, i, inv_alpha, half_exp, att,
+  RowRange<T, D, kUnitDof, kComputeKl>(prow, yt, n, d, yi.data(), 0, i, inv_alpha, half_exp, att,
                                        rep, sums);
-  RowRange<T, D, kStudentOne, kWantKl>(prow, yt, n, d, yi.data(), i + 1, n, inv_alpha, half_exp,
+  RowRange<T, D, kUnitDof, kComputeKl>(prow, yt, n, d, yi.data(), i + 1, n, inv_alpha, half_exp,
                                        att, rep, sums);
 }
 
-template <typename T, int D, bool kStudentOne, bool kWantKl>
+template <typename T, int D, bool kUnitDof, bool kComputeKl>
 void AllRows(const T* p, const T* yt, int64_t n, int64_t d, T inv_alpha, T half_exp, T* att,
              T* rep, std::vector<RowSums<T>>& sums, const ParallelFor& parallel_for) {
-  parallel_for(n, n * (kWantKl ? 60 : 20) * std::max<int64_t>(1, d), [&](int64_t begin, int64_t end) {
+  parallel_for(n, n * (kComputeKl ? 60 : 20) * std::max<int64_t>(1, d), [&](int64_t begin, int64_t end) {
     for (int64_t i = begin; i < end; ++i) {
-      Row<T, D, kStudentOne, kWantKl>(p + i * n, yt, n, d, i, inv_alpha, half_exp, att + i * d,
+      Row<T, D, kUnitDof, kComputeKl>(p + i * n, yt, n, d, i, inv_alpha, half_exp, att + i * d,
                                       rep + i * d, sums[i]);
     }
   });
@@ -434,16 +434,16 @@ void Dispatch(bool student_one, bool want_kl, const T* p, const T* yt, int64_t n
 
 
 // ------------------------------------------------------------- driver ------
-template <typename T, int D, bool kOne, bool kKl, bool kPs>
+template <typename T, int D, bool kUnitDof, bool kComputeKl, bool kScaleByPSum>
 void SymmetricUnits(const T* p, const T* yt, int64_t batch, int64_t n, int64_t sbr, int64_t nsb,
                     T inv_alpha, T half_exp, double* acc, UnitSums* sums,
                     const ParallelFor& parallel_for) {
   const int64_t upb = (nsb + 1) / 2;
-  const int64_t cost = n * sbr * (kKl ? 24 : (kOne ? 4 : 12));
+  const int64_t cost = n * sbr * (kComputeKl ? 24 : (kUnitDof ? 4 : 12));
   parallel_for(batch * upb, cost, [&](int64_t begin, int64_t end) {
     for (int64_t u = begin; u < end; ++u) {
       const int64_t b = u / upb, k = u % upb;
-      Kernel<T, D, kOne, kKl, kPs>::Unit(p + b * n * n, yt + b * D * n, n, sbr, k, nsb - 1 - k,
+      Kernel<T, D, kUnitDof, kComputeKl, kScaleByPSum>::Unit(p + b * n * n, yt + b * D * n, n, sbr, k, nsb - 1 - k,
                                          inv_alpha, half_exp, acc + u * 2 * D * n, sums[u]);
     }
   });

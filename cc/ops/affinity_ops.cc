@@ -8,15 +8,6 @@
 
 namespace tsne_ops {
 
-using tensorflow::OpKernel;
-using tensorflow::OpKernelConstruction;
-using tensorflow::OpKernelContext;
-using tensorflow::Tensor;
-using tensorflow::TensorShape;
-using tensorflow::shape_inference::DimensionHandle;
-using tensorflow::shape_inference::InferenceContext;
-using tensorflow::shape_inference::ShapeHandle;
-
 namespace {
 
 absl::Status SquareShape(InferenceContext* c, ShapeHandle* d) {
@@ -94,10 +85,7 @@ class AffinityOp : public OpKernel {
     OP_REQUIRES_OK(ctx, ctx->GetAttr("perplexity", &perplexity_));
     OP_REQUIRES_OK(ctx, ctx->GetAttr("tolerance", &tolerance_));
     OP_REQUIRES_OK(ctx, ctx->GetAttr("max_iter", &max_iter_));
-    OP_REQUIRES_OK(ctx, CheckPositiveFiniteAttr(tolerance_, "tolerance"));
-    OP_REQUIRES(ctx, max_iter_ >= 1,
-                absl::InvalidArgumentError(
-                    absl::StrCat("max_iter must be >= 1, but is ", max_iter_)));
+    OP_REQUIRES_OK(ctx, CheckMessage(kernels::CheckPerplexitySearch(tolerance_, max_iter_)));
   }
 
   void Compute(OpKernelContext* ctx) override {
@@ -105,7 +93,7 @@ class AffinityOp : public OpKernel {
     const Tensor& d = ctx->input(0);
     OP_REQUIRES_OK(ctx, CheckSquareDistances(d, "sq_dist"));
     const int64_t batch = d.dim_size(0), n = d.dim_size(1);
-    OP_REQUIRES_OK(ctx, CheckPerplexity(perplexity_, n));
+    OP_REQUIRES_OK(ctx, CheckMessage(kernels::CheckPerplexity(perplexity_, n)));
     kernels::ParallelFor pf;
     if (kCpu) {
       pf = CpuParallelFor(ctx);
@@ -187,12 +175,7 @@ class AffinityOp : public OpKernel {
       Name("TSNE>JointProbabilities").Device(tensorflow::DEV).TypeConstraint<T>("T"),       \
       AffinityOp<DEVICE, T, true>);
 
-TSNE_OPS_REGISTER(DEVICE_CPU, CPUDevice, float)
-TSNE_OPS_REGISTER(DEVICE_CPU, CPUDevice, double)
-#ifdef TSNE_OPS_WITH_CUDA
-TSNE_OPS_REGISTER(DEVICE_GPU, GPUDevice, float)
-TSNE_OPS_REGISTER(DEVICE_GPU, GPUDevice, double)
-#endif
+TSNE_OPS_REGISTER_ALL_TYPES(TSNE_OPS_REGISTER)
 #undef TSNE_OPS_REGISTER
 
 }  // namespace tsne_ops

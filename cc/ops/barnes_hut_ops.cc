@@ -12,14 +12,6 @@
 
 namespace tsne_ops {
 
-using tensorflow::OpKernel;
-using tensorflow::OpKernelConstruction;
-using tensorflow::OpKernelContext;
-using tensorflow::Tensor;
-using tensorflow::TensorShape;
-using tensorflow::shape_inference::InferenceContext;
-using tensorflow::shape_inference::ShapeHandle;
-
 REGISTER_OP("TSNE>BarnesHutRepulsion")
     .Input("y: T")
     .Input("dof: T")
@@ -68,14 +60,11 @@ class BarnesHutRepulsionOp : public OpKernel {
     const Tensor& dof_t = ctx->input(1);
     OP_REQUIRES_OK(ctx, CheckRank(y, 3, "y", "[batch, n, d]"));
     const int64_t batch = y.dim_size(0), n = y.dim_size(1), d = y.dim_size(2);
-    OP_REQUIRES(ctx, n >= 2,
-                absl::InvalidArgumentError(
-                    absl::StrCat("y needs at least 2 points, but n = ", n)));
     OP_REQUIRES(ctx, dof_t.dims() == 0,
                 absl::InvalidArgumentError(absl::StrCat(
                     "dof must be a scalar, but has shape ", dof_t.shape().DebugString())));
     const double dof = static_cast<double>(dof_t.scalar<T>()());
-    OP_REQUIRES_OK(ctx, CheckMessage(kernels::CheckBarnesHutArgs(d, dof, angle_)));
+    OP_REQUIRES_OK(ctx, CheckMessage(kernels::CheckBarnesHutArgs(Dims(y), dof, angle_)));
     kernels::ParallelFor pf = CpuParallelFor(ctx);
     OP_REQUIRES_OK(ctx, CheckMessage(kernels::CheckAllFinite<T>(y.flat<T>().data(), Dims(y),
                                                                 "y", &pf)));
@@ -86,13 +75,7 @@ class BarnesHutRepulsionOp : public OpKernel {
     T* rp = rep->flat<T>().data();
     T* zp = z->flat<T>().data();
     kernels::BarnesHutRepulsionCpu<T>(y.flat<T>().data(), batch, n, d, dof, angle_, rp, zp, pf);
-    bool finite = true;
-    for (int64_t e = 0; e < rep->NumElements(); ++e) finite &= std::isfinite(rp[e]);
-    for (int64_t b = 0; b < batch; ++b) finite &= std::isfinite(zp[b]);
-    OP_REQUIRES(ctx, finite,
-                absl::InvalidArgumentError(
-                    "the Barnes-Hut repulsion overflowed (y is finite); are y's coordinates "
-                    "beyond about 1e150?"));
+    OP_REQUIRES_OK(ctx, CheckMessage(kernels::CheckBarnesHutResult<T>(rp, zp, batch, n, d)));
   }
 
  private:

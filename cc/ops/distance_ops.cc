@@ -7,15 +7,6 @@
 
 namespace tsne_ops {
 
-using tensorflow::OpKernel;
-using tensorflow::OpKernelConstruction;
-using tensorflow::OpKernelContext;
-using tensorflow::Tensor;
-using tensorflow::TensorShape;
-using tensorflow::shape_inference::DimensionHandle;
-using tensorflow::shape_inference::InferenceContext;
-using tensorflow::shape_inference::ShapeHandle;
-
 REGISTER_OP("TSNE>SquaredDistance")
     .Input("x: T")
     .Output("distances: T")
@@ -106,40 +97,12 @@ namespace {
 absl::Status CheckPoints(const Tensor& t, const char* name) {
   auto s = CheckRank(t, 3, name, "[batch, points, dim]");
   if (!s.ok()) return s;
-  if (t.dim_size(2) < 1) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(name, " must have dim >= 1, but has shape ", t.shape().DebugString()));
-  }
-  return absl::OkStatus();
+  return CheckMessage(kernels::CheckPoints(Dims(t), name, 0));
 }
 
 template <typename T>
 absl::Status CheckFiniteOnHost(const Tensor& t, const char* name, const kernels::ParallelFor* pf) {
   return CheckMessage(kernels::CheckAllFinite<T>(t.flat<T>().data(), Dims(t), name, pf));
-}
-
-template <typename T>
-absl::Status CheckDistancesFinite(const Tensor& out, bool cross) {
-  const T* d = out.flat<T>().data();
-  const int64_t n = out.dim_size(1), m = out.dim_size(2);
-  for (int64_t k = 0; k < out.NumElements(); ++k) {
-    if (std::isfinite(d[k])) continue;
-    const int64_t b = k / (n * m), i = (k / m) % n, j = k % m;
-    return absl::InvalidArgumentError(absl::StrCat(
-        "the squared distance between x[", b, ", ", i, "] and ", cross ? "y" : "x", "[", b, ", ",
-        j, "] overflows ", std::is_same<T, float>::value ? "float32" : "float64",
-        " (the inputs are finite); scale ", cross ? "x and y" : "x", " down"));
-  }
-  return absl::OkStatus();
-}
-
-absl::Status CheckSameBatchAndDim(const Tensor& x, const Tensor& y) {
-  if (x.dim_size(0) != y.dim_size(0) || x.dim_size(2) != y.dim_size(2)) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "x and y must have the same batch size and dim, but x has shape ",
-        x.shape().DebugString(), " and y has shape ", y.shape().DebugString()));
-  }
-  return absl::OkStatus();
 }
 
 }  // namespace
@@ -159,7 +122,7 @@ class SquaredDistanceOp : public OpKernel {
     OP_REQUIRES_OK(ctx, CheckPoints(x, "x"));
     if (Cross) {
       OP_REQUIRES_OK(ctx, CheckPoints(*y, "y"));
-      OP_REQUIRES_OK(ctx, CheckSameBatchAndDim(x, *y));
+      OP_REQUIRES_OK(ctx, CheckMessage(kernels::CheckSameBatchAndDim(Dims(x), "x", Dims(*y), "y")));
     }
     if (kCpu) {
       OP_REQUIRES_OK(ctx, CheckFiniteOnHost<T>(x, "x", &pf));
@@ -176,7 +139,8 @@ class SquaredDistanceOp : public OpKernel {
                                              out->flat<T>().data(), pf);
       // Finite inputs can still overflow |x - y|^2 (float32 data near 1e19);
       // an inf distance would pass silently into P, so name the pair here.
-      OP_REQUIRES_OK(ctx, CheckDistancesFinite<T>(*out, Cross));
+      OP_REQUIRES_OK(ctx, CheckMessage(kernels::CheckDistancesFinite<T>(
+                              out->flat<T>().data(), batch, n, m, Cross)));
     } else {
 #ifdef TSNE_OPS_WITH_CUDA
       OP_REQUIRES_OK(ctx, CudaStatus(kernels::LaunchPairwiseSquaredDistance<T>(
@@ -201,14 +165,11 @@ class SquaredDistanceGradOp : public OpKernel {
     OP_REQUIRES_OK(ctx, CheckPoints(x, "x"));
     if (Cross) {
       OP_REQUIRES_OK(ctx, CheckPoints(*y, "y"));
-      OP_REQUIRES_OK(ctx, CheckSameBatchAndDim(x, *y));
+      OP_REQUIRES_OK(ctx, CheckMessage(kernels::CheckSameBatchAndDim(Dims(x), "x", Dims(*y), "y")));
     }
     const int64_t batch = x.dim_size(0), n = x.dim_size(1), dim = x.dim_size(2);
     const int64_t m = Cross ? y->dim_size(1) : n;
-    OP_REQUIRES(ctx, grad.shape() == TensorShape({batch, n, m}),
-                absl::InvalidArgumentError(absl::StrCat(
-                    "grad must have shape [", batch, ", ", n, ", ", m, "], but has shape ",
-                    grad.shape().DebugString())));
+    OP_REQUIRES_OK(ctx, CheckMessage(kernels::CheckShapeIs(Dims(grad), {batch, n, m}, "grad")));
     Tensor* gx = nullptr;
     Tensor* gy = nullptr;
     OP_REQUIRES_OK(ctx, ctx->allocate_output(0, x.shape(), &gx));
@@ -257,12 +218,7 @@ class SquaredDistanceGradOp : public OpKernel {
       Name("TSNE>CrossSquaredDistanceGrad").Device(tensorflow::DEV).TypeConstraint<T>("T"), \
       SquaredDistanceGradOp<DEVICE, T, true>);
 
-TSNE_OPS_REGISTER(DEVICE_CPU, CPUDevice, float)
-TSNE_OPS_REGISTER(DEVICE_CPU, CPUDevice, double)
-#ifdef TSNE_OPS_WITH_CUDA
-TSNE_OPS_REGISTER(DEVICE_GPU, GPUDevice, float)
-TSNE_OPS_REGISTER(DEVICE_GPU, GPUDevice, double)
-#endif
+TSNE_OPS_REGISTER_ALL_TYPES(TSNE_OPS_REGISTER)
 #undef TSNE_OPS_REGISTER
 
 }  // namespace tsne_ops

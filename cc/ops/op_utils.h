@@ -1,6 +1,6 @@
 // Helpers shared by the op kernels: the CPU thread pool as a kernels::
-// ParallelFor, the GPU stream, scratch allocation, and input checks that turn
-// kernels:: validation messages into InvalidArgument errors.
+// ParallelFor, the GPU stream, scratch allocation, and CheckMessage, which
+// turns a cc/kernels/validation.h message into an InvalidArgument error.
 #ifndef TSNE_OPS_CC_OPS_OP_UTILS_H_
 #define TSNE_OPS_CC_OPS_OP_UTILS_H_
 
@@ -11,7 +11,10 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "cc/kernels/common.h"
+#include "cc/kernels/tsne_gradient.h"
+#include "cc/kernels/validation.h"
 #include "tensorflow/core/framework/op_kernel.h"
+#include "tensorflow/core/framework/shape_inference.h"
 #include "tensorflow/core/framework/tensor.h"
 #include "tensorflow/core/framework/tensor_shape.h"
 #include "tensorflow/core/util/work_sharder.h"
@@ -22,6 +25,16 @@
 #endif
 
 namespace tsne_ops {
+
+// The TensorFlow names every op file uses.
+using tensorflow::OpKernel;
+using tensorflow::OpKernelConstruction;
+using tensorflow::OpKernelContext;
+using tensorflow::Tensor;
+using tensorflow::TensorShape;
+using tensorflow::shape_inference::DimensionHandle;
+using tensorflow::shape_inference::InferenceContext;
+using tensorflow::shape_inference::ShapeHandle;
 
 using CPUDevice = Eigen::ThreadPoolDevice;
 struct GPUDevice {};  // tag: kernels below never touch Eigen's GPU device
@@ -41,19 +54,15 @@ inline std::vector<int64_t> Dims(const tensorflow::Tensor& t) {
   return d;
 }
 
-// Status for a kernels:: check message (empty message: OK).
+// Status for a kernels:: validation message (empty message: OK). The checks
+// themselves live in cc/kernels/validation.h, shared with the pybind11 module.
 inline absl::Status CheckMessage(const std::string& message) {
   return message.empty() ? absl::OkStatus() : absl::InvalidArgumentError(message);
 }
 
 inline absl::Status CheckRank(const tensorflow::Tensor& t, int rank, const char* name,
                               const char* layout) {
-  if (t.dims() != rank) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(name, " must be rank ", rank, " ", layout, ", but has shape ",
-                     t.shape().DebugString()));
-  }
-  return absl::OkStatus();
+  return CheckMessage(kernels::CheckRank(Dims(t), rank, name, layout));
 }
 
 // A positive finite scalar input (exaggeration, dof), read on the host.
@@ -66,18 +75,55 @@ absl::Status PositiveScalarInput(tensorflow::OpKernelContext* ctx, int index, co
         absl::StrCat(name, " must be a scalar, but has shape ", t.shape().DebugString()));
   }
   *value = static_cast<double>(t.scalar<T>()());
-  if (!(*value > 0) || !std::isfinite(*value)) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(name, " must be a finite number > 0, but is ", *value));
-  }
-  return absl::OkStatus();
+  return CheckMessage(kernels::CheckPositiveFinite(*value, name));
 }
 
-inline absl::Status CheckPositiveFiniteAttr(float value, const char* name) {
-  if (!(value > 0) || !std::isfinite(value)) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(name, " must be a finite number > 0, but is ", value));
+// What the t-SNE gradient and loss ops (dense and sparse P) share: the
+// scalars exaggeration (gradient ops only; input index < 0 for the loss) and
+// dof, read on the host; the outputs grad (like y, output 0) and kl ([batch],
+// or [0] without compute_kl; output 1, or 0 for the loss); the options.
+template <typename T>
+struct GradientOutputs {
+  kernels::TsneGradientOptions options;
+  T* grad = nullptr;  // null for the loss
+  T* kl = nullptr;    // null without compute_kl
+  int64_t grad_size = 0, batch = 0;
+
+  // Finite inputs can still give non-finite outputs (overflow).
+  bool Finite() const {
+    bool finite = true;
+    for (int64_t i = 0; grad && i < grad_size; ++i) finite &= std::isfinite(grad[i]);
+    for (int64_t b = 0; kl && b < batch; ++b) finite &= std::isfinite(kl[b]);
+    return finite;
   }
+};
+
+template <typename T>
+absl::Status AllocateGradientOutputs(tensorflow::OpKernelContext* ctx, const tensorflow::Tensor& y,
+                                     int exaggeration_input, int dof_input, bool compute_kl,
+                                     bool scale_by_p_sum, GradientOutputs<T>* out) {
+  const bool loss_only = exaggeration_input < 0;
+  double exaggeration = 1.0, dof = 1.0;
+  if (!loss_only) {
+    TF_RETURN_IF_ERROR(PositiveScalarInput<T>(ctx, exaggeration_input, "exaggeration",
+                                              &exaggeration));
+  }
+  TF_RETURN_IF_ERROR(PositiveScalarInput<T>(ctx, dof_input, "dof", &dof));
+  out->options.exaggeration = exaggeration;
+  out->options.dof = dof;
+  out->options.scale_repulsion_by_p_sum = scale_by_p_sum;
+  out->batch = y.dim_size(0);
+  const bool want_kl = loss_only || compute_kl;
+  tensorflow::Tensor* grad = nullptr;
+  tensorflow::Tensor* kl = nullptr;
+  if (!loss_only) TF_RETURN_IF_ERROR(ctx->allocate_output(0, y.shape(), &grad));
+  TF_RETURN_IF_ERROR(ctx->allocate_output(
+      loss_only ? 0 : 1, tensorflow::TensorShape({want_kl ? out->batch : 0}), &kl));
+  if (grad) {
+    out->grad = grad->flat<T>().data();
+    out->grad_size = grad->NumElements();
+  }
+  if (want_kl) out->kl = kl->flat<T>().data();
   return absl::OkStatus();
 }
 
@@ -85,24 +131,7 @@ inline absl::Status CheckPositiveFiniteAttr(float value, const char* name) {
 inline absl::Status CheckSquareDistances(const tensorflow::Tensor& d, const char* name) {
   auto s = CheckRank(d, 3, name, "[batch, n, n]");
   if (!s.ok()) return s;
-  if (d.dim_size(1) != d.dim_size(2)) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        name, " must be square [batch, n, n], but has shape ", d.shape().DebugString()));
-  }
-  if (d.dim_size(1) < 2) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(name, " needs at least 2 points, but n = ", d.dim_size(1)));
-  }
-  return absl::OkStatus();
-}
-
-inline absl::Status CheckPerplexity(float perplexity, int64_t n) {
-  if (!(perplexity > 0) || !(perplexity < n - 1) || !std::isfinite(perplexity)) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "perplexity must be in (0, n - 1) = (0, ", n - 1, ") for n = ", n, " points, but is ",
-        perplexity));
-  }
-  return absl::OkStatus();
+  return CheckMessage(kernels::CheckSquare(Dims(d), name));
 }
 
 #ifdef TSNE_OPS_WITH_CUDA
@@ -131,5 +160,19 @@ inline absl::Status AllocateScratch(tensorflow::OpKernelContext* ctx, size_t byt
 #endif
 
 }  // namespace tsne_ops
+
+// REGISTER(DEV, DEVICE, T) for float and double on the CPU, and on the GPU
+// when built with CUDA: an op file defines REGISTER for its kernels.
+#ifdef TSNE_OPS_WITH_CUDA
+#define TSNE_OPS_REGISTER_GPU_TYPES(REGISTER)  \
+  REGISTER(DEVICE_GPU, GPUDevice, float)       \
+  REGISTER(DEVICE_GPU, GPUDevice, double)
+#else
+#define TSNE_OPS_REGISTER_GPU_TYPES(REGISTER)
+#endif
+#define TSNE_OPS_REGISTER_ALL_TYPES(REGISTER)  \
+  REGISTER(DEVICE_CPU, CPUDevice, float)       \
+  REGISTER(DEVICE_CPU, CPUDevice, double)      \
+  TSNE_OPS_REGISTER_GPU_TYPES(REGISTER)
 
 #endif  // TSNE_OPS_CC_OPS_OP_UTILS_H_

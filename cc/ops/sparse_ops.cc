@@ -16,15 +16,6 @@
 
 namespace tsne_ops {
 
-using tensorflow::OpKernel;
-using tensorflow::OpKernelConstruction;
-using tensorflow::OpKernelContext;
-using tensorflow::Tensor;
-using tensorflow::TensorShape;
-using tensorflow::shape_inference::DimensionHandle;
-using tensorflow::shape_inference::InferenceContext;
-using tensorflow::shape_inference::ShapeHandle;
-
 namespace {
 
 #ifdef TSNE_OPS_WITH_CUDA
@@ -269,7 +260,7 @@ class KnnJointProbabilitiesOp : public OpKernel {
     OP_REQUIRES_OK(ctx, ctx->GetAttr("perplexity", &perplexity_));
     OP_REQUIRES_OK(ctx, ctx->GetAttr("tolerance", &tolerance_));
     OP_REQUIRES_OK(ctx, ctx->GetAttr("max_iter", &max_iter_));
-    OP_REQUIRES_OK(ctx, CheckPositiveFiniteAttr(tolerance_, "tolerance"));
+    OP_REQUIRES_OK(ctx, CheckMessage(kernels::CheckPositiveFinite(tolerance_, "tolerance")));
     OP_REQUIRES(ctx, max_iter_ >= 1,
                 absl::InvalidArgumentError(
                     absl::StrCat("max_iter must be >= 1, but is ", max_iter_)));
@@ -394,28 +385,13 @@ class SparseTsneGradientOp : public OpKernel {
     std::vector<int64_t> row_ptr, cols;
     OP_REQUIRES_OK(ctx, SparsePInputs(p_idx, p_val, p_shape, y, &row_ptr, &cols));
     const int64_t batch = y.dim_size(0), n = y.dim_size(1), d = y.dim_size(2);
-    double exaggeration = 1.0;
-    if (!LossOnly) {
-      OP_REQUIRES_OK(ctx, PositiveScalarInput<T>(ctx, 4, "exaggeration", &exaggeration));
-    }
-    double dof = 1.0;
-    OP_REQUIRES_OK(ctx, PositiveScalarInput<T>(ctx, LossOnly ? 4 : 5, "dof", &dof));
-    const bool want_kl = LossOnly || compute_kl_;
-    Tensor* grad = nullptr;
-    Tensor* kl = nullptr;
-    if (LossOnly) {
-      OP_REQUIRES_OK(ctx, ctx->allocate_output(0, TensorShape({batch}), &kl));
-    } else {
-      OP_REQUIRES_OK(ctx, ctx->allocate_output(0, y.shape(), &grad));
-      OP_REQUIRES_OK(ctx, ctx->allocate_output(1, TensorShape({want_kl ? batch : 0}), &kl));
-    }
+    GradientOutputs<T> out;
+    OP_REQUIRES_OK(ctx, AllocateGradientOutputs<T>(ctx, y, LossOnly ? -1 : 4, LossOnly ? 4 : 5,
+                                                   compute_kl_, scale_by_p_sum_, &out));
     if (batch == 0) return;
-    kernels::TsneGradientOptions options;
-    options.exaggeration = exaggeration;
-    options.dof = dof;
-    options.scale_repulsion_by_p_sum = scale_by_p_sum_;
-    T* grad_ptr = grad ? grad->flat<T>().data() : nullptr;
-    T* kl_ptr = want_kl ? kl->flat<T>().data() : nullptr;
+    const kernels::TsneGradientOptions& options = out.options;
+    T* grad_ptr = out.grad;
+    T* kl_ptr = out.kl;
     if constexpr (kCpu) {
       kernels::ParallelFor pf = CpuParallelFor(ctx);
       // Both are cheap next to the O(n^2) repulsion, so both are checked up front.
@@ -426,14 +402,7 @@ class SparseTsneGradientOp : public OpKernel {
       kernels::SparseTsneGradientCpu<T>(row_ptr.data(), cols.data(), p_val.flat<T>().data(),
                                         y.flat<T>().data(), batch, n, d, options, grad_ptr,
                                         kl_ptr, pf);
-      bool finite = true;
-      if (grad_ptr) {
-        for (int64_t i = 0; i < grad->NumElements(); ++i) finite &= std::isfinite(grad_ptr[i]);
-      }
-      if (kl_ptr) {
-        for (int64_t b = 0; b < batch; ++b) finite &= std::isfinite(kl_ptr[b]);
-      }
-      OP_REQUIRES(ctx, finite,
+      OP_REQUIRES(ctx, out.Finite(),
                   absl::InvalidArgumentError(
                       "the t-SNE gradient overflowed (inputs are finite); is y too large "
                       "or p not normalised?"));
@@ -491,19 +460,12 @@ class SparseTsneGradientFromRepulsionOp : public OpKernel {
                 absl::InvalidArgumentError(absl::StrCat("z must be [batch] = [", batch,
                                                         "], but has shape ",
                                                         z.shape().DebugString())));
-    double exaggeration = 1.0, dof = 1.0;
-    OP_REQUIRES_OK(ctx, PositiveScalarInput<T>(ctx, 6, "exaggeration", &exaggeration));
-    OP_REQUIRES_OK(ctx, PositiveScalarInput<T>(ctx, 7, "dof", &dof));
-    Tensor* grad = nullptr;
-    Tensor* kl = nullptr;
-    OP_REQUIRES_OK(ctx, ctx->allocate_output(0, y.shape(), &grad));
-    OP_REQUIRES_OK(ctx, ctx->allocate_output(1, TensorShape({compute_kl_ ? batch : 0}), &kl));
+    GradientOutputs<T> out;
+    OP_REQUIRES_OK(ctx, AllocateGradientOutputs<T>(ctx, y, 6, 7, compute_kl_, scale_by_p_sum_,
+                                                   &out));
     if (batch == 0) return;
-    kernels::TsneGradientOptions options;
-    options.exaggeration = exaggeration;
-    options.dof = dof;
-    options.scale_repulsion_by_p_sum = scale_by_p_sum_;
-    T* kl_ptr = compute_kl_ ? kl->flat<T>().data() : nullptr;
+    const kernels::TsneGradientOptions& options = out.options;
+    T* kl_ptr = out.kl;
     if constexpr (kCpu) {
       kernels::ParallelFor pf = CpuParallelFor(ctx);
       OP_REQUIRES_OK(ctx, CheckMessage(kernels::CheckNonNegativeFinite<T>(
@@ -521,7 +483,7 @@ class SparseTsneGradientFromRepulsionOp : public OpKernel {
       }
       kernels::SparseTsneGradientFromRepulsionCpu<T>(
           row_ptr.data(), cols.data(), p_val.flat<T>().data(), y.flat<T>().data(), batch, n, d,
-          options, rep.flat<T>().data(), z.flat<T>().data(), grad->flat<T>().data(), kl_ptr, pf);
+          options, rep.flat<T>().data(), z.flat<T>().data(), out.grad, kl_ptr, pf);
     } else {
 #ifdef TSNE_OPS_WITH_CUDA
       // As SparseTsneGradientOp: CSR built on the host, copied after the
@@ -538,7 +500,7 @@ class SparseTsneGradientFromRepulsionOp : public OpKernel {
                                          stream, rp_dev, cols_dev, p_val.flat<T>().data(),
                                          y.flat<T>().data(), batch, n, d, options,
                                          rep.flat<T>().data(), z.flat<T>().data(),
-                                         grad->flat<T>().data(), kl_ptr, ws),
+                                         out.grad, kl_ptr, ws),
                                      "SparseTsneGradientFromRepulsion"));
       OP_REQUIRES_OK(ctx, CudaStatus(cudaStreamSynchronize(stream),
                                      "SparseTsneGradientFromRepulsion"));

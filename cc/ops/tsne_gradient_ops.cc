@@ -8,15 +8,6 @@
 
 namespace tsne_ops {
 
-using tensorflow::OpKernel;
-using tensorflow::OpKernelConstruction;
-using tensorflow::OpKernelContext;
-using tensorflow::Tensor;
-using tensorflow::TensorShape;
-using tensorflow::shape_inference::DimensionHandle;
-using tensorflow::shape_inference::InferenceContext;
-using tensorflow::shape_inference::ShapeHandle;
-
 namespace {
 
 // p [B, N, N] and y [B, N, d]: merges the batch and point dimensions.
@@ -138,39 +129,15 @@ class TsneGradientOp : public OpKernel {
     OP_REQUIRES_OK(ctx, CheckRank(p, 3, "p", "[batch, n, n]"));
     OP_REQUIRES_OK(ctx, CheckRank(y, 3, "y", "[batch, n, d]"));
     const int64_t batch = y.dim_size(0), n = y.dim_size(1), d = y.dim_size(2);
-    OP_REQUIRES(ctx, p.dim_size(0) == batch && p.dim_size(1) == n && p.dim_size(2) == n,
-                absl::InvalidArgumentError(absl::StrCat(
-                    "p must have shape [batch, n, n] = [", batch, ", ", n, ", ", n,
-                    "] to match y of shape ", y.shape().DebugString(), ", but has shape ",
-                    p.shape().DebugString())));
-    OP_REQUIRES(ctx, n >= 2,
-                absl::InvalidArgumentError(absl::StrCat("y needs at least 2 points, but n = ", n)));
-    OP_REQUIRES(ctx, d >= 1,
-                absl::InvalidArgumentError(absl::StrCat("y must have d >= 1, but has shape ",
-                                                        y.shape().DebugString())));
+    OP_REQUIRES_OK(ctx, CheckMessage(kernels::CheckGradientShapes(Dims(p), Dims(y))));
     // Scalars (host memory on the GPU too): exaggeration (gradient only), dof.
-    double exaggeration = 1.0;
-    if (!LossOnly) {
-      OP_REQUIRES_OK(ctx, PositiveScalarInput<T>(ctx, 2, "exaggeration", &exaggeration));
-    }
-    double dof = 1.0;
-    OP_REQUIRES_OK(ctx, PositiveScalarInput<T>(ctx, LossOnly ? 2 : 3, "dof", &dof));
-    const bool want_kl = LossOnly || compute_kl_;
-    Tensor* grad = nullptr;
-    Tensor* kl = nullptr;
-    if (LossOnly) {
-      OP_REQUIRES_OK(ctx, ctx->allocate_output(0, TensorShape({batch}), &kl));
-    } else {
-      OP_REQUIRES_OK(ctx, ctx->allocate_output(0, y.shape(), &grad));
-      OP_REQUIRES_OK(ctx, ctx->allocate_output(1, TensorShape({want_kl ? batch : 0}), &kl));
-    }
+    GradientOutputs<T> out;
+    OP_REQUIRES_OK(ctx, AllocateGradientOutputs<T>(ctx, y, LossOnly ? -1 : 2, LossOnly ? 2 : 3,
+                                                   compute_kl_, scale_by_p_sum_, &out));
     if (batch == 0) return;
-    kernels::TsneGradientOptions options;
-    options.exaggeration = exaggeration;
-    options.dof = dof;
-    options.scale_repulsion_by_p_sum = scale_by_p_sum_;
-    T* grad_ptr = grad ? grad->flat<T>().data() : nullptr;
-    T* kl_ptr = want_kl ? kl->flat<T>().data() : nullptr;
+    const kernels::TsneGradientOptions& options = out.options;
+    T* grad_ptr = out.grad;
+    T* kl_ptr = out.kl;
     if constexpr (kCpu) {
       kernels::ParallelFor pf = CpuParallelFor(ctx);
       OP_REQUIRES_OK(ctx, CheckMessage(kernels::CheckAllFinite<T>(y.flat<T>().data(), Dims(y),
@@ -181,21 +148,14 @@ class TsneGradientOp : public OpKernel {
       // p is checked lazily: a non-finite p always makes the outputs
       // non-finite, so the full N x N scan only runs to name the culprit.
       // Negative entries are caught the same way when kl is computed.
-      bool finite = true;
-      if (grad_ptr) {
-        for (int64_t i = 0; i < grad->NumElements(); ++i) finite &= std::isfinite(grad_ptr[i]);
-      }
-      if (kl_ptr) {
-        for (int64_t b = 0; b < batch; ++b) finite &= std::isfinite(kl_ptr[b]);
-      }
-      if (!finite) {
+      if (!out.Finite()) {
         OP_REQUIRES_OK(ctx, CheckMessage(kernels::CheckNonNegativeFinite<T>(
                                 p.flat<T>().data(), Dims(p), "p", &pf)));
         OP_REQUIRES(ctx, false,
                     absl::InvalidArgumentError(absl::StrCat(
                         "the t-SNE gradient overflowed (inputs are finite); is y too large, "
-                        "p not normalised, or dof = ", dof, " / exaggeration = ", exaggeration,
-                        " too extreme?")));
+                        "p not normalised, or dof = ", options.dof,
+                        " / exaggeration = ", options.exaggeration, " too extreme?")));
       }
     } else {
 #ifdef TSNE_OPS_WITH_CUDA
@@ -229,12 +189,7 @@ class TsneGradientOp : public OpKernel {
                               .HostMemory("dof"),                                         \
                           TsneGradientOp<DEVICE, T, true>);
 
-TSNE_OPS_REGISTER(DEVICE_CPU, CPUDevice, float)
-TSNE_OPS_REGISTER(DEVICE_CPU, CPUDevice, double)
-#ifdef TSNE_OPS_WITH_CUDA
-TSNE_OPS_REGISTER(DEVICE_GPU, GPUDevice, float)
-TSNE_OPS_REGISTER(DEVICE_GPU, GPUDevice, double)
-#endif
+TSNE_OPS_REGISTER_ALL_TYPES(TSNE_OPS_REGISTER)
 #undef TSNE_OPS_REGISTER
 
 }  // namespace tsne_ops
