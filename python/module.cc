@@ -33,6 +33,7 @@ namespace kn = tsne_ops::kernels;
 void BindSparse(py::module_& m);  // python/sparse_bindings.cc
 void BindBarnesHut(py::module_& m);  // python/bh_bindings.cc
 void BindFft(py::module_& m);     // python/fft_bindings.cc
+void BindOptimizer(py::module_& m);  // python/optimizer_bindings.cc
 
 namespace {
 
@@ -865,4 +866,5 @@ PYBIND11_MODULE(_tsne_kernels, m) {
   BindSparse(m);
   BindBarnesHut(m);
   BindFft(m);
+  BindOptimizer(m);
 }
