@@ -144,6 +144,19 @@ def test_divergence_is_an_error_not_nan(rng):
 
 # ------------------------------------------------ against the TF path ----
 
+def test_p_of_a_read_only_memmap(rng, tmp_path):
+    from tsne_ops.affinities import exact_joint_probabilities_numpy
+
+    joblib = pytest.importorskip("joblib")
+    x = rng.normal(size=(40, 3))
+    joblib.dump(x, tmp_path / "x.joblib")
+    # joblib's memmap carries an equal but not identical dtype descriptor.
+    mapped = joblib.load(tmp_path / "x.joblib", mmap_mode="r")
+    assert mapped.dtype is not np.dtype("float64")
+    np.testing.assert_array_equal(exact_joint_probabilities_numpy(mapped, 5.0),
+                                  exact_joint_probabilities_numpy(x, 5.0))
+
+
 def test_same_p_as_the_ops(rng):
     tf = pytest.importorskip("tensorflow")
     from tsne_ops.affinities import exact_joint_probabilities, exact_joint_probabilities_numpy

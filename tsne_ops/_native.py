@@ -13,7 +13,7 @@ import sys
 
 import numpy as np
 
-__all__ = ["kernels", "available", "tensorflow_in_use", "n_threads", "threads", "float32_toward_zero",
+__all__ = ["kernels", "available", "tensorflow_in_use", "n_threads", "threads", "float32_toward_zero", "as_kernel_array",
            "GradientDescent"]
 
 _MIN_GAIN = 0.01  # sklearn.manifold._t_sne._gradient_descent's min_gain
@@ -58,6 +58,15 @@ def tensorflow_in_use(X=None):
         return True
     # Visible devices: known without initialising TensorFlow's runtime.
     return bool(tf.config.get_visible_devices("GPU"))
+
+
+def as_kernel_array(a):
+    """``a`` as a C-contiguous numpy array whose dtype is numpy's own float32
+    or float64 descriptor: the module checks dtypes by identity, which an
+    equal descriptor from elsewhere (a read-only memmap's) fails."""
+    x = np.ascontiguousarray(a)
+    canonical = np.dtype(x.dtype.name)
+    return x if x.dtype is canonical else x.astype(canonical)
 
 
 def n_threads(n_jobs):
@@ -108,7 +117,7 @@ class GradientDescent:
     def __init__(self, P, Y0, learning_rate, dof, n_jobs=None):
         self._tk = kernels()
         self.n_jobs = n_jobs
-        self.P = np.ascontiguousarray(P)
+        self.P = as_kernel_array(P)
         self.Y = np.array(Y0, dtype=self.P.dtype, order="C", copy=True)
         self.update = np.zeros_like(self.Y)
         self.gains = np.ones_like(self.Y)

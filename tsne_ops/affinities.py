@@ -67,9 +67,9 @@ def exact_joint_probabilities_numpy(X, perplexity, precomputed=False):
       :func:`exact_joint_probabilities`'s.
     """
     from tsne_ops import _tsne_kernels as tk
-    from tsne_ops._native import OP_AFFINITY_TOLERANCE, float32_toward_zero
+    from tsne_ops._native import OP_AFFINITY_TOLERANCE, as_kernel_array, float32_toward_zero
 
-    x = np.ascontiguousarray(X)
+    x = as_kernel_array(X)
     sq_dist = x if precomputed else tk.pairwise_squared_distance(x)
     # The op's attributes are float32: the same perplexity and tolerance.
     return tk.joint_probabilities(sq_dist, float32_toward_zero(perplexity),

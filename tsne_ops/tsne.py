@@ -417,13 +417,20 @@ class TSNE(TransformerMixin, BaseEstimator):
     # -- fitting ------------------------------------------------------------
 
     def joint_probabilities(self, X, perplexity=None):
-        """P for validated data ``X`` ([N, N] numpy array in X's precision);
-        ``perplexity`` defaults to ``usable_perplexity(self.perplexity, N)``."""
-        from tsne_ops.affinities import exact_joint_probabilities
+        """P for validated data ``X`` ([N, N] in X's precision): a numpy array
+        from the kernels without TensorFlow (``n_jobs`` threads) when no
+        TensorFlow GPU is in use, else a ``tf.Tensor`` from the ops (the same
+        values); ``perplexity`` defaults to ``usable_perplexity(self.perplexity, N)``."""
+        from tsne_ops import _native
+        from tsne_ops.affinities import exact_joint_probabilities, exact_joint_probabilities_numpy
 
         if perplexity is None:
             perplexity = usable_perplexity(self.perplexity, len(X))
-        return exact_joint_probabilities(X, perplexity, precomputed=self.metric == "precomputed")
+        precomputed = self.metric == "precomputed"
+        if _native.available() and not _native.tensorflow_in_use(X):
+            with _native.threads(self.n_jobs):
+                return exact_joint_probabilities_numpy(X, perplexity, precomputed=precomputed)
+        return exact_joint_probabilities(X, perplexity, precomputed=precomputed)
 
     def fit(self, X, y=None):
         """Compute the embedding of ``X`` [n_samples, n_features]; returns self."""
@@ -453,17 +460,13 @@ class TSNE(TransformerMixin, BaseEstimator):
                                if self.learning_rate == "auto" else float(self.learning_rate))
 
         t0 = time.time()
-        if native:  # -- issue 16 --
-            from tsne_ops.affinities import exact_joint_probabilities_numpy
-
-            with _native.threads(self.n_jobs):
-                P = exact_joint_probabilities_numpy(X, self.perplexity_,
-                                                    precomputed=self.metric == "precomputed")
-            P = P.astype(dtype, copy=False)
+        P = self.joint_probabilities(X, self.perplexity_)
+        if native:  # -- issue 16: P is a numpy array here --
+            P = np.asarray(P).astype(dtype, copy=False)
         else:
             import tensorflow as tf
 
-            P = tf.cast(self.joint_probabilities(X, self.perplexity_), dtype)
+            P = tf.cast(P, dtype)
         if self.verbose:
             print(f"[t-SNE] Computed joint probabilities for {n} samples "
                   f"in {time.time() - t0:.3f}s")
