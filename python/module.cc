@@ -28,6 +28,7 @@ void BindNearestNeighbors(py::module_& m, kn::ParallelFor (*cpu_for)());  // knn
 void BindSparse(py::module_& m);                                           // sparse_bindings.cc
 void BindBarnesHut(py::module_& m);                                        // bh_bindings.cc
 void BindFft(py::module_& m);                                              // fft_bindings.cc
+void BindOptimizer(py::module_& m);                                         // optimizer_bindings.cc
 
 namespace {
 
@@ -134,4 +135,5 @@ PYBIND11_MODULE(_tsne_kernels, m) {
   BindSparse(m);
   BindBarnesHut(m);
   BindFft(m);
+  BindOptimizer(m);
 }

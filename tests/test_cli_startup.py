@@ -1,7 +1,11 @@
-"""Starting the command line: `tsne-ops --help` answers without TensorFlow,
-while `import tsne_ops` anywhere else still loads the ops at once."""
+"""Starting up: `import tsne_ops` and `tsne-ops --help` do not import
+TensorFlow, while the op library and the gradients are still registered
+whenever TensorFlow is imported, before or after tsne_ops, so that SavedModels
+using the ops load in a fresh process."""
 import subprocess
 import sys
+
+import pytest
 
 
 def _python(*args):
@@ -38,7 +42,58 @@ def test_command_line_names_load_on_first_use():
     assert "has no attribute 'no_such_name'" in proc.stdout
 
 
-def test_import_elsewhere_loads_the_ops_at_once():
-    proc = _python("-c", "import sys, tsne_ops; assert 'tensorflow' in sys.modules; "
-                         "assert 'TSNE' in vars(tsne_ops) and 'tsne_loss' in vars(tsne_ops)")
+def test_import_does_not_import_tensorflow():
+    proc = _python("-c", "import sys, tsne_ops, tsne_ops.tsne, tsne_ops.metrics, tsne_ops.datasets, "
+                         "tsne_ops.affinities\n"
+                         "assert 'tensorflow' not in sys.modules, sorted(sys.modules)\n"
+                         "assert 'TSNE' in dir(tsne_ops) and 'TSNE' not in vars(tsne_ops)\n"
+                         "assert tsne_ops.TSNE is tsne_ops.tsne.TSNE\n"
+                         "assert 'tensorflow' not in sys.modules\n")
     assert proc.returncode == 0, proc.stderr[-2000:]
+
+
+# A SavedModel whose function calls an op of the package: loading it needs the
+# op library, and differentiating it the Python gradient registration; the
+# Keras model class of ParametricTSNE must be registered too.
+_LOAD = """
+import sys, numpy as np
+{first}
+{second}
+assert 'tsne_ops.ops' in sys.modules, 'the op library was not loaded'
+assert keras.saving.get_registered_object('tsne_ops>TSNEModel') is not None
+rng = np.random.default_rng(0)
+p = rng.random((6, 6)); p = p + p.T; np.fill_diagonal(p, 0); p /= p.sum()
+y = tf.Variable(rng.normal(size=(6, 2)))
+loaded = tf.saved_model.load(sys.argv[1])
+with tf.GradientTape() as tape:
+    loss = loaded(tf.constant(p), y)
+grad = tape.gradient(loss, y)
+assert grad is not None and np.all(np.isfinite(grad.numpy())) and float(tf.norm(grad)) > 0
+print(float(loss))
+"""
+
+
+@pytest.fixture(scope="module")
+def saved_loss_model(tmp_path_factory):
+    tf = pytest.importorskip("tensorflow")
+    import tsne_ops
+
+    class Loss(tf.Module):
+        @tf.function(input_signature=[tf.TensorSpec([None, None], tf.float64),
+                                      tf.TensorSpec([None, 2], tf.float64)])
+        def __call__(self, p, y):
+            return tsne_ops.tsne_loss(p, y)
+
+    path = str(tmp_path_factory.mktemp("saved") / "loss_model")
+    tf.saved_model.save(Loss(), path)
+    return path
+
+
+@pytest.mark.parametrize("first, second", [
+    ("import tensorflow as tf, keras", "import tsne_ops"),   # registered at import tsne_ops
+    ("import tsne_ops", "import tensorflow as tf, keras"),   # registered by the import hook
+], ids=["tensorflow-first", "tsne_ops-first"])
+def test_saved_model_loads_whichever_is_imported_first(saved_loss_model, first, second):
+    proc = _python("-c", _LOAD.format(first=first, second=second), saved_loss_model)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert float(proc.stdout.split()[-1]) > 0

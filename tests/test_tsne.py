@@ -4,6 +4,7 @@ import contextlib
 
 import numpy as np
 import pytest
+import tensorflow as tf
 from scipy.spatial.distance import squareform
 from sklearn.base import clone
 from sklearn.manifold import _t_sne as sk_tsne
@@ -216,12 +217,28 @@ def test_sparse_input_is_refused_with_sklearns_message():
 @pytest.mark.parametrize("kwargs, name", [
     (dict(method="barnes_hut"), "method='barnes_hut'"),
     (dict(angle=0.3), "angle=0.3"),
-    (dict(n_jobs=2), "n_jobs=2"),
 ])
 def test_parameters_not_honoured_yet_warn_naming_them(kwargs, name):
     X, _ = _blobs(40)
     with pytest.warns(UserWarning, match=name):
         TSNE(perplexity=5.0, max_iter=250, random_state=0, **kwargs).fit(X)
+
+
+def test_n_jobs_sets_the_kernels_threads_without_tensorflow_and_warns_with_it():
+    import warnings
+
+    X, _ = _blobs(40)
+    # numpy input: the TensorFlow-free path honours n_jobs (tsne_ops/_native.py).
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        Y = TSNE(perplexity=5.0, max_iter=250, random_state=0, n_jobs=1).fit_transform(X)
+    # A tensor keeps the TensorFlow path, whose thread pools n_jobs cannot set.
+    with pytest.warns(UserWarning, match="n_jobs=2 has no effect"):
+        Y_tf = TSNE(perplexity=5.0, max_iter=250, random_state=0,
+                    n_jobs=2).fit_transform(tf.constant(X))
+    np.testing.assert_array_equal(Y, Y_tf)
+    with pytest.raises(ValueError, match="n_jobs must be a non-zero integer or None, got n_jobs=0"):
+        TSNE(n_jobs=0).fit(X)
 
 
 def test_defaults_do_not_warn():

@@ -16,14 +16,17 @@ from the functions here, so that each P is built in one place:
 
 Both are thin compositions of the ops (``pairwise_squared_distance`` +
 ``joint_probabilities``; ``nearest_neighbors`` + ``knn_joint_probabilities``).
+:func:`exact_joint_probabilities_numpy` is the first without TensorFlow (the
+same kernels through the pybind11 module, numpy in and out): the P of
+:class:`tsne_ops.TSNE` on the CPU. This module imports TensorFlow only when a
+TensorFlow function runs.
 """
 import math
 
-import tensorflow as tf
+import numpy as np
 
-from tsne_ops import ops
-
-__all__ = ["exact_joint_probabilities", "sparse_joint_probabilities", "default_n_neighbors"]
+__all__ = ["exact_joint_probabilities", "exact_joint_probabilities_numpy",
+           "sparse_joint_probabilities", "default_n_neighbors"]
 
 
 def exact_joint_probabilities(X, perplexity, precomputed=False):
@@ -39,9 +42,38 @@ def exact_joint_probabilities(X, perplexity, precomputed=False):
       ``P`` ``[N, N]`` (``[B, N, N]``) in ``X``'s dtype: symmetric, zero
       diagonal, summing to 1.
     """
+    import tensorflow as tf
+
+    from tsne_ops import ops
+
     x = tf.convert_to_tensor(X)
     sq_dist = x if precomputed else ops.pairwise_squared_distance(x)
     return ops.joint_probabilities(sq_dist, perplexity)
+
+
+def exact_joint_probabilities_numpy(X, perplexity, precomputed=False):
+    """:func:`exact_joint_probabilities` without TensorFlow: the same kernels
+    (``pairwise_squared_distance``, ``joint_probabilities``) through the
+    pybind11 module ``tsne_ops._tsne_kernels``, on the CPU.
+
+    Args:
+      X: ``[N, D]`` (or ``[B, N, D]``) numpy data, float32 or float64; with
+        ``precomputed``, ``[N, N]`` squared distances instead.
+      perplexity: the target perplexity, in ``(0, N - 1)``.
+      precomputed: ``X`` holds squared distances.
+
+    Returns:
+      ``P`` as a numpy array in ``X``'s dtype, equal to
+      :func:`exact_joint_probabilities`'s.
+    """
+    from tsne_ops import _tsne_kernels as tk
+    from tsne_ops._native import OP_AFFINITY_TOLERANCE, as_kernel_array, float32_toward_zero
+
+    x = as_kernel_array(X)
+    sq_dist = x if precomputed else tk.pairwise_squared_distance(x)
+    # The op's attributes are float32: the same perplexity and tolerance.
+    return tk.joint_probabilities(sq_dist, float32_toward_zero(perplexity),
+                                  tolerance=OP_AFFINITY_TOLERANCE)
 
 
 def default_n_neighbors(n_samples, perplexity):
@@ -65,6 +97,10 @@ def sparse_joint_probabilities(X, perplexity, n_neighbors=None):
       a canonical ``tf.SparseTensor`` P of dense shape ``[N, N]`` (``[B, N, N]``),
       symmetric, summing to 1 (per batch element).
     """
+    import tensorflow as tf
+
+    from tsne_ops import ops
+
     x = tf.convert_to_tensor(X)
     if n_neighbors is None:
         n_neighbors = default_n_neighbors(int(x.shape[-2]), perplexity)

@@ -112,16 +112,10 @@ def _real_number(value, name, dtype=tf.float32):
 
 
 def _float_attr(value, name):
-    """`value` for a float attribute (float32 in the op), rounded toward zero.
+    """`value` for a float attribute (float32 in the op), rounded toward zero."""
+    from tsne_ops._native import float32_toward_zero
 
-    Rounding to nearest could carry a perplexity just below n - 1 onto n - 1,
-    where the kernel would refuse it quoting a value nobody passed.
-    """
-    v = _real_number(value, name, tf.float32)
-    v32 = np.float32(v)
-    if np.isfinite(v) and abs(float(v32)) > abs(v):
-        v32 = np.nextafter(v32, np.float32(0))
-    return float(v32)
+    return float32_toward_zero(_real_number(value, name, tf.float32))
 
 
 def _scalar(value, name, dtype):

@@ -13,7 +13,10 @@ iterations, convergence checks every 50), the same fitted attributes. The
 difference is where the work happens: the distances, the perplexity search and
 the gradient are the TensorFlow ops of this package (C++ on the CPU, CUDA on
 a GPU), and the optimiser runs as a ``tf.while_loop`` inside ``tf.function``
-so that no Python runs between iterations.
+so that no Python runs between iterations. For a numpy ``X`` with the exact
+method and no TensorFlow GPU, the same kernels run without TensorFlow
+(``tsne_ops/_native.py``: P through the pybind11 module, the same optimiser
+as a C++ loop), and TensorFlow is not imported at all.
 """
 import math
 import numbers
@@ -200,6 +203,16 @@ class GradientDescent:
                                   float(momentum), float(exaggeration))
         return float(kl), float(grad_norm)
 
+    def embedding(self):
+        """The current embedding ``Y`` (a numpy copy)."""
+        return self.Y.numpy()
+
+    def kl_divergence(self):
+        """KL(P || Q) of the current embedding, without exaggeration."""
+        from tsne_ops import ops
+
+        return float(ops.tsne_loss(self.P, self.Y, dof=self.dof))
+
 
 class TSNE(TransformerMixin, BaseEstimator):
     """t-SNE on TensorFlow custom ops, compatible with ``sklearn.manifold.TSNE``.
@@ -248,8 +261,10 @@ class TSNE(TransformerMixin, BaseEstimator):
     angle : float in [0, 1], default=0.5
         Accepted for compatibility; unused (anything but 0.5 warns).
     n_jobs : int or None
-        Accepted for compatibility; TensorFlow's thread pools are used
-        (anything but None warns).
+        Threads of the kernels when the fit runs without TensorFlow (the
+        exact method on a numpy ``X``, no TensorFlow GPU): None or -1 all
+        cores, k > 0 k threads, -k all but k - 1. On the TensorFlow path
+        TensorFlow's thread pools are used and anything but None warns.
     dof : float or None, default=None
         Degrees of freedom of the Student-t kernel; None is scikit-learn's
         max(n_components - 1, 1). Unlike scikit-learn's exact method, the
@@ -347,8 +362,8 @@ class TSNE(TransformerMixin, BaseEstimator):
             raise _bad("method", self.method, "'exact' or 'barnes_hut'")
         if not _is_real(self.angle) or not 0 <= self.angle <= 1:
             raise _bad("angle", self.angle, "a number in [0, 1]")
-        if self.n_jobs is not None and not _is_int(self.n_jobs):
-            raise _bad("n_jobs", self.n_jobs, "an integer or None")
+        if self.n_jobs is not None and (not _is_int(self.n_jobs) or self.n_jobs == 0):
+            raise _bad("n_jobs", self.n_jobs, "a non-zero integer or None")
         if self.dof is not None and (not _is_real(self.dof) or not self.dof > 0
                                      or not math.isfinite(self.dof)):
             raise _bad("dof", self.dof, "a finite number > 0 or None")
@@ -368,9 +383,6 @@ class TSNE(TransformerMixin, BaseEstimator):
         if self.angle != 0.5:
             warnings.warn(f"angle={self.angle!r} has no effect: the gradient is exact",
                           UserWarning, stacklevel=3)
-        if self.n_jobs is not None:
-            warnings.warn(f"n_jobs={self.n_jobs!r} has no effect: TensorFlow's thread pools "
-                          f"are used (tf.config.threading)", UserWarning, stacklevel=3)
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -405,13 +417,20 @@ class TSNE(TransformerMixin, BaseEstimator):
     # -- fitting ------------------------------------------------------------
 
     def joint_probabilities(self, X, perplexity=None):
-        """P for validated data ``X`` ([N, N] numpy array in X's precision);
-        ``perplexity`` defaults to ``usable_perplexity(self.perplexity, N)``."""
-        from tsne_ops.affinities import exact_joint_probabilities
+        """P for validated data ``X`` ([N, N] in X's precision): a numpy array
+        from the kernels without TensorFlow (``n_jobs`` threads) when no
+        TensorFlow GPU is in use, else a ``tf.Tensor`` from the ops (the same
+        values); ``perplexity`` defaults to ``usable_perplexity(self.perplexity, N)``."""
+        from tsne_ops import _native
+        from tsne_ops.affinities import exact_joint_probabilities, exact_joint_probabilities_numpy
 
         if perplexity is None:
             perplexity = usable_perplexity(self.perplexity, len(X))
-        return exact_joint_probabilities(X, perplexity, precomputed=self.metric == "precomputed")
+        precomputed = self.metric == "precomputed"
+        if _native.available() and not _native.tensorflow_in_use(X):
+            with _native.threads(self.n_jobs):
+                return exact_joint_probabilities_numpy(X, perplexity, precomputed=precomputed)
+        return exact_joint_probabilities(X, perplexity, precomputed=precomputed)
 
     def fit(self, X, y=None):
         """Compute the embedding of ``X`` [n_samples, n_features]; returns self."""
@@ -420,9 +439,18 @@ class TSNE(TransformerMixin, BaseEstimator):
 
     def fit_transform(self, X, y=None):
         """Compute and return the embedding of ``X`` (also in ``embedding_``)."""
-        import tensorflow as tf
-
         self._validate_params()
+        # -- issue 16: the exact method on a numpy X on the CPU runs without
+        # TensorFlow (P and the optimiser on the kernels through the pybind11
+        # module, tsne_ops/_native.py); a TensorFlow tensor or GPU keeps the
+        # TensorFlow path. n_jobs sets the kernels' threads on this path. --
+        from tsne_ops import _native
+
+        native = (self.method == "exact" and _native.available()
+                  and not _native.tensorflow_in_use(X))
+        if not native and self.n_jobs is not None:
+            warnings.warn(f"n_jobs={self.n_jobs!r} has no effect: TensorFlow's thread pools "
+                          f"are used (tf.config.threading)", UserWarning, stacklevel=2)
         X = self._validate_data(X)
         n = X.shape[0]
         self.perplexity_ = usable_perplexity(self.perplexity, n)
@@ -432,12 +460,22 @@ class TSNE(TransformerMixin, BaseEstimator):
                                if self.learning_rate == "auto" else float(self.learning_rate))
 
         t0 = time.time()
-        P = tf.cast(self.joint_probabilities(X, self.perplexity_), dtype)
+        P = self.joint_probabilities(X, self.perplexity_)
+        if native:  # -- issue 16: P is a numpy array here --
+            P = np.asarray(P).astype(dtype, copy=False)
+        else:
+            import tensorflow as tf
+
+            P = tf.cast(P, dtype)
         if self.verbose:
             print(f"[t-SNE] Computed joint probabilities for {n} samples "
                   f"in {time.time() - t0:.3f}s")
         Y0 = initial_embedding(X, self.n_components, self.init, self.random_state)
-        opt = GradientDescent(P, Y0.astype(dtype), self.learning_rate_, dof)
+        if native:  # -- issue 16 --
+            opt = _native.GradientDescent(P, Y0.astype(dtype), self.learning_rate_, dof,
+                                          n_jobs=self.n_jobs)
+        else:
+            opt = GradientDescent(P, Y0.astype(dtype), self.learning_rate_, dof)
 
         n_early = min(self.early_exaggeration_iter, self.max_iter)
         self._stopped = False
@@ -458,12 +496,11 @@ class TSNE(TransformerMixin, BaseEstimator):
                 kl = None
         if kl is None or n_early == self.max_iter:
             # No iteration without exaggeration: report the plain KL.
-            from tsne_ops import ops
-            kl = float(ops.tsne_loss(P, opt.Y, dof=dof))
+            kl = opt.kl_divergence()
         if self.verbose:
             print(f"[t-SNE] KL divergence after {it + 1} iterations: {kl:f} "
                   f"({time.time() - t0:.2f}s in all)")
-        self.embedding_ = opt.Y.numpy()
+        self.embedding_ = opt.embedding()
         self.kl_divergence_ = float(kl)
         self.n_iter_ = int(max(it, 0))
         return self.embedding_
@@ -486,7 +523,7 @@ class TSNE(TransformerMixin, BaseEstimator):
             error, grad_norm = opt.run(stop - i + 1, momentum, exaggeration)
             i = stop
             if every is not None and (i + 1) % every == 0:
-                if self.callback(i + 1, error, opt.Y.numpy()) is True:
+                if self.callback(i + 1, error, opt.embedding()) is True:
                     self._stopped = True
                     break
             if (i + 1) % _N_ITER_CHECK == 0:
