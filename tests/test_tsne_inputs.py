@@ -102,15 +102,6 @@ def test_mahalanobis_takes_its_covariance_from_metric_params():
         TSNE(metric="mahalanobis", **kw).fit(X)
 
 
-def test_precomputed_distances_are_squared_as_in_scikit_learn():
-    X, _ = _blobs()
-    model = TSNE(metric="precomputed", perplexity=10, init="random")
-    D = squareform(pdist(X))
-    P = _dense_p(model.joint_probabilities(model._validate_data(D)))
-    np.testing.assert_allclose(P, _dense_p(TSNE(perplexity=10).joint_probabilities(X)),
-                               rtol=1e-9, atol=1e-15)
-
-
 @pytest.mark.parametrize("fmt", ["csr", "lil"])
 def test_knn_graph_p_is_scikit_learns_over_the_stored_entries(fmt):
     X, _ = _blobs(90)
