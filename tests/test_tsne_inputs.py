@@ -123,7 +123,8 @@ def test_knn_graph_p_is_scikit_learns_over_the_stored_entries(fmt):
 def test_knn_graph_errors_name_x_and_method():
     X, _ = _blobs(40)
     graph = kneighbors_graph(X, n_neighbors=5, mode="distance")
-    with pytest.raises(ValueError, match=r"X: 32 neighbors per samples are required, but some samples have only 6 .*= 31 other"):
+    with pytest.raises(ValueError, match=r"X: 32 neighbors per samples are required, "
+                                         r"but some samples have only 6 .*= 31 other"):
         TSNE(metric="precomputed", method="barnes_hut", perplexity=10, init="random").fit(graph)
     with pytest.raises(TypeError, match='X: TSNE with method="exact" does not accept sparse'):
         TSNE(metric="precomputed", method="exact", perplexity=3, init="random").fit(graph)

@@ -116,8 +116,8 @@ def initial_embedding(X, n_components, init, random_state):
     if init == "pca":
         # When every row of X is the same point, PCA has no direction to offer
         # and scikit-learn's scaling divides by zero: any start is as good.
-        spread = (X.max(axis=0) - X.min(axis=0)) if scipy.sparse.issparse(X) else np.ptp(X, axis=0)
-        if np.max(spread.toarray() if scipy.sparse.issparse(spread) else spread) > 0:
+        extent = (X.max(axis=0) - X.min(axis=0)) if scipy.sparse.issparse(X) else np.ptp(X, axis=0)
+        if np.max(extent.toarray() if scipy.sparse.issparse(extent) else extent) > 0:
             pca = PCA(n_components=n_components, random_state=rng)
             pca.set_output(transform="default")
             Y = pca.fit_transform(X).astype(np.float32, copy=False)
@@ -421,10 +421,10 @@ class TSNE(TransformerMixin, BaseEstimator):
     def _validate_data(self, X):
         # scikit-learn's own validation: its messages for complex, object,
         # empty, one-sample and non-finite input, and n_features_in_.
-        # Integers become float64, in which their distances are exact.
+        # Integers become float64, in which their distances are exact; any
+        # sparse format becomes CSR.
         precomputed = self.metric == "precomputed"
-        X = validate_input(validate_data, self, X,
-                           accept_sparse=["csr"] if precomputed else ["csr", "csc", "coo"],
+        X = validate_input(validate_data, self, X, accept_sparse="csr",
                            dtype=[np.float64, np.float32], ensure_min_samples=2)
         n = X.shape[0]
         if precomputed:
