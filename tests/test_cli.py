@@ -147,7 +147,7 @@ def test_argument_errors_are_one_line(argv, message, capsys):
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["run", "--case", "A", "--n", "20", "--perplexity", "30"], "perplexity must be less than"),
+    (["run", "--case", "A", "--n", "20", "--perplexity", "30"], "perplexity (30.0) must be less than"),
     (["run", "--case", "B", "--dataset", "mnist", "--data-dir", "/no/such/dir"],
      "data directory not found: /no/such/dir"),
     (["run", "--case", "C", "--n", "100", "--perplexity", "5", "--shift-augmentation", "8"],

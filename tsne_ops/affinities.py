@@ -16,17 +16,24 @@ from the functions here, so that each P is built in one place:
 
 Both are thin compositions of the ops (``pairwise_squared_distance`` +
 ``joint_probabilities``; ``nearest_neighbors`` + ``knn_joint_probabilities``).
+
 :func:`exact_joint_probabilities_numpy` is the first without TensorFlow (the
 same kernels through the pybind11 module, numpy in and out): the P of
 :class:`tsne_ops.TSNE` on the CPU. This module imports TensorFlow only when a
 TensorFlow function runs.
+:func:`joint_probabilities_of` is the entry point for everything else
+``TSNE`` accepts (other metrics, sparse data, precomputed distances and
+neighbour graphs): the distances come from :mod:`tsne_ops.distances`, P from
+the same ops.
 """
 import math
 
-import numpy as np
+import scipy.sparse
+
+from tsne_ops import distances
 
 __all__ = ["exact_joint_probabilities", "exact_joint_probabilities_numpy",
-           "sparse_joint_probabilities", "default_n_neighbors"]
+           "sparse_joint_probabilities", "default_n_neighbors", "joint_probabilities_of"]
 
 
 def exact_joint_probabilities(X, perplexity, precomputed=False):
@@ -106,3 +113,56 @@ def sparse_joint_probabilities(X, perplexity, n_neighbors=None):
         n_neighbors = default_n_neighbors(int(x.shape[-2]), perplexity)
     indices, sq_distances = ops.nearest_neighbors(x, n_neighbors)
     return ops.knn_joint_probabilities(indices, sq_distances, perplexity)
+
+
+def joint_probabilities_of(X, perplexity, metric="euclidean", metric_params=None, sparse=False,
+                           n_neighbors=None, numpy=False):
+    """P of any input ``TSNE`` accepts, over every pair or over nearest neighbours.
+
+    Dense Euclidean data goes straight to the ops (:func:`exact_joint_probabilities`,
+    :func:`sparse_joint_probabilities`); any other ``metric`` (a name or a
+    callable ``sklearn.metrics.pairwise_distances`` accepts, with
+    ``metric_params``), sparse data and ``metric='precomputed'`` get their
+    squared distances from :mod:`tsne_ops.distances`, with scikit-learn's
+    conventions (distances are squared; a sparse precomputed ``X`` is a
+    neighbour graph, P over the nearest of its stored entries).
+
+    Args:
+      X: validated ``[N, D]`` data (numpy or ``scipy.sparse``), or with
+        ``metric='precomputed'`` an ``[N, N]`` distance matrix (a sparse one
+        only with ``sparse=True``).
+      perplexity: the target perplexity, in ``(0, N - 1)`` (``(0, n_neighbors)``
+        with ``sparse``).
+      sparse: P over each point's ``n_neighbors`` nearest neighbours (default
+        :func:`default_n_neighbors`), a ``tf.SparseTensor``; otherwise dense
+        ``[N, N]``.
+      numpy: a dense P as a numpy array from the kernels without TensorFlow
+        (:func:`exact_joint_probabilities_numpy`); only with ``sparse=False``.
+
+    Returns:
+      P, symmetric, zero diagonal, summing to 1, in the distances' dtype.
+    """
+    plain = metric == "euclidean" and not metric_params and not scipy.sparse.issparse(X)
+    graph = metric == "precomputed" and scipy.sparse.issparse(X)
+    if n_neighbors is None:
+        n_neighbors = default_n_neighbors(X.shape[0], perplexity)
+    if not sparse or (n_neighbors >= X.shape[0] - 1 and not graph):
+        # Every other point is a neighbour (or the caller wants every pair):
+        # the dense P, the same numbers whichever method asked for it.
+        dense = exact_joint_probabilities_numpy if numpy and not sparse else exact_joint_probabilities
+        if plain:
+            P = dense(X, perplexity)
+        else:
+            d2 = distances.squared_distances(X, metric, metric_params)
+            P = dense(d2, perplexity, precomputed=True)
+        if not sparse:
+            return P
+        import tensorflow as tf
+
+        return tf.sparse.from_dense(P)
+    if plain:
+        return sparse_joint_probabilities(X, perplexity, n_neighbors)
+    from tsne_ops import ops
+
+    indices, d2 = distances.nearest_neighbors(X, n_neighbors, metric, metric_params)
+    return ops.knn_joint_probabilities(indices, d2, perplexity)

@@ -24,14 +24,19 @@ import time
 import warnings
 
 import numpy as np
+import scipy.sparse
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import validate_data
+
+from tsne_ops.distances import check_metric
 
 # sklearn.manifold._t_sne constants, kept identical so results compare.
 _N_ITER_CHECK = 50
 _MIN_GAIN = 0.01
 _MOMENTUM_EARLY = 0.5
 _MOMENTUM_LATE = 0.8
+# Sparse data with at most this many elements (N x D) is densified: 1 GiB in float64.
+_DENSIFY_MAX_ELEMENTS = 2 ** 27
 
 
 def _is_int(v):
@@ -81,8 +86,8 @@ def usable_perplexity(perplexity, n_samples, max_allowed=None, what="n_samples")
     """
     max_allowed = n_samples if max_allowed is None else max_allowed
     if not perplexity < max_allowed:
-        raise ValueError(f"perplexity must be less than {what} = {max_allowed}, "
-                         f"got perplexity={perplexity!r}")
+        # scikit-learn's wording (its tests match it)
+        raise ValueError(f"perplexity ({perplexity!r}) must be less than {what} ({max_allowed})")
     if perplexity < n_samples - 1:
         return float(perplexity)
     lowered = 0.99 * (n_samples - 1)
@@ -101,7 +106,8 @@ def initial_embedding(X, n_components, init, random_state):
     """scikit-learn's initialisation, as float32 ``[N, n_components]``.
 
     ``'pca'``: the first principal components, scaled so that the first column
-    has standard deviation 1e-4. ``'random'``: 1e-4 * standard normal.
+    has standard deviation 1e-4 (``X`` may be ``scipy.sparse``, as
+    scikit-learn's PCA takes it). ``'random'``: 1e-4 * standard normal.
     An array is returned as given.
     """
     from sklearn.decomposition import PCA
@@ -113,7 +119,8 @@ def initial_embedding(X, n_components, init, random_state):
     if init == "pca":
         # When every row of X is the same point, PCA has no direction to offer
         # and scikit-learn's scaling divides by zero: any start is as good.
-        if np.ptp(X, axis=0).max() > 0:
+        extent = (X.max(axis=0) - X.min(axis=0)) if scipy.sparse.issparse(X) else np.ptp(X, axis=0)
+        if np.max(extent.toarray() if scipy.sparse.issparse(extent) else extent) > 0:
             pca = PCA(n_components=n_components, random_state=rng)
             pca.set_output(transform="default")
             Y = pca.fit_transform(X).astype(np.float32, copy=False)
@@ -122,7 +129,7 @@ def initial_embedding(X, n_components, init, random_state):
                 return Y / spread * 1e-4
         warnings.warn("init='pca': X has no variance (all rows are identical); "
                       "using init='random' instead", UserWarning, stacklevel=3)
-    return 1e-4 * rng.standard_normal(size=(len(X), n_components)).astype(np.float32)
+    return 1e-4 * rng.standard_normal(size=(X.shape[0], n_components)).astype(np.float32)
 
 
 class GradientDescent:
@@ -246,9 +253,18 @@ class TSNE(TransformerMixin, BaseEstimator):
         improved for this many iterations, after early exaggeration.
     min_grad_norm : float, default=1e-7
         Stop when the gradient norm (checked every 50 iterations) falls below.
-    metric : {'euclidean', 'precomputed'}, default='euclidean'
-        'precomputed': ``X`` is a square matrix of the distances to calibrate
-        on (used as given, like scikit-learn).
+    metric : str or callable, default='euclidean'
+        Any metric ``sklearn.metrics.pairwise_distances`` accepts; its
+        distances are squared before the perplexity search, as scikit-learn
+        does (Euclidean: squared Euclidean distances). 'precomputed': ``X``
+        is a square matrix of distances (also squared), dense, or sparse: a
+        neighbour graph such as ``kneighbors_graph(mode='distance')``, whose
+        stored entries are each point's candidate neighbours (not with
+        ``method='exact'``; a sparse matrix that stores every pair is used as
+        the dense matrix it is).
+    metric_params : dict or None
+        Keyword arguments of the metric (for example ``{'V': ...}`` for
+        'mahalanobis').
     init : {'pca', 'random'} or ndarray of shape (n_samples, n_components), default='pca'
         scikit-learn's initialisations (first column's std 1e-4).
     verbose : int, default=0
@@ -256,8 +272,8 @@ class TSNE(TransformerMixin, BaseEstimator):
     random_state : int, RandomState or None
         Seeds the initialisation (the optimisation itself is deterministic).
     method : {'exact', 'barnes_hut'}, default='exact'
-        Accepted for compatibility; the gradient is exact either way
-        ('barnes_hut' warns).
+        'barnes_hut': P over nearest neighbours, as scikit-learn builds it;
+        the gradient is exact either way ('barnes_hut' warns).
     angle : float in [0, 1], default=0.5
         Accepted for compatibility; unused (anything but 0.5 warns).
     n_jobs : int or None
@@ -301,7 +317,7 @@ class TSNE(TransformerMixin, BaseEstimator):
 
     def __init__(self, n_components=2, *, perplexity=30.0, early_exaggeration=12.0,
                  learning_rate="auto", max_iter=1000, n_iter_without_progress=300,
-                 min_grad_norm=1e-7, metric="euclidean", init="pca", verbose=0,
+                 min_grad_norm=1e-7, metric="euclidean", metric_params=None, init="pca", verbose=0,
                  random_state=None, method="exact", angle=0.5, n_jobs=None, dof=None,
                  dtype="float32", early_exaggeration_iter=250, callback=None,
                  callback_every=50):
@@ -313,6 +329,7 @@ class TSNE(TransformerMixin, BaseEstimator):
         self.n_iter_without_progress = n_iter_without_progress
         self.min_grad_norm = min_grad_norm
         self.metric = metric
+        self.metric_params = metric_params
         self.init = init
         self.verbose = verbose
         self.random_state = random_state
@@ -324,6 +341,19 @@ class TSNE(TransformerMixin, BaseEstimator):
         self.early_exaggeration_iter = early_exaggeration_iter
         self.callback = callback
         self.callback_every = callback_every
+
+    # scikit-learn's private schedule knobs, which its own tests set on an
+    # instance: the length of early exaggeration (our early_exaggeration_iter)
+    # and the interval of the convergence checks.
+    _N_ITER_CHECK = _N_ITER_CHECK
+
+    @property
+    def _EXPLORATION_MAX_ITER(self):
+        return self.early_exaggeration_iter
+
+    @_EXPLORATION_MAX_ITER.setter
+    def _EXPLORATION_MAX_ITER(self, value):
+        self.early_exaggeration_iter = value
 
     # -- validation ---------------------------------------------------------
 
@@ -346,20 +376,25 @@ class TSNE(TransformerMixin, BaseEstimator):
             raise _bad("n_iter_without_progress", self.n_iter_without_progress, "an integer >= -1")
         if not _is_real(self.min_grad_norm) or not self.min_grad_norm >= 0:
             raise _bad("min_grad_norm", self.min_grad_norm, "a number >= 0")
-        if not isinstance(self.metric, str) or self.metric not in ("euclidean", "precomputed"):
-            raise _bad("metric", self.metric, "'euclidean' or 'precomputed'")
+        check_metric(self.metric, self.metric_params)
         if isinstance(self.init, str):
             if self.init not in ("pca", "random"):
                 raise _bad("init", self.init, "'pca', 'random' or an array")
             if self.init == "pca" and self.metric == "precomputed":
-                raise ValueError("init='pca' cannot be used with metric='precomputed'; "
-                                 "use init='random' or an array")
+                # scikit-learn's message (its tests match it)
+                raise ValueError('The parameter init="pca" cannot be used with '
+                                 'metric="precomputed"; use init="random" or an array')
         elif not isinstance(self.init, np.ndarray):
             raise _bad("init", type(self.init).__name__, "'pca', 'random' or an array")
         if not _is_int(self.verbose) or self.verbose < 0:
             raise _bad("verbose", self.verbose, "an integer >= 0")
         if self.method not in ("exact", "barnes_hut"):
             raise _bad("method", self.method, "'exact' or 'barnes_hut'")
+        if self.method == "barnes_hut" and self.n_components > 3:
+            # scikit-learn's message (its tests match it)
+            raise ValueError(f"'n_components' should be inferior to 4 for the barnes_hut "
+                             f"algorithm as it relies on quad-tree or oct-tree, got "
+                             f"n_components={self.n_components} with method='barnes_hut'")
         if not _is_real(self.angle) or not 0 <= self.angle <= 1:
             raise _bad("angle", self.angle, "a number in [0, 1]")
         if self.n_jobs is not None and (not _is_int(self.n_jobs) or self.n_jobs == 0):
@@ -387,6 +422,7 @@ class TSNE(TransformerMixin, BaseEstimator):
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.input_tags.pairwise = self.metric == "precomputed"
+        tags.input_tags.sparse = True
         # embedding_ is in the precision of the optimisation (``dtype``).
         try:
             tags.transformer_tags.preserves_dtype = [np.dtype(self.dtype).name]
@@ -395,18 +431,20 @@ class TSNE(TransformerMixin, BaseEstimator):
         return tags
 
     def _validate_data(self, X):
-        # scikit-learn's own validation: its messages for sparse, complex,
-        # object, empty, one-sample and non-finite input, and n_features_in_.
-        # Integers become float64, in which their distances are exact.
-        X = validate_input(validate_data, self, X, accept_sparse=False,
+        # scikit-learn's own validation: its messages for complex, object,
+        # empty, one-sample and non-finite input, and n_features_in_.
+        # Integers become float64, in which their distances are exact; any
+        # sparse format becomes CSR.
+        precomputed = self.metric == "precomputed"
+        X = validate_input(validate_data, self, X, accept_sparse="csr",
                            dtype=[np.float64, np.float32], ensure_min_samples=2)
         n = X.shape[0]
-        if self.metric == "precomputed":
-            if X.shape[0] != X.shape[1]:
-                raise ValueError(f"X must be a square distance matrix with metric='precomputed', "
-                                 f"got shape {X.shape}")
-            if np.any(X < 0):
-                raise ValueError("X must be non-negative with metric='precomputed'")
+        if precomputed:
+            X = self._validate_precomputed(X)
+        elif scipy.sparse.issparse(X) and n * X.shape[1] <= _DENSIFY_MAX_ELEMENTS:
+            # Small enough to hold densely: the ops' own distances, and the
+            # same P (and embedding) as the dense array would give.
+            X = X.toarray()
         if isinstance(self.init, np.ndarray) and self.init.shape != (n, self.n_components):
             raise ValueError(f"init array must have shape ({n}, {self.n_components}), "
                              f"got {self.init.shape}")
@@ -414,23 +452,58 @@ class TSNE(TransformerMixin, BaseEstimator):
             raise ValueError("init array must not contain NaN or infinity")
         return X
 
+    def _validate_precomputed(self, X):
+        """A square, non-negative distance matrix; a sparse one (a neighbour
+        graph) is refused by the exact method, and densified when it stores
+        every pair (then it is the dense matrix, with the same result)."""
+        if X.shape[0] != X.shape[1]:
+            raise ValueError(f"X should be a square distance matrix with metric='precomputed', "
+                             f"got shape {X.shape}")
+        sparse = scipy.sparse.issparse(X)
+        values = X.data if sparse else X
+        if values.size and values.min() < 0:
+            raise ValueError(f"X should contain positive distances (non-negative values) with "
+                             f"metric='precomputed', got a minimum of {values.min()!r}")
+        if not sparse:
+            return X
+        if self.method == "exact":
+            # scikit-learn's message (its tests match it)
+            raise TypeError('X: TSNE with method="exact" does not accept sparse precomputed '
+                            'distance matrix. Use method="barnes_hut" or provide the dense '
+                            'distance matrix.')
+        X = X.copy() if not X.has_canonical_format else X
+        X.sum_duplicates()
+        rows = np.repeat(np.arange(X.shape[0]), np.diff(X.indptr))
+        off_diagonal = np.bincount(rows[X.indices != rows], minlength=X.shape[0])
+        return X.toarray() if np.all(off_diagonal == X.shape[0] - 1) else X
+
     # -- fitting ------------------------------------------------------------
 
-    def joint_probabilities(self, X, perplexity=None):
-        """P for validated data ``X`` ([N, N] in X's precision): a numpy array
-        from the kernels without TensorFlow (``n_jobs`` threads) when no
-        TensorFlow GPU is in use, else a ``tf.Tensor`` from the ops (the same
-        values); ``perplexity`` defaults to ``usable_perplexity(self.perplexity, N)``."""
-        from tsne_ops import _native
-        from tsne_ops.affinities import exact_joint_probabilities, exact_joint_probabilities_numpy
+    def joint_probabilities(self, X, perplexity=None, method=None):
+        """P for validated data ``X`` (from :meth:`_validate_data`), in X's precision.
 
+        ``method`` (default ``self.method``) 'exact': a dense ``[N, N]`` P
+        over every pair; any other: a ``tf.SparseTensor`` over each point's
+        ``min(N - 1, int(3 perplexity + 1))`` nearest neighbours, as
+        scikit-learn's Barnes-Hut method builds it. ``perplexity`` defaults
+        to ``usable_perplexity(self.perplexity, N)``. The dense P is a numpy
+        array from the kernels without TensorFlow (``n_jobs`` threads) when no
+        TensorFlow tensor or GPU is involved, else a ``tf.Tensor`` from the ops
+        (the same values).
+        """
+        from tsne_ops import _native
+        from tsne_ops.affinities import joint_probabilities_of
+
+        method = self.method if method is None else method
         if perplexity is None:
-            perplexity = usable_perplexity(self.perplexity, len(X))
-        precomputed = self.metric == "precomputed"
-        if _native.available() and not _native.tensorflow_in_use(X):
+            perplexity = usable_perplexity(self.perplexity, X.shape[0])
+        sparse = method != "exact"
+        if not sparse and _native.available() and not _native.tensorflow_in_use(X):
             with _native.threads(self.n_jobs):
-                return exact_joint_probabilities_numpy(X, perplexity, precomputed=precomputed)
-        return exact_joint_probabilities(X, perplexity, precomputed=precomputed)
+                return joint_probabilities_of(X, perplexity, self.metric, self.metric_params,
+                                              numpy=True)
+        return joint_probabilities_of(X, perplexity, self.metric, self.metric_params,
+                                      sparse=sparse)
 
     def fit(self, X, y=None):
         """Compute the embedding of ``X`` [n_samples, n_features]; returns self."""
@@ -466,6 +539,8 @@ class TSNE(TransformerMixin, BaseEstimator):
         else:
             import tensorflow as tf
 
+            if isinstance(P, tf.SparseTensor):  # the optimiser's gradient is exact (dense P)
+                P = tf.sparse.to_dense(P)
             P = tf.cast(P, dtype)
         if self.verbose:
             print(f"[t-SNE] Computed joint probabilities for {n} samples "
@@ -517,7 +592,7 @@ class TSNE(TransformerMixin, BaseEstimator):
         tic = time.time()
         every = self.callback_every if self.callback is not None else None
         while i < max_iter:
-            stop = min(_next_multiple_end(i, _N_ITER_CHECK), max_iter - 1)
+            stop = min(_next_multiple_end(i, self._N_ITER_CHECK), max_iter - 1)
             if every is not None:
                 stop = min(stop, _next_multiple_end(i, every))
             error, grad_norm = opt.run(stop - i + 1, momentum, exaggeration)
@@ -526,11 +601,11 @@ class TSNE(TransformerMixin, BaseEstimator):
                 if self.callback(i + 1, error, opt.embedding()) is True:
                     self._stopped = True
                     break
-            if (i + 1) % _N_ITER_CHECK == 0:
+            if (i + 1) % self._N_ITER_CHECK == 0:
                 if self.verbose >= 2:
                     toc = time.time()
                     print(f"[t-SNE] Iteration {i + 1}: error = {error:.7f}, gradient norm = "
-                          f"{grad_norm:.7f} ({_N_ITER_CHECK} iterations in {toc - tic:.3f}s)")
+                          f"{grad_norm:.7f} ({self._N_ITER_CHECK} iterations in {toc - tic:.3f}s)")
                     tic = toc
                 if error < best_error:
                     best_error, best_iter = error, i
