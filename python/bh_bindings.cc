@@ -1,8 +1,8 @@
 // _tsne_kernels, Barnes-Hut part: the tree-approximated t-SNE repulsion for
 // numpy (CPU only: on a GPU the exact sparse_tsne_gradient runs instead). Same
-// conventions as module.cc: rank 2 input is a batch of one (outputs drop the
-// batch axis too), bad input raises ValueError naming the argument and the
-// value, the GIL is released while the kernel runs.
+// conventions as the dense ops (python/dense_api.h): rank 2 input is a batch
+// of one (outputs drop the batch axis too), bad input raises ValueError naming
+// the argument and the value, the GIL is released while the kernel runs.
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 

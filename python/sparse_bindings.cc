@@ -1,9 +1,10 @@
 // _tsne_kernels, sparse-P part: the kNN joint probabilities and the t-SNE
 // gradient on a sparse P, for numpy (CPU, or device="cuda": copy in, run,
 // copy out) and for raw device pointers (submodule `cuda`). Same conventions
-// as module.cc: rank 2 input is a batch of one (outputs drop the batch axis
-// too), bad input raises ValueError naming the argument and the value, CUDA
-// failures raise RuntimeError, the GIL is released while kernels run.
+// as the dense ops (python/dense_api.h): rank 2 input is a batch of one
+// (outputs drop the batch axis too), bad input raises ValueError naming the
+// argument and the value, CUDA failures raise RuntimeError, the GIL is
+// released while kernels run.
 //
 // A sparse P is passed as COO: indices [nnz, 3] (b, i, j) int64, or [nnz, 2]
 // (i, j) for a batch of one, in canonical row-major order; values [nnz];
@@ -98,27 +99,13 @@ py::tuple KnnJoint(py::object idx_obj, py::object d2_obj, double perplexity, dou
   const bool cuda = UseCuda(device);
   auto idx = TakeIndices(idx_obj, "indices");
   py::array d2 = TakeFloat(d2_obj, "sq_distances", nullptr);
-  if (idx.ndim() != 2 && idx.ndim() != 3) {
-    Fail("indices must have rank 2 ([n, k]) or 3 ([batch, n, k]), got shape " + Shape(idx));
-  }
-  if (Dims(idx) != Dims(d2)) {
-    Fail("indices and sq_distances must have the same shape, got " + Shape(idx) + " and " +
-         Shape(d2));
-  }
+  CheckMessage(kn::CheckRank2Or3(Dims(idx), "indices", "[n, k]"));
+  CheckMessage(kn::CheckKnnShapes(Dims(idx), Dims(d2)));
   const bool batched = idx.ndim() == 3;
   const int64_t batch = batched ? idx.shape(0) : 1;
   const int64_t n = idx.shape(idx.ndim() - 2), k = idx.shape(idx.ndim() - 1);
-  if (n < 2) Fail("indices must have at least 2 points, got n = " + std::to_string(n));
-  if (k < 1 || k > n - 1) {
-    Fail("indices must have 1 <= k <= n - 1 = " + std::to_string(n - 1) +
-         " neighbours, got k = " + std::to_string(k));
-  }
-  if (!(perplexity > 0) || !(perplexity < k) || !std::isfinite(perplexity)) {
-    Fail("perplexity must be in (0, k) = (0, " + std::to_string(k) + "), got " +
-         std::to_string(perplexity));
-  }
-  if (!(tolerance > 0) || !std::isfinite(tolerance)) Fail("tolerance must be > 0 and finite");
-  if (max_iter < 1) Fail("max_iter must be >= 1, got " + std::to_string(max_iter));
+  CheckMessage(kn::CheckKnnPerplexity(perplexity, k));
+  CheckMessage(kn::CheckPerplexitySearch(tolerance, max_iter));
   const kn::ParallelFor pf = CpuFor();
   CheckMessage(kn::CheckKnnIndices(idx.data(), batch, n, k, "indices", &pf));
   if (d2.dtype().is(py::dtype::of<float>())) {
@@ -227,14 +214,11 @@ py::tuple SparseGrad(py::object pi_obj, py::object pv_obj, py::object y_obj, dou
   py::dtype yd = y.dtype();
   py::array pv = TakeFloat(pv_obj, "p_values", &yd, "y");
   auto pi = TakeIndices(pi_obj, "p_indices");
-  if (y.ndim() != 2 && y.ndim() != 3) {
-    Fail("y must have rank 2 ([n, d]) or 3 ([batch, n, d]), got shape " + Shape(y));
-  }
+  CheckMessage(kn::CheckRank2Or3(Dims(y), "y", "[n, d]"));
+  CheckMessage(kn::CheckPoints(Dims(y), "y", 2));
   const bool batched = y.ndim() == 3;
   const int64_t batch = batched ? y.shape(0) : 1;
   const int64_t n = y.shape(y.ndim() - 2), d = y.shape(y.ndim() - 1);
-  if (n < 2) Fail("y must have at least 2 points, got shape " + Shape(y));
-  if (d < 1) Fail("y must have d >= 1, got shape " + Shape(y));
   if (pi.ndim() != 2 || pi.shape(1) != (batched ? 3 : 2)) {
     Fail(std::string("p_indices must be [nnz, ") + (batched ? "3]" : "2]") + " for y of shape " +
          Shape(y) + ", got shape " + Shape(pi));
@@ -242,12 +226,8 @@ py::tuple SparseGrad(py::object pi_obj, py::object pv_obj, py::object y_obj, dou
   if (pv.ndim() != 1 || pv.shape(0) != pi.shape(0)) {
     Fail("p_values must be [nnz] = [" + std::to_string(pi.shape(0)) + "], got shape " + Shape(pv));
   }
-  if (!(exaggeration > 0) || !std::isfinite(exaggeration)) {
-    Fail("exaggeration must be a finite number > 0, got " + std::to_string(exaggeration));
-  }
-  if (!(dof > 0) || !std::isfinite(dof)) {
-    Fail("dof must be a finite number > 0, got " + std::to_string(dof));
-  }
+  CheckMessage(kn::CheckPositiveFinite(exaggeration, "exaggeration"));
+  CheckMessage(kn::CheckPositiveFinite(dof, "dof"));
   std::vector<int64_t> row_ptr, cols;
   PToCsr(pi, pi.shape(0), batched, batch, n, &row_ptr, &cols);
   kn::TsneGradientOptions opt;
@@ -375,8 +355,10 @@ void BindSparse(py::module_& m) {
         CheckNonNull(indices, "indices");
         CheckNonNull(sq_distances, "sq_distances");
         CheckNonNull(workspace, "workspace");
-        if (n < 2 || k < 1 || k > n - 1 || batch < 1) Fail("need batch >= 1, n >= 2, 1 <= k < n");
-        if (!(perplexity > 0) || !(perplexity < k)) Fail("perplexity must be in (0, k)");
+        CheckMessage(kn::CheckAtLeast(batch, 1, "batch"));
+        CheckMessage(kn::CheckKnnShapes({batch, n, k}, {batch, n, k}));
+        CheckMessage(kn::CheckKnnPerplexity(perplexity, k));
+        CheckMessage(kn::CheckPerplexitySearch(tolerance, max_iter));
         const bool f32 = RawIsF32(dtype);
         int64_t nnz = 0;
         py::gil_scoped_release release;
@@ -433,8 +415,10 @@ void BindSparse(py::module_& m) {
         CheckNonNull(row_ptr, "row_ptr");
         CheckNonNull(y, "y");
         CheckNonNull(workspace, "workspace");
-        if (batch < 1 || n < 2 || d < 1) Fail("need batch >= 1, n >= 2, d >= 1");
-        if (!(exaggeration > 0) || !(dof > 0)) Fail("exaggeration and dof must be > 0");
+        CheckMessage(kn::CheckAtLeast(batch, 1, "batch"));
+        CheckMessage(kn::CheckPoints({batch, n, d}, "y", 2));
+        CheckMessage(kn::CheckPositiveFinite(exaggeration, "exaggeration"));
+        CheckMessage(kn::CheckPositiveFinite(dof, "dof"));
         kn::TsneGradientOptions opt;
         opt.exaggeration = exaggeration;
         opt.dof = dof;

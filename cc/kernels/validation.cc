@@ -235,5 +235,29 @@ std::string CheckGradientShapes(const Shape& p, const Shape& y) {
   return CheckPoints(y, "y", 2);
 }
 
+std::string CheckKnnShapes(const Shape& indices, const Shape& sq_distances) {
+  if (indices != sq_distances) {
+    return "indices and sq_distances must have the same shape [batch, n, k], but have shapes " +
+           ShapeString(indices) + " and " + ShapeString(sq_distances);
+  }
+  const int64_t n = Rows(indices), k = Cols(indices);
+  if (n < 2) {
+    return "indices needs at least 2 points, but has shape " + ShapeString(indices);
+  }
+  if (k < 1 || k > n - 1) {
+    return "indices must have 1 <= k <= n - 1 = " + std::to_string(n - 1) +
+           " neighbours, but k = " + std::to_string(k);
+  }
+  return "";
+}
+
+std::string CheckKnnPerplexity(double perplexity, int64_t k) {
+  if (perplexity > 0 && perplexity < static_cast<double>(k) && std::isfinite(perplexity)) {
+    return "";
+  }
+  return "perplexity must be in (0, k) = (0, " + std::to_string(k) + ") for k = " +
+         std::to_string(k) + " neighbours, but is " + NumberString(perplexity);
+}
+
 }  // namespace kernels
 }  // namespace tsne_ops

@@ -79,6 +79,12 @@ std::string CheckSquare(const Shape& shape, const char* name);
 // the same rank and batch size, n >= 2, d >= 1.
 std::string CheckGradientShapes(const Shape& p, const Shape& y);
 
+// The kNN graph of the sparse P: indices and sq_distances [.., n, k] of the
+// same shape, n >= 2, 1 <= k <= n - 1 (the index values: CheckKnnIndices).
+std::string CheckKnnShapes(const Shape& indices, const Shape& sq_distances);
+// perplexity in (0, k) for k neighbours.
+std::string CheckKnnPerplexity(double perplexity, int64_t k);
+
 }  // namespace kernels
 }  // namespace tsne_ops
 

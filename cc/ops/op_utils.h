@@ -98,6 +98,13 @@ struct GradientOutputs {
   }
 };
 
+// The gradient ops' attributes compute_kl and scale_repulsion_by_p_sum.
+inline absl::Status ReadGradientAttrs(tensorflow::OpKernelConstruction* ctx, bool* compute_kl,
+                                      bool* scale_by_p_sum) {
+  TF_RETURN_IF_ERROR(ctx->GetAttr("compute_kl", compute_kl));
+  return ctx->GetAttr("scale_repulsion_by_p_sum", scale_by_p_sum);
+}
+
 template <typename T>
 absl::Status AllocateGradientOutputs(tensorflow::OpKernelContext* ctx, const tensorflow::Tensor& y,
                                      int exaggeration_input, int dof_input, bool compute_kl,

@@ -260,10 +260,7 @@ class KnnJointProbabilitiesOp : public OpKernel {
     OP_REQUIRES_OK(ctx, ctx->GetAttr("perplexity", &perplexity_));
     OP_REQUIRES_OK(ctx, ctx->GetAttr("tolerance", &tolerance_));
     OP_REQUIRES_OK(ctx, ctx->GetAttr("max_iter", &max_iter_));
-    OP_REQUIRES_OK(ctx, CheckMessage(kernels::CheckPositiveFinite(tolerance_, "tolerance")));
-    OP_REQUIRES(ctx, max_iter_ >= 1,
-                absl::InvalidArgumentError(
-                    absl::StrCat("max_iter must be >= 1, but is ", max_iter_)));
+    OP_REQUIRES_OK(ctx, CheckMessage(kernels::CheckPerplexitySearch(tolerance_, max_iter_)));
   }
 
   void Compute(OpKernelContext* ctx) override {
@@ -272,21 +269,9 @@ class KnnJointProbabilitiesOp : public OpKernel {
     const Tensor& d2 = ctx->input(1);
     OP_REQUIRES_OK(ctx, CheckRank(idx, 3, "indices", "[batch, n, k]"));
     OP_REQUIRES_OK(ctx, CheckRank(d2, 3, "sq_distances", "[batch, n, k]"));
-    OP_REQUIRES(ctx, idx.shape() == d2.shape(),
-                absl::InvalidArgumentError(absl::StrCat(
-                    "indices and sq_distances must have the same shape [batch, n, k], but have "
-                    "shapes ", idx.shape().DebugString(), " and ", d2.shape().DebugString())));
+    OP_REQUIRES_OK(ctx, CheckMessage(kernels::CheckKnnShapes(Dims(idx), Dims(d2))));
     const int64_t batch = idx.dim_size(0), n = idx.dim_size(1), k = idx.dim_size(2);
-    OP_REQUIRES(ctx, n >= 2,
-                absl::InvalidArgumentError(
-                    absl::StrCat("indices needs at least 2 points, but n = ", n)));
-    OP_REQUIRES(ctx, k >= 1 && k <= n - 1,
-                absl::InvalidArgumentError(absl::StrCat(
-                    "indices must have 1 <= k <= n - 1 = ", n - 1, " neighbours, but k = ", k)));
-    OP_REQUIRES(ctx, perplexity_ > 0 && perplexity_ < k && std::isfinite(perplexity_),
-                absl::InvalidArgumentError(absl::StrCat(
-                    "perplexity must be in (0, k) = (0, ", k, ") for k = ", k,
-                    " neighbours, but is ", perplexity_)));
+    OP_REQUIRES_OK(ctx, CheckMessage(kernels::CheckKnnPerplexity(perplexity_, k)));
     // indices stay on the host on every device (HostMemory): they are checked
     // here, and nnz must be known on the host to allocate the outputs.
     kernels::ParallelFor pf = kCpu ? CpuParallelFor(ctx) : kernels::SerialFor();
@@ -370,10 +355,7 @@ template <typename Device, typename T, bool LossOnly>
 class SparseTsneGradientOp : public OpKernel {
  public:
   explicit SparseTsneGradientOp(OpKernelConstruction* ctx) : OpKernel(ctx) {
-    if (!LossOnly) {
-      OP_REQUIRES_OK(ctx, ctx->GetAttr("compute_kl", &compute_kl_));
-      OP_REQUIRES_OK(ctx, ctx->GetAttr("scale_repulsion_by_p_sum", &scale_by_p_sum_));
-    }
+    if (!LossOnly) OP_REQUIRES_OK(ctx, ReadGradientAttrs(ctx, &compute_kl_, &scale_by_p_sum_));
   }
 
   void Compute(OpKernelContext* ctx) override {
@@ -437,8 +419,7 @@ template <typename Device, typename T>
 class SparseTsneGradientFromRepulsionOp : public OpKernel {
  public:
   explicit SparseTsneGradientFromRepulsionOp(OpKernelConstruction* ctx) : OpKernel(ctx) {
-    OP_REQUIRES_OK(ctx, ctx->GetAttr("compute_kl", &compute_kl_));
-    OP_REQUIRES_OK(ctx, ctx->GetAttr("scale_repulsion_by_p_sum", &scale_by_p_sum_));
+    OP_REQUIRES_OK(ctx, ReadGradientAttrs(ctx, &compute_kl_, &scale_by_p_sum_));
   }
 
   void Compute(OpKernelContext* ctx) override {

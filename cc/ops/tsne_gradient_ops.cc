@@ -116,10 +116,7 @@ template <typename Device, typename T, bool LossOnly>
 class TsneGradientOp : public OpKernel {
  public:
   explicit TsneGradientOp(OpKernelConstruction* ctx) : OpKernel(ctx) {
-    if (!LossOnly) {
-      OP_REQUIRES_OK(ctx, ctx->GetAttr("compute_kl", &compute_kl_));
-      OP_REQUIRES_OK(ctx, ctx->GetAttr("scale_repulsion_by_p_sum", &scale_by_p_sum_));
-    }
+    if (!LossOnly) OP_REQUIRES_OK(ctx, ReadGradientAttrs(ctx, &compute_kl_, &scale_by_p_sum_));
   }
 
   void Compute(OpKernelContext* ctx) override {
