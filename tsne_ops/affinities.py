@@ -49,7 +49,7 @@ def default_n_neighbors(n_samples, perplexity):
     return int(min(n_samples - 1, math.floor(3.0 * perplexity + 1)))
 
 
-def sparse_joint_probabilities(X, perplexity, n_neighbors=None):
+def sparse_joint_probabilities(X, perplexity, n_neighbors=None, neighbors="exact"):
     """The joint probabilities P of ``X`` over each point's nearest neighbours.
 
     The exact ``n_neighbors`` nearest neighbours of every point (blocked, no
@@ -60,11 +60,15 @@ def sparse_joint_probabilities(X, perplexity, n_neighbors=None):
       X: ``[N, D]`` (or ``[B, N, D]``) data, float32 or float64.
       perplexity: the target perplexity, in ``(0, n_neighbors)``.
       n_neighbors: neighbours per point (default :func:`default_n_neighbors`).
+      neighbors: how they are found: ``'exact'`` or ``'auto'`` (both the
+        exact ``nearest_neighbors`` op here).
 
     Returns:
       a canonical ``tf.SparseTensor`` P of dense shape ``[N, N]`` (``[B, N, N]``),
       symmetric, summing to 1 (per batch element).
     """
+    if neighbors not in ("auto", "exact"):
+        raise ValueError(f"neighbors must be 'auto' or 'exact', got neighbors={neighbors!r}")
     x = tf.convert_to_tensor(X)
     if n_neighbors is None:
         n_neighbors = default_n_neighbors(int(x.shape[-2]), perplexity)
