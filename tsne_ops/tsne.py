@@ -321,7 +321,7 @@ def set_threads(n_jobs):
 
     want = n_jobs if n_jobs > 0 else max((os.cpu_count() or 1) + 1 + n_jobs, 1)
     current = tf.config.threading.get_intra_op_parallelism_threads()
-    if current == want:
+    if current == want or (current == 0 and n_jobs == -1):  # 0: TensorFlow's one per core
         return current
     try:
         tf.config.threading.set_intra_op_parallelism_threads(want)
