@@ -46,6 +46,8 @@ def main(argv=None):
     ap.add_argument("--cache-dir", default=os.environ.get("TSNE_OPS_BENCH_CACHE", "/tmp/tsne_ops_bench"))
     ap.add_argument("--out", default=str(HERE / "results" / "tsne_crossover.json"))
     ap.add_argument("--smoke", action="store_true", help="N = 300, 100 iterations: checks the script")
+    ap.add_argument("--resume", action="store_true",
+                    help="keep the runs already in --out (same max_iter) and run only the missing ones")
     args = ap.parse_args(argv)
     if args.smoke:
         args.sizes, args.max_iter = [300], 100
@@ -70,12 +72,18 @@ def main(argv=None):
                        "platform": platform.platform(),
                        "note": "shared machine: compare methods within one N, not across runs"},
            "max_iter": args.max_iter, "runs": [], "rule": {}}
+    if args.resume and Path(args.out).exists():
+        old = json.loads(Path(args.out).read_text())
+        if old.get("max_iter") == args.max_iter:
+            out["runs"] = old["runs"]
+            out["command"] = old["command"] + " ; then " + out["command"]
+    done = {(r["d"], r["n"], r["method"]) for r in out["runs"]}
     early = min(250, args.max_iter // 4) if args.smoke else 250
     for d in args.dims:
         for n in args.sizes:
             X, y = X_all[:n], y_all[:n]
             for method in ("exact", "fft", "barnes_hut"):
-                if d not in METHOD_DIMS[method]:
+                if d not in METHOD_DIMS[method] or (d, n, method) in done:
                     continue
                 model = TSNE(n_components=d, method=method, max_iter=args.max_iter,
                              early_exaggeration_iter=early, random_state=0)
@@ -91,7 +99,7 @@ def main(argv=None):
                 Path(args.out).write_text(json.dumps(out, indent=2))
         times = {}
         for r in out["runs"]:
-            if r["d"] == d:
+            if r["d"] == d and r["n"] in args.sizes:
                 times.setdefault(r["n"], {})[r["method"]] = r["time_s"]
         first = None
         for n in sorted(times):
@@ -99,7 +107,8 @@ def main(argv=None):
             if sparse and min(sparse) < times[n]["exact"]:
                 first = n
                 break
-        out["rule"][str(d)] = {"sparse_faster_from_n": first,
+        out["rule"][str(d)] = {"fastest_by_n": {str(n): min(t, key=t.get) for n, t in sorted(times.items())},
+                               "sparse_faster_from_n": first,
                                "exact_faster_up_to_n": max([n for n in times if first is None or n < first],
                                                            default=None)}
     Path(args.out).write_text(json.dumps(out, indent=2))

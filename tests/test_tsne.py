@@ -176,8 +176,8 @@ def test_estimator_contract():
     (dict(init=np.zeros((3, 2))), "init"),
     (dict(metric="precomputed"), "init='pca'"),
     (dict(verbose=-1), "verbose"),
-    (dict(method="fft"), "method"),
-    (dict(angle=2.0), "angle"),
+    (dict(method="tree"), "method"),
+    (dict(angle=-1.0), "angle"),
     (dict(n_jobs="all"), "n_jobs"),
     (dict(dof=0.0), "dof"),
     (dict(dtype="float16"), "dtype"),
@@ -213,15 +213,13 @@ def test_sparse_input_is_refused_with_sklearns_message():
         TSNE(perplexity=1.0).fit(scipy.sparse.csr_matrix(np.eye(5)))
 
 
-@pytest.mark.parametrize("kwargs, name", [
-    (dict(method="barnes_hut"), "method='barnes_hut'"),
-    (dict(angle=0.3), "angle=0.3"),
-    (dict(n_jobs=2), "n_jobs=2"),
-])
-def test_parameters_not_honoured_yet_warn_naming_them(kwargs, name):
-    X, _ = _blobs(40)
-    with pytest.warns(UserWarning, match=name):
-        TSNE(perplexity=5.0, max_iter=250, random_state=0, **kwargs).fit(X)
+def test_angle_is_honoured_by_barnes_hut():
+    X, _ = _blobs(80)
+    fit = lambda **kw: TSNE(perplexity=5.0, max_iter=60, early_exaggeration_iter=30,
+                            random_state=0, method="barnes_hut", **kw).fit_transform(X)
+    a, b = fit(angle=0.0), fit(angle=0.9)
+    assert not np.array_equal(a, b)
+    np.testing.assert_array_equal(a, fit(angle=0.0))
 
 
 def test_defaults_do_not_warn():
