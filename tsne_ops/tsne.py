@@ -6,14 +6,21 @@ symmetrised) and looks for points in 2 or 3 dimensions whose Student-t
 distribution Q over pairs matches P, by gradient descent on KL(P || Q).
 Everything after P depends only on P: the data enters once.
 
-:class:`TSNE` is a drop-in replacement for ``sklearn.manifold.TSNE``
-(``method='exact'``): the same parameters, the same initialisation, the same
-optimiser (momentum and gains, early exaggeration for the first 250
-iterations, convergence checks every 50), the same fitted attributes. The
-difference is where the work happens: the distances, the perplexity search and
-the gradient are the TensorFlow ops of this package (C++ on the CPU, CUDA on
-a GPU), and the optimiser runs as a ``tf.while_loop`` inside ``tf.function``
-so that no Python runs between iterations.
+:class:`TSNE` is a drop-in replacement for ``sklearn.manifold.TSNE``:
+the same parameters, the same initialisation, the same optimiser (momentum
+and gains, early exaggeration for the first 250 iterations, convergence
+checks every 50), the same fitted attributes. The difference is where the
+work happens: the distances, the perplexity search and the gradient are the
+TensorFlow ops of this package (C++ on the CPU, CUDA on a GPU), and the
+optimiser (:class:`GradientDescent`) runs as a ``tf.while_loop`` inside
+``tf.function`` so that no Python runs between iterations.
+
+Small N runs the exact method (a dense P, every pair). Large N keeps P only
+over each point's nearest neighbours (a ``tf.SparseTensor``) and
+approximates the repulsion over all pairs, by FFT-accelerated interpolation
+(``method='fft'``) or a Barnes-Hut tree (``method='barnes_hut'``);
+``method='auto'`` chooses by N and the embedding dimension
+(:func:`choose_method`).
 """
 import math
 import numbers
@@ -299,7 +306,8 @@ def choose_method(n_samples, n_components):
 # no step clipping). 'opentsne': openTSNE's choices (momentum 0.8 in both
 # phases, the learning rate N / exaggeration of openTSNE's gradient, which
 # lacks the factor 2 (dof + 1) / dof = 4 of this package's, so N / 48 during
-# early exaggeration (scikit-learn's 'auto') and N / 4 after; each point's
+# early exaggeration (scikit-learn's 'auto') and N / 4 after (both at least
+# 50, scikit-learn's floor); each point's
 # step clipped to a norm of 5). Which one the sparse methods use by default
 # comes from benchmarks/tsne_optimizer.py (benchmarks/results/tsne_optimizer.json).
 _OPTIMIZERS = ("auto", "sklearn", "opentsne")
@@ -366,7 +374,7 @@ class TSNE(TransformerMixin, BaseEstimator):
     learning_rate : float or 'auto', default='auto'
         'auto' is scikit-learn's max(N / early_exaggeration / 4, 50) (with
         ``optimizer='opentsne'``: that during early exaggeration and
-        ``early_exaggeration`` times more after, openTSNE's N / exaggeration).
+        max(N / 4, 50) after, openTSNE's N / exaggeration in its units).
     max_iter : int, default=1000
         Total iterations, early exaggeration included.
     n_iter_without_progress : int, default=300
@@ -409,8 +417,8 @@ class TSNE(TransformerMixin, BaseEstimator):
     optimizer : {'auto', 'sklearn', 'opentsne'}, default='auto'
         The schedule: 'sklearn' (scikit-learn's: momentum 0.5 then 0.8, one
         learning rate), 'opentsne' (momentum 0.8 throughout, the learning
-        rate 12x larger after early exaggeration, each point's step clipped
-        to 5). 'auto': 'sklearn' for the exact method (identical to
+        rate max(N / 4, 50) after early exaggeration, each point's step
+        clipped to 5). 'auto': 'sklearn' for the exact method (identical to
         scikit-learn), the measured better one for the sparse methods.
     dof : float or None, default=None
         Degrees of freedom of the Student-t kernel; None is scikit-learn's
@@ -619,7 +627,8 @@ class TSNE(TransformerMixin, BaseEstimator):
             early = float(self.learning_rate)
         if optimizer == "sklearn":
             return optimizer, early, early, _MOMENTUM_EARLY, None
-        late = early * self.early_exaggeration if self.learning_rate == "auto" else early
+        # openTSNE's N / exaggeration (in its units) after early exaggeration.
+        late = learning_rate_auto(n, 1.0) if self.learning_rate == "auto" else early
         return optimizer, early, late, _MOMENTUM_LATE, _OPENTSNE_MAX_STEP_NORM
 
     def fit_transform(self, X, y=None):
@@ -703,6 +712,7 @@ class TSNE(TransformerMixin, BaseEstimator):
                     kl = None
         finally:
             self._bar.close()
+            del self._bar  # a fitted estimator stays picklable
         if kl is None or n_early == self.max_iter:
             # No iteration without exaggeration: report the plain KL.
             kl = self._loss(opt)
