@@ -269,12 +269,20 @@ _METHOD_DIMS = {"fft": (1, 2), "barnes_hut": (1, 2, 3)}
 _METHODS = ("auto", "exact", "barnes_hut", "fft")
 _NEIGHBORS = ("auto", "exact", "approx")
 # method='auto': the dense exact method up to these N (by n_components),
-# the sparse kNN P with an approximate repulsion above. The crossovers are
-# measured by benchmarks/tsne_crossover.py, result file
-# benchmarks/results/tsne_crossover.json (whole fits, same run, 2 shared
-# cores): see that file's "rule" entry for the N at which each sparse method
-# became faster than the dense exact one.
-_AUTO_EXACT_MAX_N = {1: 5000, 2: 5000, 3: 5000}
+# the sparse kNN P with an approximate repulsion above. Measured by
+# benchmarks/tsne_crossover.py (benchmarks/results/tsne_crossover.json:
+# whole default fits on MNIST PCA-50, one run, 2 shared cores): in 2
+# dimensions exact was the fastest method at every N measured (2,000, 5,000,
+# 10,000; see the file's "rule" entry), Barnes-Hut closing in (its time over
+# exact's falling towards 1 at 10,000), so the switch is at 10,000, where a
+# dense P also starts to cost real memory (400 MB at 10,000, 1.6 GB at
+# 20,000). Not measured: 1 and 3 dimensions (the exact kernel's cost hardly
+# depends on d and the octree costs more than the quadtree, so 3-D's
+# crossover is no lower than 2-D's), and FFT against Barnes-Hut above
+# 10,000: Barnes-Hut was the faster of the two up to 10,000, but 'fft' is
+# chosen above for its cost per iteration that grows with the embedding's
+# extent rather than with N log N (to be confirmed at 20,000-70,000).
+_AUTO_EXACT_MAX_N = {1: 10000, 2: 10000, 3: 10000}
 # Beyond 3 dimensions neither approximation applies: the dense exact method
 # up to this N, then the sparse P with the exact all-pairs repulsion (O(N^2)
 # time but O(N k) memory, where a dense P would need N^2 floats).
@@ -308,8 +316,11 @@ def choose_method(n_samples, n_components):
 # lacks the factor 2 (dof + 1) / dof = 4 of this package's, so N / 48 during
 # early exaggeration (scikit-learn's 'auto') and N / 4 after (both at least
 # 50, scikit-learn's floor); each point's
-# step clipped to a norm of 5). Which one the sparse methods use by default
-# comes from benchmarks/tsne_optimizer.py (benchmarks/results/tsne_optimizer.json).
+# step clipped to a norm of 5, 750 iterations). Which one the sparse methods
+# use by default comes from benchmarks/tsne_optimizer.py: in
+# benchmarks/results/tsne_optimizer.json (MNIST 20,000, 'fft') openTSNE's
+# finished sooner but at a higher KL against the common P, so scikit-learn's
+# stays (the brief: switch only for a lower KL in less time).
 _OPTIMIZERS = ("auto", "sklearn", "opentsne")
 _SPARSE_DEFAULT_OPTIMIZER = "sklearn"
 _OPENTSNE_MAX_STEP_NORM = 5.0
