@@ -122,6 +122,25 @@ def test_mnist_from_a_data_dir(tmp_path, capsys):
     assert not (tmp_path / "o" / "caseB_mnist.gif").exists()
 
 
+def test_case_a_method_and_mnist_train_then_test(tmp_path, capsys):
+    # --method reaches TSNE; with --n above the training images case A goes
+    # on into the test images (as --n 70000 does on MNIST).
+    from test_datasets import _write_idx
+
+    rng = np.random.RandomState(0)
+    labels = np.arange(100) % 4
+    images = (rng.rand(100, 28, 28) * 60 + 40 * labels[:, None, None]).astype(np.uint8)
+    _write_idx(tmp_path / "data" / "mnist", "train", images[:80], labels[:80])
+    _write_idx(tmp_path / "data" / "mnist", "t10k", images[80:], labels[80:])
+    code, _ = _run(["run", "--case", "A", "--dataset", "mnist", "--data-dir", str(tmp_path / "data"),
+                    "--n", "100", "--perplexity", "10", "--method", "barnes_hut", "--max-iter", "100",
+                    "--out", str(tmp_path / "o"), "--no-animation", "--quiet"], capsys)
+    assert code == 0
+    result = json.loads((tmp_path / "o" / "caseA_mnist_metrics.json").read_text())
+    assert result["n_train"] == 100 and result["method"] == "barnes_hut"
+    assert result["tsne_ops"]["knn_accuracy"] > 0.9
+
+
 @pytest.mark.parametrize("argv, message", [
     (["run", "--case", "F"], "invalid choice: 'F'"),
     (["run"], "the following arguments are required: --case"),
@@ -129,6 +148,7 @@ def test_mnist_from_a_data_dir(tmp_path, capsys):
     (["run", "--case", "A", "--perplexity", "-3"], "--perplexity: must be a positive number"),
     (["run", "--case", "A", "--dataset", "cifar"], "invalid choice: 'cifar'"),
     (["run", "--case", "A", "--max-iter", "x"], "--max-iter: must be a positive integer"),
+    (["run", "--case", "A", "--method", "tree"], "invalid choice: 'tree'"),
     (["run", "--case", "B", "--shift-augmentation", "-1"],
      "--shift-augmentation: must be an integer >= 0"),
     (["run", "--case", "B", "--neighbor-mixup", "2"], "--neighbor-mixup: must be a number in [0, 1]"),

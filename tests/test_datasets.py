@@ -43,6 +43,20 @@ def test_idx_files_are_read_and_scaled(fake_data):
     assert Xf.shape == (4, 784) and list(yf) == [9, 8, 7, 6]
 
 
+def test_split_all_is_train_then_test(fake_data):
+    root, train, test = fake_data
+    X, y = datasets.load_dataset("mnist", root, split="all")
+    np.testing.assert_allclose(X, np.concatenate([train, test]).reshape(17, -1) / 255.0, rtol=1e-6)
+    np.testing.assert_array_equal(y, np.concatenate([np.arange(12) % 10, np.arange(5)]))
+    X14, y14 = datasets.load_mnist(root, split="all", n=14)
+    np.testing.assert_array_equal(X14, X[:14])
+    np.testing.assert_array_equal(y14, y[:14])
+    X5, _ = datasets.load_mnist(root, split="all", n=5)  # within the training images
+    np.testing.assert_array_equal(X5, X[:5])
+    Xd, _ = datasets.load_dataset("digits", split="all", n=7)
+    np.testing.assert_array_equal(Xd, datasets.load_digits(n=7)[0])
+
+
 def test_default_dir_from_environment(fake_data, monkeypatch):
     root, _, _ = fake_data
     monkeypatch.setenv("TSNE_OPS_DATA_DIR", str(root))

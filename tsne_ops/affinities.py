@@ -88,7 +88,7 @@ def default_n_neighbors(n_samples, perplexity):
     return int(min(n_samples - 1, math.floor(3.0 * perplexity + 1)))
 
 
-def sparse_joint_probabilities(X, perplexity, n_neighbors=None):
+def sparse_joint_probabilities(X, perplexity, n_neighbors=None, neighbors="exact"):
     """The joint probabilities P of ``X`` over each point's nearest neighbours.
 
     The exact ``n_neighbors`` nearest neighbours of every point (blocked, no
@@ -99,11 +99,15 @@ def sparse_joint_probabilities(X, perplexity, n_neighbors=None):
       X: ``[N, D]`` (or ``[B, N, D]``) data, float32 or float64.
       perplexity: the target perplexity, in ``(0, n_neighbors)``.
       n_neighbors: neighbours per point (default :func:`default_n_neighbors`).
+      neighbors: how they are found: ``'exact'`` or ``'auto'`` (both the
+        exact ``nearest_neighbors`` op here).
 
     Returns:
       a canonical ``tf.SparseTensor`` P of dense shape ``[N, N]`` (``[B, N, N]``),
       symmetric, summing to 1 (per batch element).
     """
+    if neighbors not in ("auto", "exact"):
+        raise ValueError(f"neighbors must be 'auto' or 'exact', got neighbors={neighbors!r}")
     import tensorflow as tf
 
     from tsne_ops import ops
@@ -116,7 +120,7 @@ def sparse_joint_probabilities(X, perplexity, n_neighbors=None):
 
 
 def joint_probabilities_of(X, perplexity, metric="euclidean", metric_params=None, sparse=False,
-                           n_neighbors=None, numpy=False):
+                           n_neighbors=None, numpy=False, neighbors="auto"):
     """P of any input ``TSNE`` accepts, over every pair or over nearest neighbours.
 
     Dense Euclidean data goes straight to the ops (:func:`exact_joint_probabilities`,
@@ -136,6 +140,8 @@ def joint_probabilities_of(X, perplexity, metric="euclidean", metric_params=None
       sparse: P over each point's ``n_neighbors`` nearest neighbours (default
         :func:`default_n_neighbors`), a ``tf.SparseTensor``; otherwise dense
         ``[N, N]``.
+      neighbors: how :func:`sparse_joint_probabilities` finds the neighbours
+        of dense Euclidean data.
       numpy: a dense P as a numpy array from the kernels without TensorFlow
         (:func:`exact_joint_probabilities_numpy`); only with ``sparse=False``.
 
@@ -161,7 +167,7 @@ def joint_probabilities_of(X, perplexity, metric="euclidean", metric_params=None
 
         return tf.sparse.from_dense(P)
     if plain:
-        return sparse_joint_probabilities(X, perplexity, n_neighbors)
+        return sparse_joint_probabilities(X, perplexity, n_neighbors, neighbors=neighbors)
     from tsne_ops import ops
 
     indices, d2 = distances.nearest_neighbors(X, n_neighbors, metric, metric_params)

@@ -108,7 +108,8 @@ def build_parser():
                             "or ../shared/data)")
         p.add_argument("--n", type=_positive_int, default=None,
                        help="number of (training) samples; default: all digits, 5000 MNIST "
-                            "points for case A, 10000 for B-E")
+                            "points for case A, 10000 for B-E (case A takes MNIST's training "
+                            "images first, then the test images: --n 70000 is all of them)")
         p.add_argument("--n-test", type=_positive_int, default=None,
                        help="held-out samples for parametric cases (MNIST-like: default "
                             "10000 test images)")
@@ -119,6 +120,10 @@ def build_parser():
         # own default applies (its signature is the one source).
         p.add_argument("--perplexity", type=_positive_float, default=None,
                        help="default: the estimator's perplexity")
+        p.add_argument("--method", default=None, choices=("auto", "exact", "barnes_hut", "fft"),
+                       help="case A: TSNE's method (default: TSNE's, 'auto': exact for small N, "
+                            "the sparse kNN P with FFT (2-D) or Barnes-Hut (3-D) repulsion "
+                            "beyond)")
         p.add_argument("--max-iter", type=_positive_int, default=None,
                        help="case A, and scikit-learn in compare: iterations (default: TSNE's "
                             "max_iter)")
@@ -197,9 +202,10 @@ def _load(args, parametric, n):
         if args.n_test is not None:
             Xte, yte = Xte[:args.n_test], yte[:args.n_test]
         return Xtr, ytr, Xte, yte
-    X, y = datasets.load_dataset(args.dataset, args.data_dir, n=n, split="train")
-    if not parametric:
+    if not parametric:  # case A embeds the training images, then the test images
+        X, y = datasets.load_dataset(args.dataset, args.data_dir, n=n, split="all")
         return X, y, None, None
+    X, y = datasets.load_dataset(args.dataset, args.data_dir, n=n, split="train")
     Xte, yte = datasets.load_dataset(args.dataset, args.data_dir, n=args.n_test, split="test")
     return X, y, np.asarray(Xte), np.asarray(yte)
 
@@ -244,7 +250,7 @@ def _model(args, case, parametric, n_samples):
         from tsne_ops.tsne import TSNE
 
         return TSNE(n_components=case["n_components"], random_state=args.seed, **common,
-                    **_given(max_iter=args.max_iter,
+                    **_given(max_iter=args.max_iter, method=args.method,
                              early_exaggeration_iter=args.early_exaggeration_iter))
     from tsne_ops.parametric import ParametricTSNE, cosine_adam
 
@@ -331,7 +337,7 @@ def run(args, compare=False):
                       neighbor_mixup=model.neighbor_mixup, lr_schedule=args.lr_schedule,
                       final_batch_kl=model.kl_divergence_)
     else:
-        result.update(max_iter=model.max_iter, n_iter=model.n_iter_,
+        result.update(max_iter=model.max_iter, n_iter=model.n_iter_, method=model.method_,
                       early_exaggeration=model.early_exaggeration,
                       kl_divergence_optimizer=model.kl_divergence_)
     result["tsne_ops"] = _metrics(X_seen, Y, y, model.perplexity, dof, elapsed)

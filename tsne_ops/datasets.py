@@ -133,8 +133,16 @@ def _find_file(directory, filename):
 
 
 def _load_idx_dataset(name, data_dir, split, n):
+    if split == "all":
+        # The training images first, then the test images (MNIST: 60,000 + 10,000).
+        n = _check_n(n)
+        x, y = _load_idx_dataset(name, data_dir, "train", n)
+        if n is None or len(x) < n:
+            xt, yt = _load_idx_dataset(name, data_dir, "test", None if n is None else n - len(x))
+            x, y = np.concatenate([x, xt]), np.concatenate([y, yt])
+        return x, y
     if split not in _IDX_FILES:
-        raise ValueError(f"split must be 'train' or 'test', got split={split!r}")
+        raise ValueError(f"split must be 'train', 'test' or 'all', got split={split!r}")
     n = _check_n(n)
     directory = _resolve_dir(name, data_dir)
     images_file, labels_file = _IDX_FILES[split]
@@ -149,8 +157,9 @@ def _load_idx_dataset(name, data_dir, split, n):
 def load_mnist(data_dir=None, split="train", n=None):
     """MNIST from the IDX .gz files: ``(X [n, 784] float32 in [0, 1], y)``.
 
-    ``split`` is ``'train'`` (60,000) or ``'test'`` (10,000); ``n`` keeps the
-    first ``n`` examples of the split.
+    ``split`` is ``'train'`` (60,000), ``'test'`` (10,000) or ``'all'`` (the
+    70,000 of both, training images first); ``n`` keeps the first ``n``
+    examples of the split.
     """
     return _load_idx_dataset("mnist", data_dir, split, n)
 
@@ -163,12 +172,14 @@ def load_fashion_mnist(data_dir=None, split="train", n=None):
 def load_dataset(name, data_dir=None, n=None, split="train"):
     """Load a dataset by name (one of :data:`DATASETS`) as ``(X, y)``.
 
-    ``digits`` has no test split: ``split='test'`` raises ValueError.
+    ``split``: ``'train'``, ``'test'`` or ``'all'`` (both, training first).
+    ``digits`` has no test split (``'all'`` is the same as ``'train'``):
+    ``split='test'`` raises ValueError.
     """
     if name not in DATASETS:
         raise ValueError(f"dataset must be one of {', '.join(DATASETS)}, got {name!r}")
     if name == "digits":
-        if split != "train":
+        if split not in ("train", "all"):
             raise ValueError(f"the digits dataset has only split='train', got split={split!r}")
         return load_digits(n=n)
     if name == "mnist":
