@@ -298,7 +298,9 @@ def main():
             for method in args.methods:
                 spec = dict(method=method, k=args.k, threads=args.threads, data=str(data), ref=str(ref),
                             perplexity=args.perplexity, gradient_max_n=args.gradient_max_n)
-                row = {"dataset": name, "n": n, "dim": x.shape[1]}
+                # The 1-minute load average around each measurement: well above
+                # --threads (a shared machine), the times are inflated.
+                row = {"dataset": name, "n": n, "dim": x.shape[1], "load_average_1min_before": os.getloadavg()[0]}
                 try:
                     proc = subprocess.run([sys.executable, __file__, "--worker", json.dumps(spec)],
                                           capture_output=True, text=True, timeout=args.timeout)
@@ -308,6 +310,7 @@ def main():
                         row.update(json.loads(proc.stdout.strip().splitlines()[-1]))
                 except subprocess.TimeoutExpired:
                     row.update(method=method, error=f"timeout after {args.timeout} s")
+                row["load_average_1min_after"] = os.getloadavg()[0]
                 report["results"].append(row)
                 print(json.dumps(row), flush=True)
     summarise(report)
@@ -335,7 +338,7 @@ def markdown_table(report):
         rows.setdefault(r["n"], {})[r["method"]] = r
     head = ("| N | tsne_ops `nearest_neighbors` | scikit-learn brute (its time / ours) | faiss `IndexFlatL2` (its time / ours) "
             "| faiss IVF approx (its time / ours, recall) | `knn_joint_probabilities` | one sparse exact-repulsion gradient "
-            "| pipeline peak beyond input |")
+            "| pipeline peak beyond input | 1-min load average (before, after ours) |")
     lines = [head, "|" + " --- |" * head.count(" | ") + " --- |"]
 
     def timing(m, ours, extra=""):
@@ -353,12 +356,15 @@ def markdown_table(report):
         ivf = r.get("faiss_ivf")
         rec = f", recall {ivf['recall']:.3f}" if ivf and "recall" in ivf else ""
         first = f"{ours:.2f} s, {t['peak_mib_beyond_input']:.0f} MiB" if ours else timing(t or None, None)
+        load = (f"{t['load_average_1min_before']:.1f}, {t['load_average_1min_after']:.1f}"
+                if "load_average_1min_before" in t else "not recorded")
         p = t.get("knn_joint_probabilities_seconds")
         g = t.get("sparse_exact_gradient_seconds")
         peak = t.get("pipeline_peak_mib_beyond_input")
         lines.append(f"| {n:,} | {first} | {timing(r.get('sklearn'), ours)} | {timing(r.get('faiss'), ours)} "
                      f"| {timing(ivf, ours, rec)} | {f'{p:.2f} s' if p is not None else '-'} "
-                     f"| {f'{g:.2f} s' if g is not None else 'not run'} | {f'{peak:.0f} MiB' if peak is not None else '-'} |")
+                     f"| {f'{g:.2f} s' if g is not None else 'not run'} | {f'{peak:.0f} MiB' if peak is not None else '-'} "
+                     f"| {load} |")
     return "\n".join(lines)
 
 

@@ -11,7 +11,9 @@
 //     the squared spread of the data instead of eps times its squared
 //     distance from the origin, so a constant offset (data at 1e4) costs
 //     nothing. The midpoint (not the mean) keeps grid data on a grid, so
-//     small-integer data stays exact even in float32.
+//     small-integer data stays exact even in float32. Self-search packs
+//     the rows in the order of a k-d tree (TreeOrder), so that a block's
+//     rows are near each other.
 //  2. Candidates: per row, the kc = k + kMargin smallest (GEMM distance,
 //     index) pairs under the lexicographic order (a buffer cut back by a
 //     selection when full, see Candidates). Each kMr x kNr block of
@@ -32,7 +34,8 @@
 //     tell apart; the returned distances are exact whatever the GEMM error.
 //
 // Determinism. The kc smallest pairs under a total order are one set,
-// whatever order the candidates arrive in, and each pair's GEMM distance is
+// whatever order the candidates arrive in (rows and indices are the rows'
+// own, whatever the packing order), and each pair's GEMM distance is
 // computed once, in a fixed order, by whichever thread takes its tile; so the
 // kept candidates are the same for any thread count. Race freedom: the
 // off-diagonal tiles run in rounds of a round-robin tournament over the row
@@ -47,6 +50,7 @@
 // __dadd_rn); the micro-kernel's fused multiply-adds are explicit.
 #include <algorithm>
 #include <limits>
+#include <numeric>
 #include <utility>
 #include <vector>
 
@@ -196,16 +200,63 @@ void ExactSquaredDistances4(const T* a, const T* b0, const T* b1, const T* b2, c
   out[3] = s3;
 }
 
+// Orders the n rows of x so that each kBlock-row block is a compact cell of
+// a k-d tree (median splits, at block boundaries, on the coordinate of
+// largest variance): a row meets many of its near neighbours in its own
+// block, in the first round, so the bounds are tight early and fewer
+// candidates pass the filter later (on MNIST about 40% fewer than in index
+// order). The result does not depend on the order (see the top of the
+// file); the order itself is deterministic (ties by row index).
+template <typename T>
+void TreeOrder(const T* x, int64_t n, int64_t dim, int64_t* order) {
+  std::iota(order, order + n, int64_t{0});
+  std::vector<std::pair<int64_t, int64_t>> stack{{0, n}};
+  std::vector<double> sum(dim), sum2(dim);
+  while (!stack.empty()) {
+    const auto [lo, hi] = stack.back();
+    stack.pop_back();
+    if (hi - lo <= kBlock) continue;
+    std::fill(sum.begin(), sum.end(), 0.0);
+    std::fill(sum2.begin(), sum2.end(), 0.0);
+    for (int64_t r = lo; r < hi; ++r) {
+      const T* row = x + order[r] * dim;
+      for (int64_t q = 0; q < dim; ++q) {
+        const double v = static_cast<double>(row[q]);
+        sum[q] += v;
+        sum2[q] += v * v;
+      }
+    }
+    int64_t axis = 0;
+    double widest = -1;
+    for (int64_t q = 0; q < dim; ++q) {
+      const double spread = sum2[q] - sum[q] * sum[q] / static_cast<double>(hi - lo);
+      if (spread > widest) {
+        widest = spread;
+        axis = q;
+      }
+    }
+    const int64_t h = lo + std::max(kBlock, ((hi - lo) / 2 + kBlock / 2) / kBlock * kBlock);
+    std::nth_element(order + lo, order + h, order + hi, [&](int64_t a, int64_t b) {
+      const T va = x[a * dim + axis], vb = x[b * dim + axis];
+      return va < vb || (va == vb && a < b);
+    });
+    stack.emplace_back(lo, h);
+    stack.emplace_back(h, hi);
+  }
+}
+
 // Offers every distance of the tile rows [i0, i1) x columns [j0, j1) to the
-// rows' candidates (row_base + i gets (d, j)) and, with columns, to the
-// columns' candidates too (row_base + j gets (d, i)). xp / yp are the kMr / kNr panels of
-// the centred rows, xn / yn their squared norms (padded with zeros); i0 and
-// j0 are multiples of kBlock. diagonal: the same block on both sides, (i, i)
-// skipped.
+// rows' candidates (row_base + i gets (d, ids[j])) and, with columns, to
+// the columns' candidates too (row_base + j gets (d, ids[i])). i and j are
+// positions in the packed order; ids maps them to the rows' own indices
+// (self-search, see TreeOrder; null: the identity). xp / yp are the kMr /
+// kNr panels of the centred rows, xn / yn their squared norms (padded with
+// zeros); i0 and j0 are multiples of kBlock. diagonal: the same block on
+// both sides, (i, i) skipped.
 template <typename T, bool kColumns>
 void ScanTile(const T* xp, const T* yp, const T* xn, const T* yn, int64_t dim, int64_t i0,
               int64_t i1, int64_t j0, int64_t j1, bool diagonal, int64_t row_base,
-              Candidates<T>& cands) {
+              const int64_t* ids, Candidates<T>& cands) {
   using G = Gemm<T>;
   using V = simd::Vec<T>;
   constexpr int L = G::L, kNr = G::kNr;
@@ -255,11 +306,11 @@ void ScanTile(const T* xp, const T* yp, const T* xn, const T* yn, int64_t dim, i
           const int c = __builtin_ctz(bits);
           const int64_t j = jc + c;
           if (diagonal && j == i) continue;
-          cands.Offer(row_base + i, d[r][c], j);
+          cands.Offer(row_base + i, d[r][c], ids != nullptr ? ids[j] : j);
         }
         for (unsigned bits = col_mask[r]; bits != 0; bits &= bits - 1) {
           const int c = __builtin_ctz(bits);
-          cands.Offer(row_base + jc + c, d[r][c], i);
+          cands.Offer(row_base + jc + c, d[r][c], ids[i]);
         }
       }
     }
@@ -307,18 +358,32 @@ void NearestNeighborsCpu(const T* x, const T* y, int64_t batch, int64_t n, int64
       BoxMidpoint(x + b * n * dim, n, self ? nullptr : y + b * m * dim, m, dim,
                   refs.data() + b * dim);
   });
+  // Self-search packs the rows in TreeOrder: xs holds them in that order.
+  std::vector<int64_t> order(self ? batch * n : 0);
+  std::vector<T> xs(self ? batch * n * dim : 0);
+  if (self) {
+    parallel_for(batch, n * dim * 40, [&](int64_t begin, int64_t end) {
+      for (int64_t b = begin; b < end; ++b) {
+        int64_t* ob = order.data() + b * n;
+        TreeOrder(x + b * n * dim, n, dim, ob);
+        for (int64_t r = 0; r < n; ++r)
+          std::copy_n(x + (b * n + ob[r]) * dim, dim, xs.data() + (b * n + r) * dim);
+      }
+    });
+  }
+  const T* xrows = self ? xs.data() : x;
   const int64_t xpanels = n_pad / kMr, ypanels = m_pad / kNr;
   parallel_for(batch * (xpanels + ypanels), kNr * dim * 4, [&](int64_t begin, int64_t end) {
     for (int64_t u = begin; u < end; ++u) {
       const int64_t b = u / (xpanels + ypanels), q = u % (xpanels + ypanels);
       const T* ref = refs.data() + b * dim;
       if (q < xpanels) {
-        PackRows(x + b * n * dim, ref, n, n_pad, dim, kMr, xp.data() + b * n_pad * dim,
+        PackRows(xrows + b * n * dim, ref, n, n_pad, dim, kMr, xp.data() + b * n_pad * dim,
                  xn.data() + b * n_pad, q);
       } else {
         // Self: the norms are those of x, already written by the x panels.
         T* norms = self ? nullptr : yn.data() + b * m_pad;
-        PackRows(self ? x + b * n * dim : y + b * m * dim, ref, m, m_pad, dim, kNr,
+        PackRows(self ? xrows + b * n * dim : y + b * m * dim, ref, m, m_pad, dim, kNr,
                  yp.data() + b * m_pad * dim, norms, q - xpanels);
       }
     }
@@ -335,10 +400,12 @@ void NearestNeighborsCpu(const T* x, const T* y, int64_t batch, int64_t n, int64
     const T* ynb = self ? xnb : yn.data() + b * m_pad;
     const int64_t i1 = std::min(n, i0 + kBlock);
     const int64_t j1 = self ? std::min(n, j0 + kBlock) : m;
+    const int64_t* ids = self ? order.data() + b * n : nullptr;
     if (columns)
-      ScanTile<T, true>(xpb, ypb, xnb, ynb, dim, i0, i1, j0, j1, false, b * n, cands);
+      ScanTile<T, true>(xpb, ypb, xnb, ynb, dim, i0, i1, j0, j1, false, b * n, ids, cands);
     else
-      ScanTile<T, false>(xpb, ypb, xnb, ynb, dim, i0, i1, j0, j1, self && bi == bj, b * n, cands);
+      ScanTile<T, false>(xpb, ypb, xnb, ynb, dim, i0, i1, j0, j1, self && bi == bj, b * n, ids,
+                         cands);
   };
   if (!self) {
     parallel_for(batch * blocks, tile_cost * (m_pad / kBlock), [&](int64_t begin, int64_t end) {
@@ -373,7 +440,7 @@ void NearestNeighborsCpu(const T* x, const T* y, int64_t batch, int64_t n, int64
     using Pair = typename Candidates<T>::Pair;
     std::vector<Pair> exact;
     for (int64_t u = begin; u < end; ++u) {
-      const int64_t b = u / n, i = u % n;
+      const int64_t b = u / n, i = self ? order[u] : u % n;  // u: a position, i: the row
       const T* xi = x + (b * n + i) * dim;
       const T* yb = self ? x + b * n * dim : y + b * m * dim;
       cands.Select(u, &exact);
@@ -387,8 +454,8 @@ void NearestNeighborsCpu(const T* x, const T* y, int64_t batch, int64_t n, int64
       for (; q < kc; ++q)
         exact[q].first = static_cast<T>(ExactSquaredDistance(xi, yb + exact[q].second * dim, dim));
       std::sort(exact.begin(), exact.begin() + kc);  // kc is k + 8: a sort beats a partial one
-      int64_t* oi = indices + u * k;
-      T* od = sq_distances + u * k;
+      int64_t* oi = indices + (b * n + i) * k;
+      T* od = sq_distances + (b * n + i) * k;
       for (int64_t q = 0; q < k; ++q) {
         oi[q] = exact[q].second;
         od[q] = exact[q].first;
