@@ -280,6 +280,7 @@ def main():
         ap.error(f"--methods: unknown {sorted(unknown)}; choose from {', '.join(METHODS)}")
     if args.smoke:
         args.k = 10
+        args.perplexity = 3.0  # knn_joint_probabilities needs perplexity < k
     report = {
         "k": args.k, "threads": args.threads, "dims": args.dims, "perplexity": args.perplexity,
         "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "python": platform.python_version()},

@@ -32,11 +32,11 @@ __all__ = ["nearest_neighbors", "resolve_neighbors", "AUTO_EXACT_MAX_N", "NEIGHB
 NEIGHBORS = ("auto", "exact", "approx")
 
 # Above this N, neighbors='auto' uses the approximate search (when faiss is
-# installed). At 70,000 x 50 (k = 90, 2 threads) the exact op took 0.55x the
-# time of the IVF search (benchmarks/bench_knn.py, docs/performance.md); the
-# exact search grows as N^2 and the IVF one as N^1.5 (nprobe cells of
-# N / sqrt(N) points per query), so they meet near (1 / 0.55)^2 x 70,000,
-# about 230,000 points: below 200,000 the exact search is no slower.
+# installed). At 70,000 x 50 (k = 90, 2 threads) the exact op took 0.57x the
+# time of the IVF search (benchmarks/results/bench_knn.json); the exact
+# search grows as N^2 and the IVF one as N^1.5 (nprobe cells of N / sqrt(N)
+# points per query), so they meet near (1 / 0.57)^2 x 70,000, about 220,000
+# points: below 200,000 the exact search is no slower.
 AUTO_EXACT_MAX_N = 200_000
 
 # faiss IndexIVFFlat settings (nlist = sqrt(N) cells, nprobe of them searched).
