@@ -18,14 +18,12 @@ estimator that builds a sparse P:
 
 Both return the layout of the op: ``indices`` ``[N, k]`` int64 and
 ``sq_distances`` ``[N, k]`` in ``X``'s dtype, each row sorted by increasing
-distance (ties by index), the point itself excluded.
+distance (ties by index), the point itself excluded. TensorFlow is
+imported only when a search runs.
 """
 import math
 
 import numpy as np
-import tensorflow as tf
-
-from tsne_ops import ops
 
 __all__ = ["nearest_neighbors", "resolve_neighbors", "AUTO_EXACT_MAX_N", "NEIGHBORS"]
 
@@ -86,6 +84,10 @@ def nearest_neighbors(X, k, neighbors="auto"):
       ``(indices, sq_distances)`` tensors ``[N, k]`` int64 and ``[N, k]`` in
       ``X``'s dtype, sorted by increasing distance, ties by the smaller index.
     """
+    import tensorflow as tf
+
+    from tsne_ops import ops
+
     x = tf.convert_to_tensor(X)
     n = int(x.shape[-2]) if x.shape.rank is not None and x.shape.rank >= 2 else 0
     method = resolve_neighbors(n, neighbors)
@@ -105,6 +107,10 @@ def nearest_neighbors(X, k, neighbors="auto"):
 
 def _approximate(x, k):
     """faiss IndexIVFFlat search of x among itself; (indices, sq_distances) as numpy, self dropped."""
+    import tensorflow as tf
+
+    from tsne_ops import ops
+
     faiss = _import_faiss()
     if not np.all(np.isfinite(x)):
         bad = np.argwhere(~np.isfinite(x))[0]
