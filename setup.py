@@ -94,6 +94,7 @@ setup(
     install_requires=_runtime_requirements(),
     extras_require={
         "test": ["pytest"],
+        "approx": ["faiss-cpu"],  # neighbors='approx' (tsne_ops.neighbors)
         "bench": ["openTSNE", "faiss-cpu"],
     },
     entry_points={"console_scripts": ["tsne-ops=tsne_ops.cli:main"]},

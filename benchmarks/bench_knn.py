@@ -3,6 +3,7 @@
     python benchmarks/bench_knn.py                  # N = 10,000, 70,000, 250,000; k = 90; 2 threads
     python benchmarks/bench_knn.py --sizes 70000 --methods tsne_ops,faiss
     python benchmarks/bench_knn.py --smoke --out /tmp/knn_smoke.json   # a few seconds; checks the script
+    python benchmarks/bench_knn.py --table          # docs/performance.md's kNN table from --out
 
 Data: N = 10,000 and 70,000 are MNIST (train + test, first N) reduced to 50
 dimensions by PCA (fitted once on all 70,000 images); N = 250,000 is a
@@ -17,6 +18,8 @@ the peak mark is reset first, see start_memory):
   sklearn   sklearn NearestNeighbors(algorithm='brute', n_jobs=--threads).kneighbors()
   faiss     faiss-cpu IndexFlatL2 (exact), k + 1 neighbours with the query itself dropped
             (an optional extra: pip install faiss-cpu; skipped with a message if missing)
+  faiss_ivf the approximate search of tsne_ops.neighbors.nearest_neighbors(x, k, neighbors='approx'):
+            faiss-cpu IndexIVFFlat, nlist = sqrt(N), nprobe = 20 (train, add and search timed)
 Recall is measured against an exact float64 search for --recall-queries
 random query points.
 
@@ -44,7 +47,7 @@ import numpy as np
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
-METHODS = ("tsne_ops", "sklearn", "faiss")
+METHODS = ("tsne_ops", "sklearn", "faiss", "faiss_ivf")
 
 
 # ------------------------------------------------------------------ data ---
@@ -165,6 +168,23 @@ def worker(spec):
             is_self[~is_self.any(1), -1] = True
             return idx[~is_self].reshape(len(x), k), d2[~is_self].reshape(len(x), k)
 
+    elif method == "faiss_ivf":
+        try:
+            import faiss  # noqa: F401
+        except ImportError:
+            return {"method": method, "skipped": "faiss-cpu is not installed (pip install faiss-cpu)"}
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+        import tensorflow as tf
+
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(1)
+        sys.path.insert(0, str(REPO))
+        from tsne_ops import neighbors
+
+        def run(x):
+            idx, d2 = neighbors.nearest_neighbors(x, k, neighbors="approx")
+            return idx.numpy(), d2.numpy()
+
     else:
         raise ValueError(f"unknown method {method!r}")
     x = np.load(spec["data"])
@@ -246,8 +266,12 @@ def main():
     ap.add_argument("--cache-dir", default=None, help="where the PCA'd MNIST is cached (default: a temp dir)")
     ap.add_argument("--out", default=str(HERE / "results" / "bench_knn.json"))
     ap.add_argument("--smoke", action="store_true", help="tiny synthetic data, k = 10: checks the script")
+    ap.add_argument("--table", action="store_true", help="print docs/performance.md's kNN table from --out and exit")
     ap.add_argument("--worker", help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.table:
+        print(markdown_table(json.loads(Path(args.out).read_text())))
+        return
     if args.worker:
         print(json.dumps(worker(json.loads(args.worker))))
         return
@@ -256,6 +280,7 @@ def main():
         ap.error(f"--methods: unknown {sorted(unknown)}; choose from {', '.join(METHODS)}")
     if args.smoke:
         args.k = 10
+        args.perplexity = 3.0  # knn_joint_probabilities needs perplexity < k
     report = {
         "k": args.k, "threads": args.threads, "dims": args.dims, "perplexity": args.perplexity,
         "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "python": platform.python_version()},
@@ -274,7 +299,9 @@ def main():
             for method in args.methods:
                 spec = dict(method=method, k=args.k, threads=args.threads, data=str(data), ref=str(ref),
                             perplexity=args.perplexity, gradient_max_n=args.gradient_max_n)
-                row = {"dataset": name, "n": n, "dim": x.shape[1]}
+                # The 1-minute load average around each measurement: well above
+                # --threads (a shared machine), the times are inflated.
+                row = {"dataset": name, "n": n, "dim": x.shape[1], "load_average_1min_before": os.getloadavg()[0]}
                 try:
                     proc = subprocess.run([sys.executable, __file__, "--worker", json.dumps(spec)],
                                           capture_output=True, text=True, timeout=args.timeout)
@@ -284,6 +311,7 @@ def main():
                         row.update(json.loads(proc.stdout.strip().splitlines()[-1]))
                 except subprocess.TimeoutExpired:
                     row.update(method=method, error=f"timeout after {args.timeout} s")
+                row["load_average_1min_after"] = os.getloadavg()[0]
                 report["results"].append(row)
                 print(json.dumps(row), flush=True)
     summarise(report)
@@ -302,6 +330,43 @@ def summarise(report):
         str(n): {m: t[m] / t["tsne_ops"] for m in t if m != "tsne_ops"} for n, t in by.items() if "tsne_ops" in t
     }
     print("speed-up of tsne_ops (other / tsne_ops):", json.dumps(report["speedup_of_tsne_ops"]))
+
+
+def markdown_table(report):
+    """The kNN table of docs/performance.md, from a result file of this script."""
+    rows = {}
+    for r in report["results"]:
+        rows.setdefault(r["n"], {})[r["method"]] = r
+    head = ("| N | tsne_ops `nearest_neighbors` | scikit-learn brute (its time / ours) | faiss `IndexFlatL2` (its time / ours) "
+            "| faiss IVF approx (its time / ours, recall) | `knn_joint_probabilities` | one sparse exact-repulsion gradient "
+            "| pipeline peak beyond input | 1-min load average (before, after ours) |")
+    lines = [head, "|" + " --- |" * head.count(" | ") + " --- |"]
+
+    def timing(m, ours, extra=""):
+        if m is None:
+            return "not run"
+        if "seconds" not in m:
+            return m.get("skipped") or "failed"
+        ratio = f" ({m['seconds'] / ours:.2f}x{extra})" if ours else ""
+        return f"{m['seconds']:.2f} s{ratio}"
+
+    for n in sorted(rows):
+        r = rows[n]
+        t = r.get("tsne_ops", {})
+        ours = t.get("seconds")
+        ivf = r.get("faiss_ivf")
+        rec = f", recall {ivf['recall']:.3f}" if ivf and "recall" in ivf else ""
+        first = f"{ours:.2f} s, {t['peak_mib_beyond_input']:.0f} MiB" if ours else timing(t or None, None)
+        load = (f"{t['load_average_1min_before']:.1f}, {t['load_average_1min_after']:.1f}"
+                if "load_average_1min_before" in t else "not recorded")
+        p = t.get("knn_joint_probabilities_seconds")
+        g = t.get("sparse_exact_gradient_seconds")
+        peak = t.get("pipeline_peak_mib_beyond_input")
+        lines.append(f"| {n:,} | {first} | {timing(r.get('sklearn'), ours)} | {timing(r.get('faiss'), ours)} "
+                     f"| {timing(ivf, ours, rec)} | {f'{p:.2f} s' if p is not None else '-'} "
+                     f"| {f'{g:.2f} s' if g is not None else 'not run'} | {f'{peak:.0f} MiB' if peak is not None else '-'} "
+                     f"| {load} |")
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

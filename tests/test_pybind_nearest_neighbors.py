@@ -30,6 +30,20 @@ def test_matches_definition(rng, dtype, b, n, m, dim, k):
     np.testing.assert_allclose(d2, ref_d2, rtol=2e-7 if dtype == np.float32 else 1e-14)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("n,dim", [(1100, 12), (1537, 6)])
+def test_several_row_blocks_match_definition(rng, dtype, n, dim):
+    """Self-search runs its 384-row blocks as a round-robin of tile pairs,
+    each tile feeding both blocks: 3 blocks (a bye each round) and 5 blocks,
+    on clustered data so that rows meet their neighbours in other blocks."""
+    centres = rng.normal(scale=5.0, size=(7, dim))
+    x = (centres[rng.integers(0, 7, size=n)] + rng.normal(size=(n, dim))).astype(dtype)
+    idx, d2 = tk.nearest_neighbors(x, 30)
+    ref_idx, ref_d2 = ref_knn(x, 30, dtype=dtype)
+    np.testing.assert_array_equal(idx, ref_idx)
+    np.testing.assert_allclose(d2, ref_d2, rtol=2e-7 if dtype == np.float32 else 1e-14)
+
+
 def test_ties_and_numpy_integer_k(rng):
     x = rng.integers(0, 3, size=(400, 20)).astype(np.float32)
     idx, d2 = tk.nearest_neighbors(x, np.int64(40))

@@ -12,11 +12,12 @@ from the functions here, so that each P is built in one place:
   exact method, the fastest there is up to about 10,000 points;
 * :func:`sparse_joint_probabilities`: only each point's ``3 x perplexity``
   nearest neighbours (a ``tf.SparseTensor``), as every large-N t-SNE does;
-  O(N k) memory, so it scales to the whole training set.
+  O(N k) memory, so it scales to the whole training set. The neighbours
+  come from :func:`tsne_ops.neighbors.nearest_neighbors` (exact, or
+  approximate through faiss at large N).
 
 Both are thin compositions of the ops (``pairwise_squared_distance`` +
-``joint_probabilities``; ``nearest_neighbors`` + ``knn_joint_probabilities``).
-
+``joint_probabilities``; a neighbour search + ``knn_joint_probabilities``).
 :func:`exact_joint_probabilities_numpy` is the first without TensorFlow (the
 same kernels through the pybind11 module, numpy in and out): the P of
 :class:`tsne_ops.TSNE` on the CPU. This module imports TensorFlow only when a
@@ -88,34 +89,34 @@ def default_n_neighbors(n_samples, perplexity):
     return int(min(n_samples - 1, math.floor(3.0 * perplexity + 1)))
 
 
-def sparse_joint_probabilities(X, perplexity, n_neighbors=None, neighbors="exact"):
+def sparse_joint_probabilities(X, perplexity, n_neighbors=None, neighbors="auto"):
     """The joint probabilities P of ``X`` over each point's nearest neighbours.
 
-    The exact ``n_neighbors`` nearest neighbours of every point (blocked, no
-    N x N matrix), the perplexity search over their distances, then the
-    symmetrisation, as scikit-learn's ``_joint_probabilities_nn``.
+    The ``n_neighbors`` nearest neighbours of every point (no N x N matrix),
+    the perplexity search over their distances, then the symmetrisation, as
+    scikit-learn's ``_joint_probabilities_nn``.
 
     Args:
-      X: ``[N, D]`` (or ``[B, N, D]``) data, float32 or float64.
+      X: ``[N, D]`` (or, exact only, ``[B, N, D]``) data, float32 or float64.
       perplexity: the target perplexity, in ``(0, n_neighbors)``.
       n_neighbors: neighbours per point (default :func:`default_n_neighbors`).
-      neighbors: how they are found: ``'exact'`` or ``'auto'`` (both the
-        exact ``nearest_neighbors`` op here).
+      neighbors: ``'exact'``, ``'approx'`` (faiss IVF, ``pip install faiss-cpu``)
+        or ``'auto'``: exact up to ``tsne_ops.neighbors.AUTO_EXACT_MAX_N``
+        points, approximate above when faiss is installed.
 
     Returns:
       a canonical ``tf.SparseTensor`` P of dense shape ``[N, N]`` (``[B, N, N]``),
       symmetric, summing to 1 (per batch element).
     """
-    if neighbors not in ("auto", "exact"):
-        raise ValueError(f"neighbors must be 'auto' or 'exact', got neighbors={neighbors!r}")
     import tensorflow as tf
 
+    from tsne_ops import neighbors as _neighbors
     from tsne_ops import ops
 
     x = tf.convert_to_tensor(X)
     if n_neighbors is None:
         n_neighbors = default_n_neighbors(int(x.shape[-2]), perplexity)
-    indices, sq_distances = ops.nearest_neighbors(x, n_neighbors)
+    indices, sq_distances = _neighbors.nearest_neighbors(x, n_neighbors, neighbors=neighbors)
     return ops.knn_joint_probabilities(indices, sq_distances, perplexity)
 
 

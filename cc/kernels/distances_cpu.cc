@@ -19,6 +19,7 @@
 
 #include "cc/kernels/cpu_isa.h"
 #include "cc/kernels/distances.h"
+#include "cc/kernels/gemm_cpu.h"
 #include "cc/kernels/simd.h"
 
 namespace tsne_ops {
@@ -62,85 +63,6 @@ void ShiftRow(const T* x, const T* c, int64_t dim, T* out) {
   for (int64_t k = 0; k < dim; ++k) out[k] = x[k] - c[k];
 }
 
-// ------------------------------------------------------------- GEMM part ---
-// dots = X Y^T through packed panels and a register-blocked micro-kernel:
-// kMr rows of X (broadcast) times kNr = 2 vectors of Y columns, kMr * 2
-// vector accumulators (12 of the 16 AVX2 registers). X is packed into kMr-row
-// panels and Y into kNr-row panels, both depth-major (k outer), zero-padded
-// to a whole tile, so the micro-kernel runs without edge cases.
-constexpr int kMr = 6;
-constexpr int64_t kTileR = 96;   // tile rows: a multiple of kMr and of kNr
-constexpr int64_t kTileC = 96;   // tile columns
-constexpr int64_t kDepthBlock = 256;  // depth per pass (a kNr panel stays in L1)
-
-template <typename T>
-struct Gemm {
-  using V = simd::Vec<T>;
-  static constexpr int L = simd::Traits<T>::L;
-  static constexpr int kNr = 2 * L;
-  static_assert(kTileR % kMr == 0 && kTileC % (2 * L) == 0, "tile shape");
-
-  // Packs rows [0, rows) of x - c (row stride dim) into panels of `w` rows:
-  // out[(r / w) * w * dim + k * w + r % w]; rows up to rows_pad are zero.
-  static void Pack(const T* x, const T* c, int64_t rows, int64_t rows_pad, int64_t dim, int w,
-                   T* out, int64_t p_begin, int64_t p_end) {
-    for (int64_t p = p_begin; p < p_end; ++p) {
-      T* o = out + p * w * dim;
-      for (int r = 0; r < w; ++r) {
-        const int64_t row = p * w + r;
-        if (row < rows) {
-          const T* src = x + row * dim;
-          for (int64_t k = 0; k < dim; ++k) o[k * w + r] = src[k] - c[k];
-        } else {
-          for (int64_t k = 0; k < dim; ++k) o[k * w + r] = T(0);
-        }
-      }
-    }
-    (void)rows_pad;
-  }
-
-  // c[r * ldc + c] (+)= sum_k a[k * kMr + r] * b[k * kNr + c], r < kMr, c < kNr.
-  static inline void Micro(const T* __restrict a, const T* __restrict b, int64_t kc,
-                           T* __restrict c, int64_t ldc, bool accumulate) {
-    V c0[kMr], c1[kMr];
-    for (int r = 0; r < kMr; ++r) c0[r] = c1[r] = V{};
-    for (int64_t k = 0; k < kc; ++k) {
-      const V b0 = simd::Load(b + k * kNr), b1 = simd::Load(b + k * kNr + L);
-      const T* ak = a + k * kMr;
-#pragma GCC unroll 6
-      for (int r = 0; r < kMr; ++r) {
-        const V av = simd::Set1(ak[r]);
-        c0[r] += av * b0;
-        c1[r] += av * b1;
-      }
-    }
-    for (int r = 0; r < kMr; ++r) {
-      T* cr = c + r * ldc;
-      if (accumulate) {
-        simd::Store(cr, simd::Load(cr) + c0[r]);
-        simd::Store(cr + L, simd::Load(cr + L) + c1[r]);
-      } else {
-        simd::Store(cr, c0[r]);
-        simd::Store(cr + L, c1[r]);
-      }
-    }
-  }
-
-  // dots[kTileR][kTileC] for the tile whose X panels start at xa (panel
-  // index pa) and Y panels at yb (panel index pb).
-  static void Tile(const T* xp, const T* yp, int64_t dim, int64_t i0, int64_t j0, T* dots) {
-    for (int64_t k0 = 0; k0 < dim; k0 += kDepthBlock) {
-      const int64_t kc = std::min(kDepthBlock, dim - k0);
-      for (int64_t jc = 0; jc < kTileC; jc += kNr) {
-        const T* b = yp + ((j0 + jc) / kNr) * kNr * dim + k0 * kNr;
-        for (int64_t ir = 0; ir < kTileR; ir += kMr) {
-          const T* a = xp + ((i0 + ir) / kMr) * kMr * dim + k0 * kMr;
-          Micro(a, b, kc, dots + ir * kTileC + jc, kTileC, k0 > 0);
-        }
-      }
-    }
-  }
-};
 
 }  // namespace
 

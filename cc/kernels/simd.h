@@ -125,6 +125,32 @@ static inline double HSum(vd v) {
 #endif
 }
 
+// ------------------------------------------------------- compare masks ----
+// Bit l of the result is set when a[l] <= b[l] (false for NaN lanes): the
+// movemask of the comparison, for scanning only the lanes that pass a filter.
+static inline unsigned LessEqualMask(vf a, vf b) {
+#if defined(__AVX2__)
+  return static_cast<unsigned>(_mm256_movemask_ps(_mm256_cmp_ps((__m256)a, (__m256)b, _CMP_LE_OQ)));
+#elif defined(__SSE__)
+  return static_cast<unsigned>(_mm_movemask_ps(_mm_cmple_ps((__m128)a, (__m128)b)));
+#else
+  unsigned m = 0;
+  for (int l = 0; l < TSNE_SIMD_BYTES / 4; ++l) m |= unsigned(a[l] <= b[l]) << l;
+  return m;
+#endif
+}
+static inline unsigned LessEqualMask(vd a, vd b) {
+#if defined(__AVX2__)
+  return static_cast<unsigned>(_mm256_movemask_pd(_mm256_cmp_pd((__m256d)a, (__m256d)b, _CMP_LE_OQ)));
+#elif defined(__SSE2__)
+  return static_cast<unsigned>(_mm_movemask_pd(_mm_cmple_pd((__m128d)a, (__m128d)b)));
+#else
+  unsigned m = 0;
+  for (int l = 0; l < TSNE_SIMD_BYTES / 8; ++l) m |= unsigned(a[l] <= b[l]) << l;
+  return m;
+#endif
+}
+
 // ----------------------------------------------------------- reciprocal ----
 // Float: hardware estimate (12 bits) + one Newton step (~23 bits, <= 2 ulp).
 // Double: an exact division.
