@@ -12,9 +12,10 @@ from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
 
 import tsne_ops
-from tsne_ops import datasets, metrics
-from tsne_ops.parametric import (ParametricTSNE, TSNEModel, conv_encoder, cosine_adam,
-                                 dense_encoder)
+from tsne_ops import datasets, metrics, preprocessing
+from tsne_ops.encoders import conv_encoder, dense_encoder
+from tsne_ops.parametric import ParametricTSNE
+from tsne_ops.parametric_model import TSNEModel, cosine_adam
 
 
 @pytest.fixture(scope="module")
@@ -258,7 +259,6 @@ def test_conv_needs_square_or_image_shape():
 
 @pytest.mark.parametrize("shape", [(8, 8), (28, 28), (2, 5)])
 def test_strided_conv_encoder_shapes(shape):
-    from tsne_ops.parametric import conv_encoder
     pooled = conv_encoder(shape, 3)
     strided = conv_encoder(shape, 3, strided=True)
     x = np.random.RandomState(0).rand(4, shape[0] * shape[1]).astype(np.float32)
@@ -281,7 +281,6 @@ def test_conv_encoder_takes_several_dense_widths():
 
 
 def test_strided_conv_encoder_trains_as_given_model(digits):
-    from tsne_ops.parametric import conv_encoder
     Xtr, ytr, Xte, yte = digits
     enc = conv_encoder((8, 8), 2, strided=True)
     acc_init = metrics.train_test_knn_accuracy(enc.predict(Xtr, verbose=0), ytr,
@@ -309,7 +308,7 @@ def _shifted(img, dy, dx):
 def test_random_shift_moves_each_image_within_range(shape, s):
     import tensorflow as tf
 
-    from tsne_ops.parametric import random_shift
+    from tsne_ops.parametric_model import random_shift
 
     h, w = shape
     x = np.random.RandomState(0).rand(200, h * w).astype(np.float32) + 1  # no zeros inside
@@ -344,7 +343,7 @@ def test_shift_augmentation_trains_and_round_trips(digits, tmp_path):
 def test_neighbor_mixup_moves_each_point_towards_a_neighbour():
     import tensorflow as tf
 
-    from tsne_ops.parametric import neighbor_mixup
+    from tsne_ops.parametric_model import neighbor_mixup
 
     rng = np.random.RandomState(0)
     n, d, frac = 60, 5, 0.4
@@ -393,7 +392,7 @@ def test_deskew_trains_on_deskewed_images_and_round_trips(digits, tmp_path):
     assert model.deskew_shape_ == (8, 8)
     assert metrics.knn_accuracy(model.transform(Xtr), ytr, k=10) > 0.7
     # transform deskews: the encoder itself on deskewed images gives the same
-    direct = model.encoder_.predict(datasets.deskew(Xte, (8, 8)), verbose=0)
+    direct = model.encoder_.predict(preprocessing.deskew(Xte, (8, 8)), verbose=0)
     np.testing.assert_allclose(model.transform(Xte), direct, rtol=1e-5, atol=1e-6)
     assert not np.allclose(model.transform(Xte), model.encoder_.predict(Xte, verbose=0))
     same = ParametricTSNE.load(model.save(tmp_path / "m"))
@@ -414,7 +413,7 @@ def test_deskew_with_a_custom_image_encoder_and_old_sidecar_files(digits, tmp_pa
                            deskew=np.True_).fit(images)
     assert model.deskew_shape_ == (8, 8)
     test = Xte.reshape(-1, 8, 8, 1)
-    direct = enc.predict(datasets.deskew(test, (8, 8)), verbose=0)
+    direct = enc.predict(preprocessing.deskew(test, (8, 8)), verbose=0)
     np.testing.assert_allclose(model.transform(test), direct, rtol=1e-5, atol=1e-6)
     path = model.save(tmp_path / "m")  # numpy scalars in the settings are written as numbers
     same = ParametricTSNE.load(path)
@@ -529,7 +528,7 @@ def test_builtin_encoders_standardise_their_input(digits, scale, offset):
     features: the same numbers whatever the units of the data."""
     import keras
 
-    from tsne_ops.parametric import input_standardization
+    from tsne_ops.encoders import input_standardization
 
     Xtr = digits[0].astype(np.float64)
     mean0, s0 = input_standardization(Xtr)

@@ -246,7 +246,8 @@ def _model(args, case, parametric, n_samples):
         return TSNE(n_components=case["n_components"], random_state=args.seed, **common,
                     **_given(max_iter=args.max_iter,
                              early_exaggeration_iter=args.early_exaggeration_iter))
-    from tsne_ops.parametric import ParametricTSNE, cosine_adam
+    from tsne_ops.parametric import ParametricTSNE
+    from tsne_ops.parametric_model import cosine_adam
 
     model = ParametricTSNE(n_components=case["n_components"], encoder=case["encoder"],
                            random_state=args.seed, deskew=args.deskew, **common,
@@ -304,7 +305,7 @@ def _run_sklearn(args, case, X, perplexity, max_iter):
 def run(args, compare=False):
     import numpy as np
 
-    from tsne_ops import datasets, metrics, plotting
+    from tsne_ops import datasets, metrics, plotting, preprocessing
 
     case, parametric, n = _defaults(args)
     X, y, Xte, yte = _load(args, parametric, n)
@@ -315,7 +316,7 @@ def run(args, compare=False):
 
     # What the embedding is of: with --deskew, the deskewed images (B-E deskew
     # inside the model, so that transform does it for new points as well).
-    X_seen = datasets.deskew(X, datasets.IMAGE_SHAPES[args.dataset]) if args.deskew else X
+    X_seen = preprocessing.deskew(X, datasets.IMAGE_SHAPES[args.dataset]) if args.deskew else X
     model, Y, frames, elapsed = _fit(args, case, parametric, X if parametric else X_seen)
     sklearn_dof = float(max(case["n_components"] - 1, 1))
     dof = sklearn_dof if args.dof is None else args.dof

@@ -31,301 +31,17 @@ from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 
-from tsne_ops import ops
-from tsne_ops.affinities import exact_joint_probabilities
-from tsne_ops.datasets import deskew as _deskew
-from tsne_ops.tsne import (_bad, _is_int, _is_real, check_perplexity, usable_perplexity,
-                           validate_input)
+from tsne_ops._validation import (_bad, _is_int, _is_real, check_perplexity, usable_perplexity,
+                                  validate_input)
+from tsne_ops.encoders import conv_encoder, dense_encoder, input_standardization
+from tsne_ops.parametric_model import EmbeddingSnapshots, EndEarlyExaggeration, TSNEModel
+from tsne_ops.preprocessing import deskew as _deskew
 
 _ENCODERS = ("dense", "conv")
 # encoder='conv': two stride-2 convolutions under van der Maaten's dense
 # layers. On MNIST this beats both the dense network and the pooled CNN with
-# one 256-unit layer (conv_encoder's defaults); see the README.
+# one 256-unit layer (conv_encoder's defaults); see docs/parametric_mnist.md.
 _CONV_DENSE_UNITS = (500, 500, 2000)
-
-
-def input_standardization(X):
-    """``(mean, scale)`` for :func:`standardize`: the per-feature mean of
-    ``X`` [N, D] and one scale for all features, the root mean square of
-    their standard deviations (1 for constant data).
-
-    One scale, not one per feature, so that the encoder sees the data's
-    geometry up to a similarity, the transformations under which P does not
-    change: the network then trains the same on pixels in [0, 1] or uint8,
-    on data in metres or micrometres, and on data far from the origin.
-    """
-    X = np.asarray(X, np.float64).reshape(len(X), -1)
-    mean = X.mean(axis=0)
-    scale = float(np.sqrt(np.mean(X.var(axis=0))))
-    return mean, (scale if scale > 0 and math.isfinite(scale) else 1.0)
-
-
-def standardize(h, input_mean, input_scale):
-    """``(h - mean) / scale`` by two fixed (not trained) Keras layers.
-
-    Not ``Normalization(mean, variance)`` alone: it clamps the standard
-    deviation at 1e-7, which would leave data at a scale of 1e-12 as it is.
-    The mean goes first, so that data far from the origin loses nothing to
-    the scaling.
-    """
-    mean = np.asarray(input_mean, np.float64).ravel()
-    h = keras.layers.Normalization(mean=mean, variance=np.ones_like(mean), name="center")(h)
-    return keras.layers.Rescaling(1.0 / float(input_scale), name="rescale")(h)
-
-
-def dense_encoder(input_dim, n_components, hidden=(500, 500, 2000), activation="relu",
-                  input_dropout=0.0, name="dense_encoder", input_mean=None, input_scale=None):
-    """van der Maaten's parametric t-SNE network: input_dim-500-500-2000-n_components.
-
-    ReLU hidden layers trained from scratch (instead of the original sigmoid
-    layers pretrained as RBMs), linear output. ``input_dropout`` in [0, 1)
-    zeroes that fraction of the input features during training (a
-    regulariser; off at ``transform`` time). ``input_mean`` and
-    ``input_scale`` (from :func:`input_standardization`) put a fixed
-    standardisation in front.
-    """
-    if not (_is_real(input_dropout) and 0.0 <= input_dropout < 1.0):
-        raise _bad("input_dropout", input_dropout, "a number in [0, 1)")
-    inputs = keras.Input(shape=(int(input_dim),), name="x")
-    h = inputs
-    if input_mean is not None:
-        h = standardize(h, input_mean, input_scale)
-    if input_dropout:
-        h = keras.layers.Dropout(float(input_dropout), name="input_dropout")(h)
-    for i, units in enumerate(hidden):
-        h = keras.layers.Dense(units, activation=activation, name=f"hidden_{i}")(h)
-    outputs = keras.layers.Dense(n_components, name="embedding")(h)
-    return keras.Model(inputs, outputs, name=name)
-
-
-def conv_encoder(image_shape, n_components, filters=(32, 64), dense_units=256, strided=False,
-                 name="conv_encoder", input_mean=None, input_scale=None):
-    """A small CNN for flattened single-channel images of ``image_shape`` (H, W).
-
-    Two blocks of 3x3 convolution + 2x2 max pooling ('same' padding, so 8x8
-    digits work as well as 28x28 MNIST), a dense layer of ``dense_units``
-    (or several: a tuple of widths), a linear output. The input is the
-    flattened image [H*W], as for the dense encoder.
-    ``strided=True`` replaces each convolution + pooling by one stride-2
-    convolution (5x5 then 3x3), about 2.5 times cheaper on 28x28 images.
-    ``input_mean`` and ``input_scale`` as for :func:`dense_encoder`.
-    """
-    h_, w_ = (int(s) for s in image_shape)
-    inputs = keras.Input(shape=(h_ * w_,), name="x")
-    h = inputs
-    if input_mean is not None:
-        h = standardize(h, input_mean, input_scale)
-    h = keras.layers.Reshape((h_, w_, 1))(h)
-    for i, f in enumerate(filters):
-        if strided:
-            h = keras.layers.Conv2D(f, 5 if i == 0 else 3, strides=2, padding="same",
-                                    activation="relu", name=f"conv_{i}")(h)
-        else:
-            h = keras.layers.Conv2D(f, 3, padding="same", activation="relu", name=f"conv_{i}")(h)
-            h = keras.layers.MaxPooling2D(2, padding="same", name=f"pool_{i}")(h)
-    h = keras.layers.Flatten()(h)
-    widths = (dense_units,) if _is_int(dense_units) else tuple(dense_units)
-    for i, units in enumerate(widths):
-        h = keras.layers.Dense(int(units), activation="relu",
-                               name="hidden" if i == 0 else f"hidden_{i}")(h)
-    outputs = keras.layers.Dense(n_components, name="embedding")(h)
-    return keras.Model(inputs, outputs, name=name)
-
-
-def cosine_adam(learning_rate, epochs, n_samples, batch_size):
-    """Adam whose rate decays from ``learning_rate`` to zero along a cosine
-    over the steps of ``epochs`` epochs of ``n_samples`` points in batches of
-    ``batch_size`` (ParametricTSNE drops the last partial batch)."""
-    steps = int(epochs) * max(1, int(n_samples) // min(int(batch_size), int(n_samples)))
-    return keras.optimizers.Adam(
-        keras.optimizers.schedules.CosineDecay(float(learning_rate), decay_steps=steps))
-
-
-def random_shift(x, image_shape, max_shift, seed=None):
-    """Each flattened image in ``x`` [B, H*W] moved by its own random offset of
-    up to ``max_shift`` pixels in each direction, the uncovered border zero.
-
-    Training augmentation for image data: the encoder sees shifted digits
-    while P comes from the unshifted batch, so it learns to place a slightly
-    displaced image where the original belongs (better on unseen images).
-    """
-    h, w = (int(v) for v in image_shape)
-    s = int(max_shift)
-    img = tf.reshape(x, [tf.shape(x)[0], h, w])
-    img = tf.pad(img, [[0, 0], [s, s], [s, s]])
-    n = tf.shape(img)[0]
-    offsets = tf.random.uniform([n, 2], 0, 2 * s + 1, dtype=tf.int32, seed=seed)
-    rows = offsets[:, :1] + tf.range(h)[None, :]
-    cols = offsets[:, 1:] + tf.range(w)[None, :]
-    img = tf.gather(img, rows, axis=1, batch_dims=1)
-    img = tf.gather(img, cols, axis=2, batch_dims=1)
-    return tf.reshape(img, tf.shape(x))
-
-
-def neighbor_mixup(x, p, max_fraction, seed=None):
-    """Each row of ``x`` [B, ...] moved a random fraction, uniform in
-    [0, ``max_fraction``), of the way towards one of its neighbours in the
-    batch, the neighbour drawn from the row's affinities in ``p`` [B, B].
-
-    Training augmentation (a mixup restricted to neighbours): P stays that of
-    the unmoved batch, so the encoder learns to place the points between a
-    point and its neighbours where the point goes. Unseen points lie there,
-    so this regularises the map where it is used (see the README's MNIST
-    results).
-    """
-    logits = tf.math.log(tf.cast(p, tf.float32) + 1e-30)
-    j = tf.random.categorical(logits, 1, seed=seed)[:, 0]
-    shape = tf.concat([tf.shape(x)[:1], tf.ones([tf.rank(x) - 1], tf.int32)], 0)
-    alpha = tf.random.uniform(shape, 0.0, float(max_fraction), dtype=x.dtype, seed=seed)
-    return x + alpha * (tf.gather(x, j) - x)
-
-
-@keras.saving.register_keras_serializable(package="tsne_ops", name="TSNEModel")
-class TSNEModel(keras.Model):
-    """An encoder trained on the t-SNE loss of each minibatch.
-
-    ``call`` is the encoder; ``train_step`` computes the batch's P with the
-    ops (no gradient needed there) and minimises ``tsne_loss``. The custom
-    ops have no XLA kernel, so the model never compiles with XLA. Defined at
-    module level (and registered with Keras) so that the model, and a
-    ParametricTSNE holding it, go through ``pickle``, joblib and
-    ``keras.saving``.
-    """
-
-    def __init__(self, encoder, perplexity=30.0, dof=1.0, early_exaggeration=1.0,
-                 shift_augmentation=0, image_shape=None, neighbor_mixup=0.0, **kwargs):
-        super().__init__(**kwargs)
-        self.encoder = encoder
-        self.neighbor_mixup = float(neighbor_mixup)
-        self.shift_augmentation = int(shift_augmentation)
-        self.image_shape = None if image_shape is None else tuple(int(v) for v in image_shape)
-        if self.shift_augmentation and self.image_shape is None:
-            raise ValueError("shift_augmentation needs image_shape")
-        self.perplexity = float(perplexity)
-        self.dof = float(dof)
-        self.early_exaggeration = float(early_exaggeration)
-        # 1 while exaggerating, 0 after (set by a callback); a variable so
-        # that one traced train step serves both phases.
-        self.exaggerating = keras.Variable(
-            1.0 if self.early_exaggeration != 1.0 else 0.0, trainable=False,
-            name="exaggerating")
-        self.supports_jit = False
-        self.loss_tracker = keras.metrics.Mean(name="loss")
-
-    def call(self, inputs, training=False):
-        return self.encoder(inputs, training=training)
-
-    def affinities(self, x):
-        x = tf.reshape(tf.cast(x, tf.float32), [tf.shape(x)[0], -1])
-        return exact_joint_probabilities(x, self.perplexity)
-
-    def kl(self, x, training=False):
-        p = self.affinities(x)
-        y = tf.cast(self(x, training=training), p.dtype)
-        return ops.tsne_loss(p, y, dof=self.dof)
-
-    def objective(self, p, y):
-        """(objective, kl): what the train step differentiates, and the plain KL.
-
-        The gradient of ``objective`` in ``y`` is the t-SNE gradient with the
-        attraction multiplied by ``early_exaggeration`` while ``exaggerating``
-        is 1, the plain gradient of the KL after; its value is the plain KL.
-        """
-        kl = ops.tsne_loss(p, y, dof=self.dof)
-        if self.early_exaggeration == 1.0:
-            return kl, kl
-
-        def exaggerated_minus_plain():
-            g_exag, _ = ops.tsne_gradient(p, y, exaggeration=self.early_exaggeration,
-                                          dof=self.dof, compute_kl=False)
-            g_plain, _ = ops.tsne_gradient(p, y, dof=self.dof, compute_kl=False)
-            return g_exag - g_plain
-
-        # Early exaggeration multiplies the attractive part of the gradient:
-        # add (grad(alpha) - grad(1)) through y. tf.cond runs the two extra
-        # O(B^2) kernels only while exaggerating, not on every step of the
-        # fit (the branch not taken costs nothing).
-        extra = tf.stop_gradient(tf.cond(
-            tf.convert_to_tensor(self.exaggerating) > 0, exaggerated_minus_plain,
-            lambda: tf.zeros_like(y)))
-        surrogate = tf.reduce_sum(extra * y)
-        return kl + surrogate - tf.stop_gradient(surrogate), kl
-
-    def train_step(self, data):
-        x = data[0] if isinstance(data, (tuple, list)) else data
-        p = self.affinities(x)
-        if self.neighbor_mixup:
-            x = neighbor_mixup(tf.cast(x, tf.float32), p, self.neighbor_mixup)
-        if self.shift_augmentation:
-            x = random_shift(x, self.image_shape, self.shift_augmentation)
-        with tf.GradientTape() as tape:
-            y = tf.cast(self(x, training=True), p.dtype)
-            objective, kl = self.objective(p, y)
-            # Keras sums gradients over replicas: average them instead.
-            replicas = tf.distribute.get_strategy().num_replicas_in_sync
-            scaled = objective / tf.cast(replicas, kl.dtype)
-        grads = tape.gradient(scaled, self.trainable_variables)
-        self.optimizer.apply(grads, self.trainable_variables)
-        self.loss_tracker.update_state(kl)
-        return {"loss": self.loss_tracker.result()}
-
-    def test_step(self, data):
-        x = data[0] if isinstance(data, (tuple, list)) else data
-        self.loss_tracker.update_state(self.kl(x))
-        return {"loss": self.loss_tracker.result()}
-
-    @property
-    def metrics(self):
-        return [self.loss_tracker]
-
-    def get_config(self):
-        config = super().get_config()
-        config.update(encoder=keras.saving.serialize_keras_object(self.encoder),
-                      perplexity=self.perplexity, dof=self.dof,
-                      early_exaggeration=self.early_exaggeration,
-                      shift_augmentation=self.shift_augmentation,
-                      neighbor_mixup=self.neighbor_mixup,
-                      image_shape=None if self.image_shape is None else list(self.image_shape))
-        return config
-
-    @classmethod
-    def from_config(cls, config):
-        config = dict(config)
-        config["encoder"] = keras.saving.deserialize_keras_object(config["encoder"])
-        return cls(**config)
-
-
-class EmbeddingSnapshots(keras.callbacks.Callback):
-    """Calls ``fn(epoch, loss, embedding_of_x_monitor)`` every ``every`` epochs
-    (and once before training, as epoch 0); ``fn`` returning True stops
-    training."""
-
-    def __init__(self, fn, every, x_monitor, batch_size):
-        super().__init__()
-        self.fn, self.every, self.x_monitor, self.batch_size = fn, every, x_monitor, batch_size
-
-    def _embed(self):
-        return self.model.encoder.predict(self.x_monitor, batch_size=self.batch_size, verbose=0)
-
-    def on_train_begin(self, logs=None):
-        self.fn(0, None, self._embed())
-
-    def on_epoch_end(self, epoch, logs=None):
-        if (epoch + 1) % self.every == 0:
-            if self.fn(epoch + 1, (logs or {}).get("loss"), self._embed()) is True:
-                self.model.stop_training = True
-
-
-class EndEarlyExaggeration(keras.callbacks.Callback):
-    """Switches early exaggeration off after ``n_epochs`` epochs."""
-
-    def __init__(self, n_epochs):
-        super().__init__()
-        self.n_epochs = n_epochs
-
-    def on_epoch_begin(self, epoch, logs=None):
-        if epoch == self.n_epochs:
-            self.model.exaggerating.assign(0.0)
 
 
 class ParametricTSNE(TransformerMixin, BaseEstimator):
@@ -370,21 +86,21 @@ class ParametricTSNE(TransformerMixin, BaseEstimator):
         offset of up to this many pixels (per axis) before the encoder sees
         it, while P is computed from the unmoved images. The encoder then
         places displaced images where the originals belong, which carries
-        over to unseen images (MNIST: see the README). 0: off.
+        over to unseen images (MNIST: docs/parametric_mnist.md). 0: off.
     neighbor_mixup : float, default=0.0
         Each training step moves every point a random fraction (uniform up
         to this value, in [0, 1]) of the way towards a neighbour drawn from
         its row of the batch's P, while P stays that of the unmoved points:
         a mixup between neighbours that makes the encoder smoother where
-        unseen points fall (MNIST: see the README). 0: off.
+        unseen points fall (MNIST: docs/parametric_mnist.md). 0: off.
     deskew : bool, default=False
         For images of handwritten characters: deskew every image (shear
-        away its slant, centre its ink; :func:`tsne_ops.datasets.deskew`)
+        away its slant, centre its ink; :func:`tsne_ops.preprocessing.deskew`)
         before anything else, in ``fit`` (so P is computed from the
         deskewed images too), ``transform`` and ``score``. Needs the image
         shape as for ``encoder='conv'`` and single-channel images with
         non-negative intensities. On MNIST it lifts the held-out 1-NN
-        accuracy by about 0.04 (see the README).
+        accuracy by about 0.04 (docs/parametric_mnist.md).
     standardize : bool, default=True
         The built-in encoders start with a fixed standardisation, (x - mean)
         / scale with the training data's per-feature mean and one scale for
