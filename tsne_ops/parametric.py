@@ -34,10 +34,12 @@ from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 from tsne_ops._validation import (_bad, _is_int, _is_real, check_perplexity, usable_perplexity,
                                   validate_input)
 from tsne_ops.encoders import conv_encoder, dense_encoder, input_standardization
-from tsne_ops.parametric_model import EmbeddingSnapshots, EndEarlyExaggeration, TSNEModel
+from tsne_ops.parametric_model import (EdgeSampler, EmbeddingSnapshots, EndEarlyExaggeration,
+                                       TSNEModel)
 from tsne_ops.preprocessing import deskew as _deskew
 
 _ENCODERS = ("dense", "conv")
+_AFFINITIES = ("global", "batch")
 # encoder='conv': two stride-2 convolutions under van der Maaten's dense
 # layers. On MNIST this beats both the dense network and the pooled CNN with
 # one 256-unit layer (conv_encoder's defaults); see docs/parametric_mnist.md.
@@ -52,10 +54,22 @@ class ParametricTSNE(TransformerMixin, BaseEstimator):
     n_components : int, default=2
         Dimension of the embedding, >= 1 (2 or 3 for plots).
     perplexity : float, default=30.0
-        Perplexity of each minibatch's P; must be less than the per-replica
-        batch size (ValueError otherwise), and a value no row can reach
-        (batch size - 1 or more) is lowered to 0.99 (batch size - 1) with a
-        UserWarning (``perplexity_``).
+        Perplexity of P. With ``affinities='global'`` it must be less than the
+        number of training points; with ``affinities='batch'``, less than the
+        per-replica batch size. A value no row can reach (that number - 1 or
+        more) is lowered to 0.99 of it with a UserWarning (``perplexity_``).
+    affinities : 'global' or 'batch', default='global'
+        'global': P is computed once over the whole training set, over each
+        point's ``3 * perplexity`` nearest neighbours
+        (:func:`tsne_ops.affinities.sparse_joint_probabilities`); each step
+        takes ``batch_size`` points as heads, draws one neighbour (tail) per
+        head from its row of P and trains on the t-SNE loss of those
+        ``2 * batch_size`` points with the sampled pairs as their P
+        (:class:`tsne_ops.parametric_model.EdgeSampler`: the attraction is
+        that of the whole P in expectation, the repulsion is estimated over
+        the batch). 'batch': P is computed over each minibatch's points, as
+        in van der Maaten (2009); it sees only the neighbourhoods inside a
+        batch.
     encoder : 'dense', 'conv' or keras.Model, default='dense'
         'dense': van der Maaten's D-500-500-2000-d network. 'conv': a CNN
         over images of ``image_shape``, two stride-2 convolutions (32 5x5,
@@ -68,7 +82,8 @@ class ParametricTSNE(TransformerMixin, BaseEstimator):
         [N, H, W, 1]) or from a square number of features (64 -> 8x8).
         Also the image shape for ``shift_augmentation`` and ``deskew``.
     batch_size : int, default=1000
-        Points per step; P is computed over each batch (larger is better).
+        Points per step (with ``affinities='global'``, pairs per step: twice
+        as many points go through the encoder).
     epochs : int, default=50
     optimizer : str or keras optimizer, default='adam'
     learning_rate : float, default=1e-3
@@ -146,13 +161,15 @@ class ParametricTSNE(TransformerMixin, BaseEstimator):
         The image shape used for ``deskew`` (None when it is off).
     """
 
-    def __init__(self, n_components=2, *, perplexity=30.0, encoder="dense", image_shape=None,
+    def __init__(self, n_components=2, *, perplexity=30.0, affinities="global", encoder="dense",
+                 image_shape=None,
                  batch_size=1000, epochs=50, optimizer="adam", learning_rate=1e-3, dof=None,
                  early_exaggeration=1.0, early_exaggeration_epochs=None, shift_augmentation=0,
                  neighbor_mixup=0.0, deskew=False, standardize=True, random_state=None, verbose=0,
                  callback=None, callback_every=1, callback_samples=2000, strategy=None):
         self.n_components = n_components
         self.perplexity = perplexity
+        self.affinities = affinities
         self.encoder = encoder
         self.image_shape = image_shape
         self.batch_size = batch_size
@@ -179,6 +196,8 @@ class ParametricTSNE(TransformerMixin, BaseEstimator):
         if not _is_int(self.n_components) or self.n_components < 1:
             raise _bad("n_components", self.n_components, "an integer >= 1")
         check_perplexity(self.perplexity)
+        if not isinstance(self.affinities, str) or self.affinities not in _AFFINITIES:
+            raise _bad("affinities", self.affinities, "'global' or 'batch'")
         if isinstance(self.encoder, str):
             if self.encoder not in _ENCODERS:
                 raise _bad("encoder", self.encoder, "'dense', 'conv' or a keras.Model")
@@ -336,10 +355,13 @@ class ParametricTSNE(TransformerMixin, BaseEstimator):
         replicas = strategy.num_replicas_in_sync
         batch = min(self.batch_size, n - n % replicas)
         per_replica = batch // replicas
-        perplexity = usable_perplexity(
-            self.perplexity, per_replica,
-            what=f"the per-replica batch size (batch_size={self.batch_size}, {n} samples, "
-                 f"{replicas} replicas)")
+        if self.affinities == "global":
+            perplexity = usable_perplexity(self.perplexity, n)
+        else:
+            perplexity = usable_perplexity(
+                self.perplexity, per_replica,
+                what=f"the per-replica batch size (batch_size={self.batch_size}, {n} samples, "
+                     f"{replicas} replicas)")
         dof = float(self.dof) if self.dof is not None else float(max(self.n_components - 1, 1))
         # An int seeds as given; a RandomState gives one (as scikit-learn's
         # estimators draw from it).
@@ -363,13 +385,17 @@ class ParametricTSNE(TransformerMixin, BaseEstimator):
                               early_exaggeration=float(self.early_exaggeration),
                               shift_augmentation=int(self.shift_augmentation),
                               neighbor_mixup=float(self.neighbor_mixup),
-                              image_shape=shift_shape, name="parametric_tsne")
+                              image_shape=shift_shape, training_p=self.affinities,
+                              name="parametric_tsne")
             model.compile(optimizer=self._make_optimizer(), jit_compile=False)
 
-        data = (tf.data.Dataset.from_tensor_slices(X)
-                .shuffle(n, seed=seed, reshuffle_each_iteration=True)
-                .batch(batch, drop_remainder=True)
-                .prefetch(tf.data.AUTOTUNE))
+        if self.affinities == "global":
+            data = EdgeSampler(X, perplexity).dataset(batch, seed=seed)
+        else:
+            data = (tf.data.Dataset.from_tensor_slices(X)
+                    .shuffle(n, seed=seed, reshuffle_each_iteration=True)
+                    .batch(batch, drop_remainder=True)
+                    .prefetch(tf.data.AUTOTUNE))
         callbacks = []
         self.early_exaggeration_epochs_ = 0
         if self.early_exaggeration != 1.0:
@@ -476,8 +502,10 @@ class ParametricTSNE(TransformerMixin, BaseEstimator):
                     "perplexity": model.perplexity}
         names = cls._get_param_names()
         params = {k: v for k, v in meta.items() if k in names and k != "encoder"}
-        # files written before standardisation existed have encoders without it
+        # files written before standardisation existed have encoders without it,
+        # and before the global P they trained on each batch's P
         params.setdefault("standardize", False)
+        params.setdefault("affinities", "batch")
         if meta.get("optimizer") == "custom":
             params.pop("optimizer", None)
         if params.get("image_shape") is not None:

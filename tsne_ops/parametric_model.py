@@ -8,10 +8,11 @@ and registered with Keras so that saved ``.keras`` files load in any process
 that imports ``tsne_ops``.
 """
 import keras
+import numpy as np
 import tensorflow as tf
 
 from tsne_ops import ops
-from tsne_ops.affinities import exact_joint_probabilities
+from tsne_ops.affinities import exact_joint_probabilities, sparse_joint_probabilities
 
 
 def cosine_adam(learning_rate, epochs, n_samples, batch_size):
@@ -61,12 +62,93 @@ def neighbor_mixup(x, p, max_fraction, seed=None):
     return x + alpha * (tf.gather(x, j) - x)
 
 
+class EdgeSampler:
+    """Training batches drawn from a global sparse P: the attraction pairs of
+    parametric t-SNE on the whole training set.
+
+    P is computed once over all ``N`` training points
+    (:func:`tsne_ops.affinities.sparse_joint_probabilities`). An epoch visits
+    every point once as a *head* ``i`` (in a shuffled order); each head gets
+    one *tail* ``j`` drawn from its row of P, with probability
+    ``p_ij / p_i`` (``p_i`` the row sum), and the pair carries the weight
+    ``p_i``. Over the uniform heads the pair ``(i, j)`` then has expected
+    weight ``sum_i (1/N) (p_ij / p_i) p_i = p_ij / N``: the attraction of a
+    batch is, in expectation, that of the whole P (up to the constant 1/N,
+    which the normalisation in :func:`pair_affinities` removes). The
+    repulsion is the one of the batch's ``2 B`` points, the normalisation of
+    Q estimated from the batch (negative sampling with in-batch negatives,
+    as parametric UMAP and the contrastive neighbour embeddings of Damrich,
+    Boehm et al., ICLR 2023), consistent as the batch grows.
+
+    :meth:`dataset` yields dicts ``{"heads": [B, ...], "tails": [B, ...],
+    "weights": [B]}``, batch-major, so that a ``tf.distribute`` strategy
+    splits them across replicas pair by pair.
+    """
+
+    def __init__(self, X, perplexity, n_neighbors=None):
+        X = np.asarray(X, np.float32)
+        self.n = len(X)
+        p = sparse_joint_probabilities(X.reshape(self.n, -1), float(perplexity),
+                                       n_neighbors=n_neighbors)
+        rows = p.indices[:, 0].numpy()
+        values = p.values.numpy().astype(np.float64)
+        # canonical row-major order: row i's entries are
+        # [row_start[i], row_start[i + 1]) in the flat arrays
+        row_start = np.searchsorted(rows, np.arange(self.n + 1))
+        cumulative = np.cumsum(values)
+        self.row_sums = np.bincount(rows, weights=values, minlength=self.n)
+        self.nnz = len(values)
+        self._x = tf.constant(X)
+        self._cols = tf.constant(p.indices[:, 1].numpy())
+        self._cumulative = tf.constant(cumulative)
+        self._first = tf.constant(row_start[:-1].astype(np.int64))
+        self._last = tf.constant((row_start[1:] - 1).astype(np.int64))
+        self._offset = tf.constant(cumulative[row_start[:-1]] - values[row_start[:-1]]
+                                   if self.nnz else np.zeros(self.n))
+        self._row_sums = tf.constant(self.row_sums)
+
+    def tails(self, heads, seed=None):
+        """One neighbour per head, drawn from its row of P by inverse CDF."""
+        heads = tf.cast(heads, tf.int64)
+        u = tf.random.uniform(tf.shape(heads), dtype=tf.float64, seed=seed)
+        target = tf.gather(self._offset, heads) + u * tf.gather(self._row_sums, heads)
+        pos = tf.searchsorted(self._cumulative, target, side="right", out_type=tf.int64)
+        pos = tf.clip_by_value(pos, tf.gather(self._first, heads), tf.gather(self._last, heads))
+        return tf.gather(self._cols, pos)
+
+    def dataset(self, batch_size, seed=None):
+        def pairs(heads):
+            tails = self.tails(heads, seed=seed)
+            return {"heads": tf.gather(self._x, heads), "tails": tf.gather(self._x, tails),
+                    "weights": tf.cast(tf.gather(self._row_sums, heads), tf.float32)}
+
+        return (tf.data.Dataset.range(self.n)
+                .shuffle(self.n, seed=seed, reshuffle_each_iteration=True)
+                .batch(int(batch_size), drop_remainder=True)
+                .map(pairs, num_parallel_calls=tf.data.AUTOTUNE)
+                .prefetch(tf.data.AUTOTUNE))
+
+
+def pair_affinities(weights):
+    """The P of a batch of ``B`` sampled pairs laid out as ``[heads; tails]``:
+    ``[2B, 2B]``, ``P[a, B + a] = P[B + a, a] = w_a / (2 sum w)``, zero
+    elsewhere (symmetric, summing to 1)."""
+    w = tf.cast(weights, tf.float32)
+    v = w / (2.0 * tf.reduce_sum(w))
+    zeros = tf.zeros([tf.shape(v)[0]] * 2, v.dtype)
+    diag = tf.linalg.diag(v)
+    return tf.concat([tf.concat([zeros, diag], 1), tf.concat([diag, zeros], 1)], 0)
+
+
 @keras.saving.register_keras_serializable(package="tsne_ops", name="TSNEModel")
 class TSNEModel(keras.Model):
     """An encoder trained on the t-SNE loss of each minibatch.
 
-    ``call`` is the encoder; ``train_step`` computes the batch's P with the
-    ops (no gradient needed there) and minimises ``tsne_loss``. The custom
+    ``call`` is the encoder; ``train_step`` minimises ``tsne_loss`` of a
+    batch. With ``training_p='batch'`` the batch is a set of points and its P
+    is computed over them with the ops (no gradient needed there); with
+    ``training_p='global'`` the batch is a dict of sampled pairs from
+    :class:`EdgeSampler` and its P is :func:`pair_affinities`. The custom
     ops have no XLA kernel, so the model never compiles with XLA. Defined at
     module level (and registered with Keras) so that the model, and a
     ParametricTSNE holding it, go through ``pickle``, joblib and
@@ -74,9 +156,13 @@ class TSNEModel(keras.Model):
     """
 
     def __init__(self, encoder, perplexity=30.0, dof=1.0, early_exaggeration=1.0,
-                 shift_augmentation=0, image_shape=None, neighbor_mixup=0.0, **kwargs):
+                 shift_augmentation=0, image_shape=None, neighbor_mixup=0.0, training_p="batch",
+                 **kwargs):
         super().__init__(**kwargs)
         self.encoder = encoder
+        if training_p not in ("batch", "global"):
+            raise ValueError(f"training_p must be 'batch' or 'global', got {training_p!r}")
+        self.training_p = training_p
         self.neighbor_mixup = float(neighbor_mixup)
         self.shift_augmentation = int(shift_augmentation)
         self.image_shape = None if image_shape is None else tuple(int(v) for v in image_shape)
@@ -94,6 +180,8 @@ class TSNEModel(keras.Model):
         self.loss_tracker = keras.metrics.Mean(name="loss")
 
     def call(self, inputs, training=False):
+        if isinstance(inputs, dict):  # a batch of sampled pairs (Keras builds on one)
+            inputs = tf.concat([inputs["heads"], inputs["tails"]], 0)
         return self.encoder(inputs, training=training)
 
     def affinities(self, x):
@@ -133,8 +221,13 @@ class TSNEModel(keras.Model):
         return kl + surrogate - tf.stop_gradient(surrogate), kl
 
     def train_step(self, data):
-        x = data[0] if isinstance(data, (tuple, list)) else data
-        p = self.affinities(x)
+        if isinstance(data, dict):  # pairs sampled from the global P
+            x = tf.concat([tf.cast(data["heads"], tf.float32),
+                           tf.cast(data["tails"], tf.float32)], 0)
+            p = pair_affinities(data["weights"])
+        else:
+            x = data[0] if isinstance(data, (tuple, list)) else data
+            p = self.affinities(x)
         if self.neighbor_mixup:
             x = neighbor_mixup(tf.cast(x, tf.float32), p, self.neighbor_mixup)
         if self.shift_augmentation:
@@ -165,7 +258,7 @@ class TSNEModel(keras.Model):
                       perplexity=self.perplexity, dof=self.dof,
                       early_exaggeration=self.early_exaggeration,
                       shift_augmentation=self.shift_augmentation,
-                      neighbor_mixup=self.neighbor_mixup,
+                      neighbor_mixup=self.neighbor_mixup, training_p=self.training_p,
                       image_shape=None if self.image_shape is None else list(self.image_shape))
         return config
 
