@@ -5,7 +5,8 @@
 
 Protocol (issue 19). The first ``--n-train`` images of the training split are
 the training set. Each ``--config`` (``key=value`` pairs, comma-separated, passed
-to ``ParametricTSNE``; everything else at its defaults apart from
+to ``ParametricTSNE``, and ``_tails_per_head``, ``_block`` to its
+``EdgeSampler``; everything else at its defaults apart from
 ``--n-components`` and ``--encoder``) is fitted once:
 
 * with ``--n-val V > 0`` (default: a tenth of the training set), on the
@@ -25,13 +26,10 @@ import argparse
 import json
 import os
 import platform
+import subprocess
 import time
 from pathlib import Path
 
-import numpy as np
-
-from tsne_ops import datasets, metrics
-from tsne_ops.parametric import ParametricTSNE
 
 
 def parse_config(text):
@@ -44,6 +42,21 @@ def parse_config(text):
         except json.JSONDecodeError:
             config[key.strip()] = value.strip()
     return config
+
+
+def table(path):
+    """The runs in the JSONL file at ``path`` as a markdown table (docs/parametric_global.md's)."""
+    head = ("| data | n fit | n val | encoder | d | configuration | fit s | val 1-NN | test 1-NN "
+            "| train 10-NN |\n|" + " --- |" * 10)
+    lines = [head]
+    for line in open(path):
+        r = json.loads(line)
+        config = ", ".join(f"{k}={v}" for k, v in r["config"].items()) or "defaults"
+        fmt = lambda key: f"{r[key]:.3f}" if key in r else "-"  # noqa: E731
+        lines.append(f"| {r['dataset']} | {r['n_fit']} | {r['n_val']} | {r['encoder']} | "
+                     f"{r['n_components']} | {config} | {r['fit_s']:.0f} | {fmt('val_1nn')} | "
+                     f"{fmt('test_1nn')} | {fmt('train_10nn_loo')} |")
+    return "\n".join(lines)
 
 
 def main():
@@ -60,7 +73,14 @@ def main():
     ap.add_argument("--data-dir", default=None)
     ap.add_argument("--verbose", type=int, default=0)
     ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "parametric_global.jsonl"))
+    ap.add_argument("--table", action="store_true", help="print --out as a markdown table and exit")
     a = ap.parse_args()
+    if a.table:
+        print(table(a.out))
+        return
+    from tsne_ops import datasets, metrics  # TensorFlow loads here, not for --table
+    from tsne_ops.parametric import ParametricTSNE
+
     n_val = a.n_train // 10 if a.n_val is None else a.n_val
     X, y = datasets.load_dataset(a.dataset, a.data_dir, n=a.n_train, split="train")
     if not 0 <= n_val < len(X) - 2:
@@ -72,14 +92,17 @@ def main():
     for text in a.config or [""]:
         config = parse_config(text)
         model = ParametricTSNE(a.n_components, encoder=a.encoder, random_state=a.seed,
-                               verbose=a.verbose, **config)
+                               verbose=a.verbose, **{k: v for k, v in config.items()
+                                                     if not k.startswith("_")})
+        # keys with a leading underscore set EdgeSampler's options (tails_per_head, block)
+        model._sampler_options = {k[1:]: v for k, v in config.items() if k.startswith("_")}
         t0 = time.time()
         model.fit(Xfit)
         fit_s = time.time() - t0
         Yfit = model.transform(Xfit)
         row = dict(dataset=a.dataset, n_train=a.n_train, n_fit=len(Xfit), n_val=n_val,
                    encoder=a.encoder, n_components=a.n_components, seed=a.seed, config=config,
-                   fit_s=round(fit_s, 1), epochs=model.epochs, batch_size_=model.batch_size_,
+                   fit_s=round(fit_s, 1), epochs_=model.epochs_, batch_size_=model.batch_size_,
                    final_loss=model.kl_divergence_,
                    train_10nn_loo=metrics.knn_accuracy(Yfit, yfit, k=10))
         if n_val:
@@ -90,6 +113,8 @@ def main():
         row["test_set_used"] = int(use_test)
         row["machine"] = dict(platform=platform.platform(), cpus=os.cpu_count(),
                               note="shared machine: compare fit_s within a run only")
+        row["commit"] = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
+                                       text=True, cwd=Path(__file__).parent).stdout.strip()
         row["started"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t0))
         print(json.dumps(row), flush=True)
         Path(a.out).parent.mkdir(parents=True, exist_ok=True)

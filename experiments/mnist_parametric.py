@@ -136,7 +136,7 @@ def main():
             trajectory.append(row)
             print(json.dumps(row), flush=True)
 
-    model = ParametricTSNE(a.n_components, encoder=encoder, batch_size=a.batch_size,
+    model = ParametricTSNE(a.n_components, encoder=encoder, affinities="batch", batch_size=a.batch_size,
                            epochs=a.epochs, perplexity=a.perplexity, optimizer=optimizer,
                            callback=callback, callback_every=1, callback_samples=2,
                            learning_rate=a.learning_rate, random_state=a.seed,

@@ -168,10 +168,17 @@ def test_one_dimensional_embedding_and_perplexity_lowered_to_the_batch(digits):
     assert Y.shape == (700, 1)
     assert metrics.knn_accuracy(Y, ytr, k=10) > 0.6  # chance is 0.1
     with pytest.warns(UserWarning, match=r"perplexity=49.5 is too high for 50 points"):
-        low = ParametricTSNE(batch_size=50, epochs=1, perplexity=49.5).fit(Xtr[:100])
+        low = ParametricTSNE(affinities="batch", batch_size=50, epochs=1,
+                             perplexity=49.5).fit(Xtr[:100])
     assert low.perplexity_ == pytest.approx(0.99 * 49) == low.model_.perplexity
     with pytest.raises(ValueError, match="perplexity must be less than the per-replica batch"):
-        ParametricTSNE(batch_size=50, epochs=1, perplexity=50).fit(Xtr[:100])
+        ParametricTSNE(affinities="batch", batch_size=50, epochs=1, perplexity=50).fit(Xtr[:100])
+    # the global P is over the whole training set: the bound is its size
+    with pytest.warns(UserWarning, match=r"perplexity=99.5 is too high for 100 points"):
+        low = ParametricTSNE(batch_size=50, epochs=1, perplexity=99.5).fit(Xtr[:100])
+    assert low.perplexity_ == pytest.approx(0.99 * 99)
+    with pytest.raises(ValueError, match="perplexity must be less than n_samples = 100"):
+        ParametricTSNE(batch_size=50, epochs=1, perplexity=100).fit(Xtr[:100])
 
 
 def test_separated_clusters_stay_apart_on_held_out_points():
@@ -191,7 +198,10 @@ def test_separated_clusters_stay_apart_on_held_out_points():
 @pytest.mark.parametrize("kwargs, name", [
     (dict(n_components=0), "n_components"),
     (dict(perplexity=-1), "perplexity"),
-    (dict(perplexity=400), "perplexity"),  # per-replica batch 350
+    (dict(perplexity=400, affinities="batch"), "perplexity"),  # per-replica batch 350
+    (dict(perplexity=700), "perplexity"),  # 700 training points
+    (dict(affinities="knn"), "affinities"),
+    (dict(affinities=None), "affinities"),
     (dict(encoder="rnn"), "encoder"),
     (dict(encoder=3), "encoder"),
     (dict(encoder="conv", image_shape=(8,)), "image_shape"),
@@ -433,7 +443,7 @@ def test_a_failed_refit_leaves_the_fitted_model_as_it_was(digits):
     Xtr, _, Xte, _ = digits
     model = ParametricTSNE(batch_size=350, epochs=1, random_state=0).fit(Xtr)
     before = model.transform(Xte)
-    model.set_params(deskew=True, perplexity=500.0)  # too large for the batch: fit raises
+    model.set_params(deskew=True, perplexity=800.0)  # too large for 700 points: fit raises
     with pytest.raises(ValueError, match="perplexity"):
         model.fit(Xtr)
     assert model.deskew_shape_ is None

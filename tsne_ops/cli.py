@@ -147,6 +147,10 @@ def build_parser():
                        help="cases B-E: move each training point up to this fraction of the way "
                             "towards a neighbour drawn from P, P from the unmoved points "
                             "(default: ParametricTSNE's, 0: off)")
+        p.add_argument("--affinities", default=None, choices=("global", "batch"),
+                       help="cases B-E: P once over the whole training set, batches sampled from "
+                            "it ('global'), or P per minibatch ('batch') (default: "
+                            "ParametricTSNE's affinities)")
         p.add_argument("--deskew", action="store_true",
                        help="deskew every image (for handwritten digits): case A embeds the "
                             "deskewed images, B-E train with ParametricTSNE(deskew=True); the "
@@ -252,12 +256,13 @@ def _model(args, case, parametric, n_samples):
     model = ParametricTSNE(n_components=case["n_components"], encoder=case["encoder"],
                            random_state=args.seed, deskew=args.deskew, **common,
                            **_given(batch_size=args.batch_size, epochs=args.epochs,
+                                    affinities=args.affinities,
                                     early_exaggeration_epochs=args.early_exaggeration_epochs,
                                     shift_augmentation=args.shift_augmentation,
                                     neighbor_mixup=args.neighbor_mixup))
     if args.lr_schedule == "cosine":
-        model.set_params(optimizer=cosine_adam(model.learning_rate, model.epochs, n_samples,
-                                               model.batch_size))
+        batch_size, epochs = model.training_schedule()
+        model.set_params(optimizer=cosine_adam(model.learning_rate, epochs, n_samples, batch_size))
     return model
 
 

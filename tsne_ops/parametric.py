@@ -2,24 +2,34 @@
 
 Plain t-SNE places each training point and cannot place a new one. Parametric
 t-SNE (van der Maaten, 2009) trains an encoder network f so that the points
-f(x_1), ..., f(x_n) of each minibatch minimise the t-SNE objective
-KL(P || Q) of that minibatch; afterwards f embeds unseen points directly.
+f(x_1), ..., f(x_n) minimise the t-SNE objective KL(P || Q); afterwards f
+embeds unseen points directly.
 
-Per training step, on a minibatch X_b of ``batch_size`` points::
+Where P comes from (``affinities``):
 
-    P_b  = joint_probabilities(pairwise_squared_distance(X_b), perplexity)
-    loss = tsne_loss(P_b, encoder(X_b), dof)
+* ``'global'`` (default): P once over the whole training set, over each
+  point's nearest neighbours (:func:`tsne_ops.affinities.sparse_joint_probabilities`).
+  Each step takes ``batch_size`` points (heads), draws three neighbours
+  (tails) per head from its row of P, and minimises ``tsne_loss`` of those
+  4 B points with the sampled pairs as their P (:class:`~tsne_ops.parametric_model.EdgeSampler`):
+  the attraction is the whole P's in expectation, the repulsion is estimated
+  over the batch, as in negative-sampling neighbour embeddings.
+* ``'batch'``: P of each minibatch X_b, as in the 2009 paper::
 
-Both are this package's custom ops; the gradient of ``tsne_loss`` is the
+      P_b  = joint_probabilities(pairwise_squared_distance(X_b), perplexity)
+      loss = tsne_loss(P_b, encoder(X_b), dof)
+
+  A batch's P sees only the neighbourhoods inside the batch, so larger
+  batches (1000-5000) work better.
+
+Both use this package's custom ops; the gradient of ``tsne_loss`` is the
 registered fused kernel, and backpropagation carries it into the encoder's
-weights. Large batches give a P closer to the one of the full data set, so
-``batch_size`` of 1000-5000 works better than the usual deep-learning sizes.
-
-Training is a Keras ``fit`` on a ``tf.data`` pipeline, so it runs under a
-``tf.distribute`` strategy (each replica computes P and the loss on its own
-share of the batch; gradients are summed across replicas as Keras does).
-The fitted model saves to one ``.keras`` file and loads back in any process
-that has imported ``tsne_ops``.
+weights. Training is a Keras ``fit`` on a ``tf.data`` pipeline, so it runs
+under a ``tf.distribute`` strategy (each replica takes its share of the
+batch; gradients are averaged across replicas). The fitted model saves to one
+``.keras`` file and loads back in any process that has imported ``tsne_ops``.
+The encoders are in :mod:`tsne_ops.encoders`, the Keras model and its
+callbacks in :mod:`tsne_ops.parametric_model`.
 """
 import json
 import math
@@ -40,6 +50,11 @@ from tsne_ops.preprocessing import deskew as _deskew
 
 _ENCODERS = ("dense", "conv")
 _AFFINITIES = ("global", "batch")
+# affinities='global': neighbours drawn per head, and the defaults of
+# batch_size (heads per step) and epochs chosen on a validation split of
+# MNIST (benchmarks/results/parametric_global.jsonl, docs/parametric_global.md).
+_TAILS_PER_HEAD = 3
+_DEFAULTS = {"global": dict(batch_size=125, epochs=8), "batch": dict(batch_size=1000, epochs=50)}
 # encoder='conv': two stride-2 convolutions under van der Maaten's dense
 # layers. On MNIST this beats both the dense network and the pooled CNN with
 # one 256-unit layer (conv_encoder's defaults); see docs/parametric_mnist.md.
@@ -62,9 +77,9 @@ class ParametricTSNE(TransformerMixin, BaseEstimator):
         'global': P is computed once over the whole training set, over each
         point's ``3 * perplexity`` nearest neighbours
         (:func:`tsne_ops.affinities.sparse_joint_probabilities`); each step
-        takes ``batch_size`` points as heads, draws one neighbour (tail) per
-        head from its row of P and trains on the t-SNE loss of those
-        ``2 * batch_size`` points with the sampled pairs as their P
+        takes ``batch_size`` points as heads, draws three neighbours (tails)
+        per head from its row of P and trains on the t-SNE loss of those
+        ``4 * batch_size`` points with the sampled pairs as their P
         (:class:`tsne_ops.parametric_model.EdgeSampler`: the attraction is
         that of the whole P in expectation, the repulsion is estimated over
         the batch). 'batch': P is computed over each minibatch's points, as
@@ -81,10 +96,13 @@ class ParametricTSNE(TransformerMixin, BaseEstimator):
         For ``encoder='conv'``: None takes it from 3-D/4-D input ([N, H, W] or
         [N, H, W, 1]) or from a square number of features (64 -> 8x8).
         Also the image shape for ``shift_augmentation`` and ``deskew``.
-    batch_size : int, default=1000
-        Points per step (with ``affinities='global'``, pairs per step: twice
-        as many points go through the encoder).
-    epochs : int, default=50
+    batch_size : int or None, default=None
+        Points per step; with ``affinities='global'`` heads per step (four
+        times as many points go through the encoder). None: 125 for
+        ``'global'``, 1000 for ``'batch'`` (``batch_size_``).
+    epochs : int or None, default=None
+        Passes over the training points (as heads with ``'global'``). None: 8
+        for ``'global'``, 50 for ``'batch'`` (``epochs_``).
     optimizer : str or keras optimizer, default='adam'
     learning_rate : float, default=1e-3
         Used when ``optimizer`` is a string.
@@ -147,11 +165,13 @@ class ParametricTSNE(TransformerMixin, BaseEstimator):
     embedding_ : ndarray
         Embedding of the training data (after ``fit_transform``/``fit``).
     history_ : list of float
-        Mean training loss (minibatch KL) per epoch.
+        Mean training loss per epoch: the KL of each step's P and Q (with
+        ``affinities='global'``, the P of the sampled pairs, so its value is
+        not the KL of the whole training set; it falls as training works).
     kl_divergence_ : float
-        Last epoch's mean minibatch KL.
+        Last epoch's mean training loss.
     perplexity_ : float
-        The perplexity used for each batch's P.
+        The perplexity of P (the global one, or each batch's).
     n_features_in_ : int
         Features per sample seen in fit (H * W for images).
     early_exaggeration_epochs_ : int
@@ -163,7 +183,7 @@ class ParametricTSNE(TransformerMixin, BaseEstimator):
 
     def __init__(self, n_components=2, *, perplexity=30.0, affinities="global", encoder="dense",
                  image_shape=None,
-                 batch_size=1000, epochs=50, optimizer="adam", learning_rate=1e-3, dof=None,
+                 batch_size=None, epochs=None, optimizer="adam", learning_rate=1e-3, dof=None,
                  early_exaggeration=1.0, early_exaggeration_epochs=None, shift_augmentation=0,
                  neighbor_mixup=0.0, deskew=False, standardize=True, random_state=None, verbose=0,
                  callback=None, callback_every=1, callback_samples=2000, strategy=None):
@@ -207,10 +227,10 @@ class ParametricTSNE(TransformerMixin, BaseEstimator):
             shape = tuple(self.image_shape) if isinstance(self.image_shape, (tuple, list)) else None
             if shape is None or len(shape) != 2 or not all(_is_int(s) and s > 0 for s in shape):
                 raise _bad("image_shape", self.image_shape, "a pair of positive integers (H, W) or None")
-        if not _is_int(self.batch_size) or self.batch_size < 3:
-            raise _bad("batch_size", self.batch_size, "an integer >= 3")
-        if not _is_int(self.epochs) or self.epochs < 1:
-            raise _bad("epochs", self.epochs, "an integer >= 1")
+        if self.batch_size is not None and (not _is_int(self.batch_size) or self.batch_size < 3):
+            raise _bad("batch_size", self.batch_size, "an integer >= 3 or None")
+        if self.epochs is not None and (not _is_int(self.epochs) or self.epochs < 1):
+            raise _bad("epochs", self.epochs, "an integer >= 1 or None")
         if not isinstance(self.optimizer, (str, keras.optimizers.Optimizer)):
             raise _bad("optimizer", self.optimizer, "a Keras optimizer or its name")
         if not _is_real(self.learning_rate) or not self.learning_rate > 0:
@@ -317,6 +337,14 @@ class ParametricTSNE(TransformerMixin, BaseEstimator):
                              f"{self.n_components}")
         return encoder
 
+    def training_schedule(self):
+        """``(batch_size, epochs)`` as ``fit`` uses them: the given values, or the
+        defaults of the ``affinities`` (for a learning-rate schedule:
+        ``cosine_adam(rate, epochs, n_samples, batch_size)``)."""
+        defaults = _DEFAULTS.get(self.affinities, _DEFAULTS["global"])
+        return (defaults["batch_size"] if self.batch_size is None else int(self.batch_size),
+                defaults["epochs"] if self.epochs is None else int(self.epochs))
+
     def _make_optimizer(self):
         if isinstance(self.optimizer, str):
             try:
@@ -353,14 +381,15 @@ class ParametricTSNE(TransformerMixin, BaseEstimator):
         n = len(X)
         strategy = self.strategy or tf.distribute.get_strategy()
         replicas = strategy.num_replicas_in_sync
-        batch = min(self.batch_size, n - n % replicas)
+        batch_size, epochs = self.training_schedule()
+        batch = min(batch_size, n - n % replicas)
         per_replica = batch // replicas
         if self.affinities == "global":
             perplexity = usable_perplexity(self.perplexity, n)
         else:
             perplexity = usable_perplexity(
                 self.perplexity, per_replica,
-                what=f"the per-replica batch size (batch_size={self.batch_size}, {n} samples, "
+                what=f"the per-replica batch size (batch_size={batch_size}, {n} samples, "
                      f"{replicas} replicas)")
         dof = float(self.dof) if self.dof is not None else float(max(self.n_components - 1, 1))
         # An int seeds as given; a RandomState gives one (as scikit-learn's
@@ -390,7 +419,10 @@ class ParametricTSNE(TransformerMixin, BaseEstimator):
             model.compile(optimizer=self._make_optimizer(), jit_compile=False)
 
         if self.affinities == "global":
-            data = EdgeSampler(X, perplexity).dataset(batch, seed=seed)
+            # _sampler_options: EdgeSampler's other settings, for the
+            # experiments that chose these (benchmarks/parametric_global.py)
+            options = dict(tails_per_head=_TAILS_PER_HEAD, **getattr(self, "_sampler_options", {}))
+            data = EdgeSampler(X, perplexity, **options).dataset(batch, seed=seed)
         else:
             data = (tf.data.Dataset.from_tensor_slices(X)
                     .shuffle(n, seed=seed, reshuffle_each_iteration=True)
@@ -399,8 +431,8 @@ class ParametricTSNE(TransformerMixin, BaseEstimator):
         callbacks = []
         self.early_exaggeration_epochs_ = 0
         if self.early_exaggeration != 1.0:
-            self.early_exaggeration_epochs_ = min(self.epochs, (
-                self.epochs // 4 if self.early_exaggeration_epochs is None
+            self.early_exaggeration_epochs_ = min(epochs, (
+                epochs // 4 if self.early_exaggeration_epochs is None
                 else int(self.early_exaggeration_epochs)))
             callbacks.append(EndEarlyExaggeration(self.early_exaggeration_epochs_))
         if self.callback is not None:
@@ -410,13 +442,14 @@ class ParametricTSNE(TransformerMixin, BaseEstimator):
             self.callback_indices_ = idx
             monitor = X[idx]
             callbacks.append(EmbeddingSnapshots(self.callback, self.callback_every, monitor, batch))
-        history = model.fit(data, epochs=self.epochs, verbose=self.verbose, callbacks=callbacks,
+        history = model.fit(data, epochs=epochs, verbose=self.verbose, callbacks=callbacks,
                             shuffle=False)  # tf.data shuffles
         self.model_ = model
         self.encoder_ = model.encoder
         self.history_ = [float(v) for v in history.history.get("loss", [])]
         self.kl_divergence_ = self.history_[-1] if self.history_ else float("nan")
         self.batch_size_ = batch
+        self.epochs_ = epochs
         self.perplexity_ = perplexity
         self.dof_ = dof
         self.deskew_shape_ = deskew_shape
@@ -476,6 +509,7 @@ class ParametricTSNE(TransformerMixin, BaseEstimator):
         meta["n_features_in_"] = int(self.n_features_in_)
         meta["history_"] = self.history_
         meta["batch_size_"] = int(self.batch_size_)
+        meta["epochs_"] = int(self.epochs_)
         meta["early_exaggeration_epochs_"] = int(self.early_exaggeration_epochs_)
         meta["deskew"] = bool(self.deskew)
         meta["standardize"] = bool(self.standardize)
@@ -517,6 +551,7 @@ class ParametricTSNE(TransformerMixin, BaseEstimator):
         self.history_ = meta.get("history_", [])
         self.kl_divergence_ = self.history_[-1] if self.history_ else float("nan")
         self.batch_size_ = meta.get("batch_size_", self.batch_size)
+        self.epochs_ = meta.get("epochs_", self.epochs)
         self.early_exaggeration_epochs_ = meta.get("early_exaggeration_epochs_")
         shape = meta.get("deskew_shape_")
         self.deskew_shape_ = None if shape is None else tuple(shape)

@@ -63,34 +63,46 @@ def neighbor_mixup(x, p, max_fraction, seed=None):
 
 
 class EdgeSampler:
-    """Training batches drawn from a global sparse P: the attraction pairs of
-    parametric t-SNE on the whole training set.
+    """Training batches drawn from a global sparse P: parametric t-SNE on the
+    whole training set's neighbourhoods.
 
     P is computed once over all ``N`` training points
-    (:func:`tsne_ops.affinities.sparse_joint_probabilities`). An epoch visits
-    every point once as a *head* ``i`` (in a shuffled order); each head gets
-    one *tail* ``j`` drawn from its row of P, with probability
-    ``p_ij / p_i`` (``p_i`` the row sum), and the pair carries the weight
-    ``p_i``. Over the uniform heads the pair ``(i, j)`` then has expected
-    weight ``sum_i (1/N) (p_ij / p_i) p_i = p_ij / N``: the attraction of a
-    batch is, in expectation, that of the whole P (up to the constant 1/N,
-    which the normalisation in :func:`pair_affinities` removes). The
-    repulsion is the one of the batch's ``2 B`` points, the normalisation of
-    Q estimated from the batch (negative sampling with in-batch negatives,
-    as parametric UMAP and the contrastive neighbour embeddings of Damrich,
-    Boehm et al., ICLR 2023), consistent as the batch grows.
+    (:func:`tsne_ops.affinities.sparse_joint_probabilities`). A batch is made
+    of *groups*: a *head* ``i`` (every point once per pass, in a shuffled
+    order) and ``tails_per_head`` *tails* drawn independently from its row of
+    P with probability ``p_ij / p_i`` (``p_i`` the row sum). Each group carries
+    its own block of affinities, so that a ``tf.distribute`` strategy can split
+    a batch across replicas group by group:
 
-    :meth:`dataset` yields dicts ``{"heads": [B, ...], "tails": [B, ...],
-    "weights": [B]}``, batch-major, so that a ``tf.distribute`` strategy
-    splits them across replicas pair by pair.
+    * ``block='sampled'``: the sampled pairs only, ``(i, j)`` with weight
+      ``p_i / tails_per_head``. Over the uniform heads the pair ``(i, j)`` then
+      has expected weight ``p_ij / N``: the attraction of a batch is, in
+      expectation, that of the whole P (up to the constant, which the
+      normalisation removes);
+    * ``block='restricted'``: P itself restricted to the group's points (the
+      sampled pairs, and the pairs of tails that are neighbours of each other).
+      Not exact in expectation, but each point sees several of its neighbours
+      per step.
+
+    The repulsion is that of the batch's points: the normalisation of Q
+    estimated over the batch (negative sampling with in-batch negatives, as
+    parametric UMAP and the contrastive neighbour embeddings of Damrich, Boehm
+    et al., ICLR 2023), consistent as the batch grows. :meth:`dataset` yields
+    ``{"x": [G, 1 + m, ...], "p": [G, 1 + m, 1 + m]}``; :func:`group_affinities`
+    turns the blocks into the batch's P.
     """
 
-    def __init__(self, X, perplexity, n_neighbors=None):
+    def __init__(self, X, perplexity, n_neighbors=None, tails_per_head=1, block="sampled"):
+        if block not in ("sampled", "restricted"):
+            raise ValueError(f"block must be 'sampled' or 'restricted', got block={block!r}")
         X = np.asarray(X, np.float32)
         self.n = len(X)
+        self.tails_per_head = int(tails_per_head)
+        self.block = block
         p = sparse_joint_probabilities(X.reshape(self.n, -1), float(perplexity),
                                        n_neighbors=n_neighbors)
         rows = p.indices[:, 0].numpy()
+        cols = p.indices[:, 1].numpy()
         values = p.values.numpy().astype(np.float64)
         # canonical row-major order: row i's entries are
         # [row_start[i], row_start[i + 1]) in the flat arrays
@@ -99,7 +111,9 @@ class EdgeSampler:
         self.row_sums = np.bincount(rows, weights=values, minlength=self.n)
         self.nnz = len(values)
         self._x = tf.constant(X)
-        self._cols = tf.constant(p.indices[:, 1].numpy())
+        self._cols = tf.constant(cols)
+        self._keys = tf.constant(rows * self.n + cols)  # sorted: row-major order
+        self._values = tf.constant(values.astype(np.float32))
         self._cumulative = tf.constant(cumulative)
         self._first = tf.constant(row_start[:-1].astype(np.int64))
         self._last = tf.constant((row_start[1:] - 1).astype(np.int64))
@@ -108,36 +122,66 @@ class EdgeSampler:
         self._row_sums = tf.constant(self.row_sums)
 
     def tails(self, heads, seed=None):
-        """One neighbour per head, drawn from its row of P by inverse CDF."""
+        """One neighbour per head (any shape of heads), drawn from its row of P
+        by inverse CDF."""
         heads = tf.cast(heads, tf.int64)
         u = tf.random.uniform(tf.shape(heads), dtype=tf.float64, seed=seed)
         target = tf.gather(self._offset, heads) + u * tf.gather(self._row_sums, heads)
-        pos = tf.searchsorted(self._cumulative, target, side="right", out_type=tf.int64)
-        pos = tf.clip_by_value(pos, tf.gather(self._first, heads), tf.gather(self._last, heads))
+        flat = tf.searchsorted(self._cumulative, tf.reshape(target, [-1]), side="right",
+                               out_type=tf.int64)
+        pos = tf.clip_by_value(tf.reshape(flat, tf.shape(heads)), tf.gather(self._first, heads),
+                               tf.gather(self._last, heads))
         return tf.gather(self._cols, pos)
 
+    def lookup(self, rows, cols):
+        """P[rows, cols] (same shapes), 0 where P stores no entry."""
+        keys = tf.reshape(rows * self.n + cols, [-1])
+        pos = tf.minimum(tf.searchsorted(self._keys, keys, out_type=tf.int64),
+                         max(self.nnz - 1, 0))
+        found = tf.gather(self._keys, pos) == keys
+        return tf.reshape(tf.where(found, tf.gather(self._values, pos), 0.0), tf.shape(rows))
+
+    def groups(self, heads, seed=None):
+        """``(index [G, 1 + m], block [G, 1 + m, 1 + m])`` for heads [G]."""
+        heads = tf.cast(heads, tf.int64)
+        m = self.tails_per_head
+        tails = self.tails(tf.tile(heads[:, None], [1, m]), seed=seed)
+        index = tf.concat([heads[:, None], tails], 1)
+        if self.block == "restricted":
+            block = self.lookup(index[:, :, None] + 0 * index[:, None, :],
+                                index[:, None, :] + 0 * index[:, :, None])
+        else:
+            w = tf.cast(tf.gather(self._row_sums, heads), tf.float32) / m
+            row = tf.concat([tf.zeros_like(w)[:, None], tf.tile(w[:, None], [1, m])], 1)
+            first = tf.one_hot(0, m + 1, dtype=tf.float32)
+            block = row[:, None, :] * first[None, :, None] + row[:, :, None] * first[None, None, :]
+        return index, block
+
     def dataset(self, batch_size, seed=None):
-        def pairs(heads):
-            tails = self.tails(heads, seed=seed)
-            return {"heads": tf.gather(self._x, heads), "tails": tf.gather(self._x, tails),
-                    "weights": tf.cast(tf.gather(self._row_sums, heads), tf.float32)}
+        """Batches of ``batch_size`` groups, one pass over the heads per epoch."""
+        def batch(heads):
+            index, block = self.groups(heads, seed=seed)
+            return {"x": tf.gather(self._x, index), "p": block}
 
         return (tf.data.Dataset.range(self.n)
                 .shuffle(self.n, seed=seed, reshuffle_each_iteration=True)
                 .batch(int(batch_size), drop_remainder=True)
-                .map(pairs, num_parallel_calls=tf.data.AUTOTUNE)
+                .map(batch, num_parallel_calls=tf.data.AUTOTUNE)
                 .prefetch(tf.data.AUTOTUNE))
 
 
-def pair_affinities(weights):
-    """The P of a batch of ``B`` sampled pairs laid out as ``[heads; tails]``:
-    ``[2B, 2B]``, ``P[a, B + a] = P[B + a, a] = w_a / (2 sum w)``, zero
-    elsewhere (symmetric, summing to 1)."""
-    w = tf.cast(weights, tf.float32)
-    v = w / (2.0 * tf.reduce_sum(w))
-    zeros = tf.zeros([tf.shape(v)[0]] * 2, v.dtype)
-    diag = tf.linalg.diag(v)
-    return tf.concat([tf.concat([zeros, diag], 1), tf.concat([diag, zeros], 1)], 0)
+def group_affinities(blocks):
+    """The P of a batch of groups: ``blocks`` [G, g, g] on the diagonal of a
+    [G g, G g] matrix (groups laid out one after another, as
+    ``reshape(x, [G g, ...])`` lays out their points), divided by its sum."""
+    blocks = tf.cast(blocks, tf.float32)
+    shape = tf.shape(blocks, out_type=tf.int64)
+    n_groups, g = shape[0], shape[1]
+    grid = tf.stack(tf.meshgrid(tf.range(g), tf.range(g), indexing="ij"), -1)  # [g, g, 2]
+    offsets = (tf.range(n_groups) * g)[:, None, None, None]
+    indices = tf.reshape(grid[None] + offsets, [-1, 2])
+    p = tf.scatter_nd(indices, tf.reshape(blocks, [-1]), [n_groups * g, n_groups * g])
+    return p / tf.reduce_sum(p)
 
 
 @keras.saving.register_keras_serializable(package="tsne_ops", name="TSNEModel")
@@ -148,7 +192,7 @@ class TSNEModel(keras.Model):
     batch. With ``training_p='batch'`` the batch is a set of points and its P
     is computed over them with the ops (no gradient needed there); with
     ``training_p='global'`` the batch is a dict of sampled pairs from
-    :class:`EdgeSampler` and its P is :func:`pair_affinities`. The custom
+    :class:`EdgeSampler` and its P is :func:`group_affinities`. The custom
     ops have no XLA kernel, so the model never compiles with XLA. Defined at
     module level (and registered with Keras) so that the model, and a
     ParametricTSNE holding it, go through ``pickle``, joblib and
@@ -180,9 +224,14 @@ class TSNEModel(keras.Model):
         self.loss_tracker = keras.metrics.Mean(name="loss")
 
     def call(self, inputs, training=False):
-        if isinstance(inputs, dict):  # a batch of sampled pairs (Keras builds on one)
-            inputs = tf.concat([inputs["heads"], inputs["tails"]], 0)
+        if isinstance(inputs, dict):  # a batch of groups (Keras builds on one)
+            inputs = self._points(inputs["x"])
         return self.encoder(inputs, training=training)
+
+    @staticmethod
+    def _points(groups):
+        shape = tf.shape(groups)
+        return tf.reshape(groups, tf.concat([[shape[0] * shape[1]], shape[2:]], 0))
 
     def affinities(self, x):
         x = tf.reshape(tf.cast(x, tf.float32), [tf.shape(x)[0], -1])
@@ -221,10 +270,9 @@ class TSNEModel(keras.Model):
         return kl + surrogate - tf.stop_gradient(surrogate), kl
 
     def train_step(self, data):
-        if isinstance(data, dict):  # pairs sampled from the global P
-            x = tf.concat([tf.cast(data["heads"], tf.float32),
-                           tf.cast(data["tails"], tf.float32)], 0)
-            p = pair_affinities(data["weights"])
+        if isinstance(data, dict):  # groups sampled from the global P
+            x = self._points(tf.cast(data["x"], tf.float32))
+            p = group_affinities(data["p"])
         else:
             x = data[0] if isinstance(data, (tuple, list)) else data
             p = self.affinities(x)
