@@ -98,3 +98,10 @@ def test_global_default_trains_and_batch_stays_an_option(tmp_path):
     assert ParametricTSNE.load(tmp_path / "global").affinities == "batch"
     batch = ParametricTSNE(affinities="batch", batch_size=350, epochs=2, random_state=0).fit(Xtr)
     assert batch.model_.training_p == "batch" and len(batch.history_) == 2
+
+
+def test_verbose_shows_a_progress_bar_over_the_epochs_with_the_loss(capsys):
+    X, _ = datasets.load_digits(n=300)
+    ParametricTSNE(batch_size=100, epochs=3, verbose=1, random_state=0).fit(X)
+    err = capsys.readouterr().err
+    assert "ParametricTSNE" in err and "3/3" in err and "loss=" in err

@@ -45,7 +45,7 @@ from tsne_ops._validation import (_bad, _is_int, _is_real, check_perplexity, usa
                                   validate_input)
 from tsne_ops.encoders import conv_encoder, dense_encoder, input_standardization
 from tsne_ops.parametric_model import (EdgeSampler, EmbeddingSnapshots, EndEarlyExaggeration,
-                                       TSNEModel)
+                                       EpochProgress, TSNEModel)
 from tsne_ops.preprocessing import deskew as _deskew
 
 _ENCODERS = ("dense", "conv")
@@ -146,7 +146,8 @@ class ParametricTSNE(TransformerMixin, BaseEstimator):
         Seeds Keras (weights, shuffling) with ``keras.utils.set_random_seed``
         (a RandomState gives the seed: one draw per fit).
     verbose : int, default=0
-        Passed to Keras ``fit``.
+        0: silent; 1: a progress bar over the epochs with the loss (tqdm, on
+        stderr); 2 or more: passed to Keras ``fit`` (a line per epoch).
     callback : callable or None
         ``callback(epoch, loss, embedding)`` every ``callback_every`` epochs
         and once before training (epoch 0) with the embedding of up to
@@ -442,7 +443,10 @@ class ParametricTSNE(TransformerMixin, BaseEstimator):
             self.callback_indices_ = idx
             monitor = X[idx]
             callbacks.append(EmbeddingSnapshots(self.callback, self.callback_every, monitor, batch))
-        history = model.fit(data, epochs=epochs, verbose=self.verbose, callbacks=callbacks,
+        if self.verbose == 1:
+            callbacks.append(EpochProgress(epochs))
+        history = model.fit(data, epochs=epochs, verbose=0 if self.verbose == 1 else self.verbose,
+                            callbacks=callbacks,
                             shuffle=False)  # tf.data shuffles
         self.model_ = model
         self.encoder_ = model.encoder

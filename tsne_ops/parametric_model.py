@@ -348,3 +348,25 @@ class EndEarlyExaggeration(keras.callbacks.Callback):
     def on_epoch_begin(self, epoch, logs=None):
         if epoch == self.n_epochs:
             self.model.exaggerating.assign(0.0)
+
+
+class EpochProgress(keras.callbacks.Callback):
+    """A tqdm progress bar over the epochs of ``fit``, the last epoch's loss
+    beside it (``ParametricTSNE(verbose=1)``)."""
+
+    def __init__(self, epochs, file=None):
+        super().__init__()
+        self.epochs, self.file, self.bar = int(epochs), file, None
+
+    def on_train_begin(self, logs=None):
+        from tqdm import tqdm
+
+        self.bar = tqdm(total=self.epochs, unit="epoch", desc="ParametricTSNE", file=self.file)
+
+    def on_epoch_end(self, epoch, logs=None):
+        if "loss" in (logs or {}):
+            self.bar.set_postfix(loss=f"{float(logs['loss']):.4f}")
+        self.bar.update(1)
+
+    def on_train_end(self, logs=None):
+        self.bar.close()
