@@ -123,9 +123,22 @@ class EdgeSampler:
 
     def tails(self, heads, seed=None):
         """One neighbour per head (any shape of heads), drawn from its row of P
-        by inverse CDF."""
+        by inverse CDF.
+
+        With a ``seed`` the draw is a function of the seed and the heads (a
+        stateless generator keyed by them), so that it does not depend on the
+        order in which ``tf.data`` runs its parallel map calls: a fit with a
+        ``random_state`` is reproducible.
+        """
         heads = tf.cast(heads, tf.int64)
-        u = tf.random.uniform(tf.shape(heads), dtype=tf.float64, seed=seed)
+        if seed is None:
+            u = tf.random.uniform(tf.shape(heads), dtype=tf.float64)
+        else:
+            key = tf.reduce_sum(tf.math.floormod(
+                tf.reshape(heads, [-1]) * 40503 + tf.range(tf.size(heads, tf.int64)) * 7919 + 1,
+                2147483647))
+            u = tf.random.stateless_uniform(tf.shape(heads), seed=tf.stack(
+                [tf.constant(int(seed), tf.int64), key]), dtype=tf.float64)
         target = tf.gather(self._offset, heads) + u * tf.gather(self._row_sums, heads)
         flat = tf.searchsorted(self._cumulative, tf.reshape(target, [-1]), side="right",
                                out_type=tf.int64)
