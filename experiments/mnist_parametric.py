@@ -27,8 +27,10 @@ from pathlib import Path
 import numpy as np
 
 import tsne_ops  # noqa: F401  (loads the ops)
-from tsne_ops import datasets, metrics
-from tsne_ops.parametric import ParametricTSNE, conv_encoder, cosine_adam, dense_encoder
+from tsne_ops import datasets, metrics, preprocessing
+from tsne_ops.encoders import conv_encoder, dense_encoder
+from tsne_ops.parametric import ParametricTSNE
+from tsne_ops.parametric_model import cosine_adam
 
 
 def table(path):
@@ -114,7 +116,7 @@ def main():
         Xf, Xtef = X.reshape(len(X), -1), Xte.reshape(len(Xte), -1)
         shape = datasets.IMAGE_SHAPES[a.dataset]
         if a.deskew:  # what the estimator feeds its encoder
-            Xf, Xtef = datasets.deskew(Xf, shape), datasets.deskew(Xtef, shape)
+            Xf, Xtef = preprocessing.deskew(Xf, shape), preprocessing.deskew(Xtef, shape)
         hidden = tuple(map(int, a.hidden.split(","))) if a.hidden else None
         encoder = (dense_encoder(Xf.shape[1], a.n_components, hidden=hidden or (500, 500, 2000),
                                  input_dropout=a.input_dropout) if a.encoder == "dense"
@@ -134,7 +136,7 @@ def main():
             trajectory.append(row)
             print(json.dumps(row), flush=True)
 
-    model = ParametricTSNE(a.n_components, encoder=encoder, batch_size=a.batch_size,
+    model = ParametricTSNE(a.n_components, encoder=encoder, affinities="batch", batch_size=a.batch_size,
                            epochs=a.epochs, perplexity=a.perplexity, optimizer=optimizer,
                            callback=callback, callback_every=1, callback_samples=2,
                            learning_rate=a.learning_rate, random_state=a.seed,

@@ -5,7 +5,7 @@ is built from, before any embedding.
     python experiments/pixel_knn.py --dataset fashion-mnist
 
 Fits scikit-learn's KNeighborsClassifier on the first --n training images
-(raw, then deskewed with tsne_ops.datasets.deskew) and scores the --n-test
+(raw, then deskewed with tsne_ops.preprocessing.deskew) and scores the --n-test
 test images; prints one JSON line per setting and appends them to --out.
 """
 import argparse
@@ -15,7 +15,7 @@ from pathlib import Path
 
 from sklearn.neighbors import KNeighborsClassifier
 
-from tsne_ops import datasets
+from tsne_ops import datasets, preprocessing
 
 
 def main():
@@ -31,7 +31,7 @@ def main():
     Xte, yte = datasets.load_dataset(a.dataset, a.data_dir, n=a.n_test, split="test")
     shape = datasets.IMAGE_SHAPES[a.dataset]
     t0 = time.time()
-    Xd, Xted = datasets.deskew(X, shape), datasets.deskew(Xte, shape)
+    Xd, Xted = preprocessing.deskew(X, shape), preprocessing.deskew(Xte, shape)
     deskew_s = time.time() - t0
     rows = []
     for name, (tr, te) in (("raw", (X, Xte)), ("deskewed", (Xd, Xted))):

@@ -12,9 +12,10 @@ from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
 
 import tsne_ops
-from tsne_ops import datasets, metrics
-from tsne_ops.parametric import (ParametricTSNE, TSNEModel, conv_encoder, cosine_adam,
-                                 dense_encoder)
+from tsne_ops import datasets, metrics, preprocessing
+from tsne_ops.encoders import conv_encoder, dense_encoder
+from tsne_ops.parametric import ParametricTSNE
+from tsne_ops.parametric_model import TSNEModel, cosine_adam
 
 
 @pytest.fixture(scope="module")
@@ -167,10 +168,17 @@ def test_one_dimensional_embedding_and_perplexity_lowered_to_the_batch(digits):
     assert Y.shape == (700, 1)
     assert metrics.knn_accuracy(Y, ytr, k=10) > 0.6  # chance is 0.1
     with pytest.warns(UserWarning, match=r"perplexity=49.5 is too high for 50 points"):
-        low = ParametricTSNE(batch_size=50, epochs=1, perplexity=49.5).fit(Xtr[:100])
+        low = ParametricTSNE(affinities="batch", batch_size=50, epochs=1,
+                             perplexity=49.5).fit(Xtr[:100])
     assert low.perplexity_ == pytest.approx(0.99 * 49) == low.model_.perplexity
     with pytest.raises(ValueError, match=r"perplexity \(.*\) must be less than the per-replica batch"):
-        ParametricTSNE(batch_size=50, epochs=1, perplexity=50).fit(Xtr[:100])
+        ParametricTSNE(affinities="batch", batch_size=50, epochs=1, perplexity=50).fit(Xtr[:100])
+    # the global P is over the whole training set: the bound is its size
+    with pytest.warns(UserWarning, match=r"perplexity=99.5 is too high for 100 points"):
+        low = ParametricTSNE(batch_size=50, epochs=1, perplexity=99.5).fit(Xtr[:100])
+    assert low.perplexity_ == pytest.approx(0.99 * 99)
+    with pytest.raises(ValueError, match=r"perplexity \(100\) must be less than n_samples \(100\)"):
+        ParametricTSNE(batch_size=50, epochs=1, perplexity=100).fit(Xtr[:100])
 
 
 def test_separated_clusters_stay_apart_on_held_out_points():
@@ -190,7 +198,10 @@ def test_separated_clusters_stay_apart_on_held_out_points():
 @pytest.mark.parametrize("kwargs, name", [
     (dict(n_components=0), "n_components"),
     (dict(perplexity=-1), "perplexity"),
-    (dict(perplexity=400), "perplexity"),  # per-replica batch 350
+    (dict(perplexity=400, affinities="batch"), "perplexity"),  # per-replica batch 350
+    (dict(perplexity=700), "perplexity"),  # 700 training points
+    (dict(affinities="knn"), "affinities"),
+    (dict(affinities=None), "affinities"),
     (dict(encoder="rnn"), "encoder"),
     (dict(encoder=3), "encoder"),
     (dict(encoder="conv", image_shape=(8,)), "image_shape"),
@@ -258,7 +269,6 @@ def test_conv_needs_square_or_image_shape():
 
 @pytest.mark.parametrize("shape", [(8, 8), (28, 28), (2, 5)])
 def test_strided_conv_encoder_shapes(shape):
-    from tsne_ops.parametric import conv_encoder
     pooled = conv_encoder(shape, 3)
     strided = conv_encoder(shape, 3, strided=True)
     x = np.random.RandomState(0).rand(4, shape[0] * shape[1]).astype(np.float32)
@@ -281,7 +291,6 @@ def test_conv_encoder_takes_several_dense_widths():
 
 
 def test_strided_conv_encoder_trains_as_given_model(digits):
-    from tsne_ops.parametric import conv_encoder
     Xtr, ytr, Xte, yte = digits
     enc = conv_encoder((8, 8), 2, strided=True)
     acc_init = metrics.train_test_knn_accuracy(enc.predict(Xtr, verbose=0), ytr,
@@ -309,7 +318,7 @@ def _shifted(img, dy, dx):
 def test_random_shift_moves_each_image_within_range(shape, s):
     import tensorflow as tf
 
-    from tsne_ops.parametric import random_shift
+    from tsne_ops.parametric_model import random_shift
 
     h, w = shape
     x = np.random.RandomState(0).rand(200, h * w).astype(np.float32) + 1  # no zeros inside
@@ -344,7 +353,7 @@ def test_shift_augmentation_trains_and_round_trips(digits, tmp_path):
 def test_neighbor_mixup_moves_each_point_towards_a_neighbour():
     import tensorflow as tf
 
-    from tsne_ops.parametric import neighbor_mixup
+    from tsne_ops.parametric_model import neighbor_mixup
 
     rng = np.random.RandomState(0)
     n, d, frac = 60, 5, 0.4
@@ -393,7 +402,7 @@ def test_deskew_trains_on_deskewed_images_and_round_trips(digits, tmp_path):
     assert model.deskew_shape_ == (8, 8)
     assert metrics.knn_accuracy(model.transform(Xtr), ytr, k=10) > 0.7
     # transform deskews: the encoder itself on deskewed images gives the same
-    direct = model.encoder_.predict(datasets.deskew(Xte, (8, 8)), verbose=0)
+    direct = model.encoder_.predict(preprocessing.deskew(Xte, (8, 8)), verbose=0)
     np.testing.assert_allclose(model.transform(Xte), direct, rtol=1e-5, atol=1e-6)
     assert not np.allclose(model.transform(Xte), model.encoder_.predict(Xte, verbose=0))
     same = ParametricTSNE.load(model.save(tmp_path / "m"))
@@ -414,7 +423,7 @@ def test_deskew_with_a_custom_image_encoder_and_old_sidecar_files(digits, tmp_pa
                            deskew=np.True_).fit(images)
     assert model.deskew_shape_ == (8, 8)
     test = Xte.reshape(-1, 8, 8, 1)
-    direct = enc.predict(datasets.deskew(test, (8, 8)), verbose=0)
+    direct = enc.predict(preprocessing.deskew(test, (8, 8)), verbose=0)
     np.testing.assert_allclose(model.transform(test), direct, rtol=1e-5, atol=1e-6)
     path = model.save(tmp_path / "m")  # numpy scalars in the settings are written as numbers
     same = ParametricTSNE.load(path)
@@ -434,7 +443,7 @@ def test_a_failed_refit_leaves_the_fitted_model_as_it_was(digits):
     Xtr, _, Xte, _ = digits
     model = ParametricTSNE(batch_size=350, epochs=1, random_state=0).fit(Xtr)
     before = model.transform(Xte)
-    model.set_params(deskew=True, perplexity=500.0)  # too large for the batch: fit raises
+    model.set_params(deskew=True, perplexity=800.0)  # too large for 700 points: fit raises
     with pytest.raises(ValueError, match="perplexity"):
         model.fit(Xtr)
     assert model.deskew_shape_ is None
@@ -458,12 +467,12 @@ def _mnist_floor(encoder, epochs):
     return metrics.train_test_knn_accuracy(model.transform(X), y, model.transform(Xte), yte, k=1)
 
 
-# The README's MNIST recipe (benchmarks/results/mnist_parametric.jsonl): with
-# it, through benchmarks/mnist_parametric.py, the dense encoder gave 0.933,
-# 0.932, 0.933 (seeds 0-2) and the conv encoder (the network encoder='conv'
+# The per-batch-P MNIST recipe (docs/parametric_mnist.md, experiments/results/
+# mnist_parametric.jsonl): with it, through experiments/mnist_parametric.py,
+# the dense encoder gave 0.933, 0.932, 0.933 (seeds 0-2) and the conv encoder (the network encoder='conv'
 # builds) 0.951, 0.951, 0.953. Without deskew=True dense stayed below 0.90.
-MNIST_SETTINGS = dict(batch_size=5000, early_exaggeration=4.0, early_exaggeration_epochs=50,
-                      neighbor_mixup=0.5, dof=0.5, deskew=True, random_state=0)
+MNIST_SETTINGS = dict(affinities="batch", batch_size=5000, early_exaggeration=4.0,
+                      early_exaggeration_epochs=50, neighbor_mixup=0.5, dof=0.5, deskew=True, random_state=0)
 
 
 @pytest.mark.slow
@@ -529,7 +538,7 @@ def test_builtin_encoders_standardise_their_input(digits, scale, offset):
     features: the same numbers whatever the units of the data."""
     import keras
 
-    from tsne_ops.parametric import input_standardization
+    from tsne_ops.encoders import input_standardization
 
     Xtr = digits[0].astype(np.float64)
     mean0, s0 = input_standardization(Xtr)

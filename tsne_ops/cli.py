@@ -152,6 +152,10 @@ def build_parser():
                        help="cases B-E: move each training point up to this fraction of the way "
                             "towards a neighbour drawn from P, P from the unmoved points "
                             "(default: ParametricTSNE's, 0: off)")
+        p.add_argument("--affinities", default=None, choices=("global", "batch"),
+                       help="cases B-E: P once over the whole training set, batches sampled from "
+                            "it ('global'), or P per minibatch ('batch') (default: "
+                            "ParametricTSNE's affinities)")
         p.add_argument("--deskew", action="store_true",
                        help="deskew every image (for handwritten digits): case A embeds the "
                             "deskewed images, B-E train with ParametricTSNE(deskew=True); the "
@@ -252,17 +256,19 @@ def _model(args, case, parametric, n_samples):
         return TSNE(n_components=case["n_components"], random_state=args.seed, **common,
                     **_given(max_iter=args.max_iter, method=args.method,
                              early_exaggeration_iter=args.early_exaggeration_iter))
-    from tsne_ops.parametric import ParametricTSNE, cosine_adam
+    from tsne_ops.parametric import ParametricTSNE
+    from tsne_ops.parametric_model import cosine_adam
 
     model = ParametricTSNE(n_components=case["n_components"], encoder=case["encoder"],
                            random_state=args.seed, deskew=args.deskew, **common,
                            **_given(batch_size=args.batch_size, epochs=args.epochs,
+                                    affinities=args.affinities,
                                     early_exaggeration_epochs=args.early_exaggeration_epochs,
                                     shift_augmentation=args.shift_augmentation,
                                     neighbor_mixup=args.neighbor_mixup))
     if args.lr_schedule == "cosine":
-        model.set_params(optimizer=cosine_adam(model.learning_rate, model.epochs, n_samples,
-                                               model.batch_size))
+        batch_size, epochs = model.training_schedule()
+        model.set_params(optimizer=cosine_adam(model.learning_rate, epochs, n_samples, batch_size))
     return model
 
 
@@ -310,7 +316,7 @@ def _run_sklearn(args, case, X, perplexity, max_iter):
 def run(args, compare=False):
     import numpy as np
 
-    from tsne_ops import datasets, metrics, plotting
+    from tsne_ops import datasets, metrics, plotting, preprocessing
 
     case, parametric, n = _defaults(args)
     X, y, Xte, yte = _load(args, parametric, n)
@@ -321,7 +327,7 @@ def run(args, compare=False):
 
     # What the embedding is of: with --deskew, the deskewed images (B-E deskew
     # inside the model, so that transform does it for new points as well).
-    X_seen = datasets.deskew(X, datasets.IMAGE_SHAPES[args.dataset]) if args.deskew else X
+    X_seen = preprocessing.deskew(X, datasets.IMAGE_SHAPES[args.dataset]) if args.deskew else X
     model, Y, frames, elapsed = _fit(args, case, parametric, X if parametric else X_seen)
     sklearn_dof = float(max(case["n_components"] - 1, 1))
     dof = sklearn_dof if args.dof is None else args.dof

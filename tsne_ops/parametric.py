@@ -2,24 +2,34 @@
 
 Plain t-SNE places each training point and cannot place a new one. Parametric
 t-SNE (van der Maaten, 2009) trains an encoder network f so that the points
-f(x_1), ..., f(x_n) of each minibatch minimise the t-SNE objective
-KL(P || Q) of that minibatch; afterwards f embeds unseen points directly.
+f(x_1), ..., f(x_n) minimise the t-SNE objective KL(P || Q); afterwards f
+embeds unseen points directly.
 
-Per training step, on a minibatch X_b of ``batch_size`` points::
+Where P comes from (``affinities``):
 
-    P_b  = joint_probabilities(pairwise_squared_distance(X_b), perplexity)
-    loss = tsne_loss(P_b, encoder(X_b), dof)
+* ``'global'`` (default): P once over the whole training set, over each
+  point's nearest neighbours (:func:`tsne_ops.affinities.sparse_joint_probabilities`).
+  Each step takes ``batch_size`` points (heads), draws three neighbours
+  (tails) per head from its row of P, and minimises ``tsne_loss`` of those
+  4 B points with the sampled pairs as their P (:class:`~tsne_ops.parametric_model.EdgeSampler`):
+  the attraction is the whole P's in expectation, the repulsion is estimated
+  over the batch, as in negative-sampling neighbour embeddings.
+* ``'batch'``: P of each minibatch X_b, as in the 2009 paper::
 
-Both are this package's custom ops; the gradient of ``tsne_loss`` is the
+      P_b  = joint_probabilities(pairwise_squared_distance(X_b), perplexity)
+      loss = tsne_loss(P_b, encoder(X_b), dof)
+
+  A batch's P sees only the neighbourhoods inside the batch, so larger
+  batches (1000-5000) work better.
+
+Both use this package's custom ops; the gradient of ``tsne_loss`` is the
 registered fused kernel, and backpropagation carries it into the encoder's
-weights. Large batches give a P closer to the one of the full data set, so
-``batch_size`` of 1000-5000 works better than the usual deep-learning sizes.
-
-Training is a Keras ``fit`` on a ``tf.data`` pipeline, so it runs under a
-``tf.distribute`` strategy (each replica computes P and the loss on its own
-share of the batch; gradients are summed across replicas as Keras does).
-The fitted model saves to one ``.keras`` file and loads back in any process
-that has imported ``tsne_ops``.
+weights. Training is a Keras ``fit`` on a ``tf.data`` pipeline, so it runs
+under a ``tf.distribute`` strategy (each replica takes its share of the
+batch; gradients are averaged across replicas). The fitted model saves to one
+``.keras`` file and loads back in any process that has imported ``tsne_ops``.
+The encoders are in :mod:`tsne_ops.encoders`, the Keras model and its
+callbacks in :mod:`tsne_ops.parametric_model`.
 """
 import json
 import math
@@ -31,301 +41,24 @@ from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 
-from tsne_ops import ops
-from tsne_ops.affinities import exact_joint_probabilities
-from tsne_ops.datasets import deskew as _deskew
-from tsne_ops.tsne import (_bad, _is_int, _is_real, check_perplexity, usable_perplexity,
-                           validate_input)
+from tsne_ops._validation import (_bad, _is_int, _is_real, check_perplexity, usable_perplexity,
+                                  validate_input)
+from tsne_ops.encoders import conv_encoder, dense_encoder, input_standardization
+from tsne_ops.parametric_model import (EdgeSampler, EmbeddingSnapshots, EndEarlyExaggeration,
+                                       EpochProgress, TSNEModel)
+from tsne_ops.preprocessing import deskew as _deskew
 
 _ENCODERS = ("dense", "conv")
+_AFFINITIES = ("global", "batch")
+# affinities='global': neighbours drawn per head, and the defaults of
+# batch_size (heads per step) and epochs chosen on a validation split of
+# MNIST (benchmarks/results/parametric_global.jsonl, docs/parametric_global.md).
+_TAILS_PER_HEAD = 3
+_DEFAULTS = {"global": dict(batch_size=125, epochs=8), "batch": dict(batch_size=1000, epochs=50)}
 # encoder='conv': two stride-2 convolutions under van der Maaten's dense
 # layers. On MNIST this beats both the dense network and the pooled CNN with
-# one 256-unit layer (conv_encoder's defaults); see the README.
+# one 256-unit layer (conv_encoder's defaults); see docs/parametric_mnist.md.
 _CONV_DENSE_UNITS = (500, 500, 2000)
-
-
-def input_standardization(X):
-    """``(mean, scale)`` for :func:`standardize`: the per-feature mean of
-    ``X`` [N, D] and one scale for all features, the root mean square of
-    their standard deviations (1 for constant data).
-
-    One scale, not one per feature, so that the encoder sees the data's
-    geometry up to a similarity, the transformations under which P does not
-    change: the network then trains the same on pixels in [0, 1] or uint8,
-    on data in metres or micrometres, and on data far from the origin.
-    """
-    X = np.asarray(X, np.float64).reshape(len(X), -1)
-    mean = X.mean(axis=0)
-    scale = float(np.sqrt(np.mean(X.var(axis=0))))
-    return mean, (scale if scale > 0 and math.isfinite(scale) else 1.0)
-
-
-def standardize(h, input_mean, input_scale):
-    """``(h - mean) / scale`` by two fixed (not trained) Keras layers.
-
-    Not ``Normalization(mean, variance)`` alone: it clamps the standard
-    deviation at 1e-7, which would leave data at a scale of 1e-12 as it is.
-    The mean goes first, so that data far from the origin loses nothing to
-    the scaling.
-    """
-    mean = np.asarray(input_mean, np.float64).ravel()
-    h = keras.layers.Normalization(mean=mean, variance=np.ones_like(mean), name="center")(h)
-    return keras.layers.Rescaling(1.0 / float(input_scale), name="rescale")(h)
-
-
-def dense_encoder(input_dim, n_components, hidden=(500, 500, 2000), activation="relu",
-                  input_dropout=0.0, name="dense_encoder", input_mean=None, input_scale=None):
-    """van der Maaten's parametric t-SNE network: input_dim-500-500-2000-n_components.
-
-    ReLU hidden layers trained from scratch (instead of the original sigmoid
-    layers pretrained as RBMs), linear output. ``input_dropout`` in [0, 1)
-    zeroes that fraction of the input features during training (a
-    regulariser; off at ``transform`` time). ``input_mean`` and
-    ``input_scale`` (from :func:`input_standardization`) put a fixed
-    standardisation in front.
-    """
-    if not (_is_real(input_dropout) and 0.0 <= input_dropout < 1.0):
-        raise _bad("input_dropout", input_dropout, "a number in [0, 1)")
-    inputs = keras.Input(shape=(int(input_dim),), name="x")
-    h = inputs
-    if input_mean is not None:
-        h = standardize(h, input_mean, input_scale)
-    if input_dropout:
-        h = keras.layers.Dropout(float(input_dropout), name="input_dropout")(h)
-    for i, units in enumerate(hidden):
-        h = keras.layers.Dense(units, activation=activation, name=f"hidden_{i}")(h)
-    outputs = keras.layers.Dense(n_components, name="embedding")(h)
-    return keras.Model(inputs, outputs, name=name)
-
-
-def conv_encoder(image_shape, n_components, filters=(32, 64), dense_units=256, strided=False,
-                 name="conv_encoder", input_mean=None, input_scale=None):
-    """A small CNN for flattened single-channel images of ``image_shape`` (H, W).
-
-    Two blocks of 3x3 convolution + 2x2 max pooling ('same' padding, so 8x8
-    digits work as well as 28x28 MNIST), a dense layer of ``dense_units``
-    (or several: a tuple of widths), a linear output. The input is the
-    flattened image [H*W], as for the dense encoder.
-    ``strided=True`` replaces each convolution + pooling by one stride-2
-    convolution (5x5 then 3x3), about 2.5 times cheaper on 28x28 images.
-    ``input_mean`` and ``input_scale`` as for :func:`dense_encoder`.
-    """
-    h_, w_ = (int(s) for s in image_shape)
-    inputs = keras.Input(shape=(h_ * w_,), name="x")
-    h = inputs
-    if input_mean is not None:
-        h = standardize(h, input_mean, input_scale)
-    h = keras.layers.Reshape((h_, w_, 1))(h)
-    for i, f in enumerate(filters):
-        if strided:
-            h = keras.layers.Conv2D(f, 5 if i == 0 else 3, strides=2, padding="same",
-                                    activation="relu", name=f"conv_{i}")(h)
-        else:
-            h = keras.layers.Conv2D(f, 3, padding="same", activation="relu", name=f"conv_{i}")(h)
-            h = keras.layers.MaxPooling2D(2, padding="same", name=f"pool_{i}")(h)
-    h = keras.layers.Flatten()(h)
-    widths = (dense_units,) if _is_int(dense_units) else tuple(dense_units)
-    for i, units in enumerate(widths):
-        h = keras.layers.Dense(int(units), activation="relu",
-                               name="hidden" if i == 0 else f"hidden_{i}")(h)
-    outputs = keras.layers.Dense(n_components, name="embedding")(h)
-    return keras.Model(inputs, outputs, name=name)
-
-
-def cosine_adam(learning_rate, epochs, n_samples, batch_size):
-    """Adam whose rate decays from ``learning_rate`` to zero along a cosine
-    over the steps of ``epochs`` epochs of ``n_samples`` points in batches of
-    ``batch_size`` (ParametricTSNE drops the last partial batch)."""
-    steps = int(epochs) * max(1, int(n_samples) // min(int(batch_size), int(n_samples)))
-    return keras.optimizers.Adam(
-        keras.optimizers.schedules.CosineDecay(float(learning_rate), decay_steps=steps))
-
-
-def random_shift(x, image_shape, max_shift, seed=None):
-    """Each flattened image in ``x`` [B, H*W] moved by its own random offset of
-    up to ``max_shift`` pixels in each direction, the uncovered border zero.
-
-    Training augmentation for image data: the encoder sees shifted digits
-    while P comes from the unshifted batch, so it learns to place a slightly
-    displaced image where the original belongs (better on unseen images).
-    """
-    h, w = (int(v) for v in image_shape)
-    s = int(max_shift)
-    img = tf.reshape(x, [tf.shape(x)[0], h, w])
-    img = tf.pad(img, [[0, 0], [s, s], [s, s]])
-    n = tf.shape(img)[0]
-    offsets = tf.random.uniform([n, 2], 0, 2 * s + 1, dtype=tf.int32, seed=seed)
-    rows = offsets[:, :1] + tf.range(h)[None, :]
-    cols = offsets[:, 1:] + tf.range(w)[None, :]
-    img = tf.gather(img, rows, axis=1, batch_dims=1)
-    img = tf.gather(img, cols, axis=2, batch_dims=1)
-    return tf.reshape(img, tf.shape(x))
-
-
-def neighbor_mixup(x, p, max_fraction, seed=None):
-    """Each row of ``x`` [B, ...] moved a random fraction, uniform in
-    [0, ``max_fraction``), of the way towards one of its neighbours in the
-    batch, the neighbour drawn from the row's affinities in ``p`` [B, B].
-
-    Training augmentation (a mixup restricted to neighbours): P stays that of
-    the unmoved batch, so the encoder learns to place the points between a
-    point and its neighbours where the point goes. Unseen points lie there,
-    so this regularises the map where it is used (see the README's MNIST
-    results).
-    """
-    logits = tf.math.log(tf.cast(p, tf.float32) + 1e-30)
-    j = tf.random.categorical(logits, 1, seed=seed)[:, 0]
-    shape = tf.concat([tf.shape(x)[:1], tf.ones([tf.rank(x) - 1], tf.int32)], 0)
-    alpha = tf.random.uniform(shape, 0.0, float(max_fraction), dtype=x.dtype, seed=seed)
-    return x + alpha * (tf.gather(x, j) - x)
-
-
-@keras.saving.register_keras_serializable(package="tsne_ops", name="TSNEModel")
-class TSNEModel(keras.Model):
-    """An encoder trained on the t-SNE loss of each minibatch.
-
-    ``call`` is the encoder; ``train_step`` computes the batch's P with the
-    ops (no gradient needed there) and minimises ``tsne_loss``. The custom
-    ops have no XLA kernel, so the model never compiles with XLA. Defined at
-    module level (and registered with Keras) so that the model, and a
-    ParametricTSNE holding it, go through ``pickle``, joblib and
-    ``keras.saving``.
-    """
-
-    def __init__(self, encoder, perplexity=30.0, dof=1.0, early_exaggeration=1.0,
-                 shift_augmentation=0, image_shape=None, neighbor_mixup=0.0, **kwargs):
-        super().__init__(**kwargs)
-        self.encoder = encoder
-        self.neighbor_mixup = float(neighbor_mixup)
-        self.shift_augmentation = int(shift_augmentation)
-        self.image_shape = None if image_shape is None else tuple(int(v) for v in image_shape)
-        if self.shift_augmentation and self.image_shape is None:
-            raise ValueError("shift_augmentation needs image_shape")
-        self.perplexity = float(perplexity)
-        self.dof = float(dof)
-        self.early_exaggeration = float(early_exaggeration)
-        # 1 while exaggerating, 0 after (set by a callback); a variable so
-        # that one traced train step serves both phases.
-        self.exaggerating = keras.Variable(
-            1.0 if self.early_exaggeration != 1.0 else 0.0, trainable=False,
-            name="exaggerating")
-        self.supports_jit = False
-        self.loss_tracker = keras.metrics.Mean(name="loss")
-
-    def call(self, inputs, training=False):
-        return self.encoder(inputs, training=training)
-
-    def affinities(self, x):
-        x = tf.reshape(tf.cast(x, tf.float32), [tf.shape(x)[0], -1])
-        return exact_joint_probabilities(x, self.perplexity)
-
-    def kl(self, x, training=False):
-        p = self.affinities(x)
-        y = tf.cast(self(x, training=training), p.dtype)
-        return ops.tsne_loss(p, y, dof=self.dof)
-
-    def objective(self, p, y):
-        """(objective, kl): what the train step differentiates, and the plain KL.
-
-        The gradient of ``objective`` in ``y`` is the t-SNE gradient with the
-        attraction multiplied by ``early_exaggeration`` while ``exaggerating``
-        is 1, the plain gradient of the KL after; its value is the plain KL.
-        """
-        kl = ops.tsne_loss(p, y, dof=self.dof)
-        if self.early_exaggeration == 1.0:
-            return kl, kl
-
-        def exaggerated_minus_plain():
-            g_exag, _ = ops.tsne_gradient(p, y, exaggeration=self.early_exaggeration,
-                                          dof=self.dof, compute_kl=False)
-            g_plain, _ = ops.tsne_gradient(p, y, dof=self.dof, compute_kl=False)
-            return g_exag - g_plain
-
-        # Early exaggeration multiplies the attractive part of the gradient:
-        # add (grad(alpha) - grad(1)) through y. tf.cond runs the two extra
-        # O(B^2) kernels only while exaggerating, not on every step of the
-        # fit (the branch not taken costs nothing).
-        extra = tf.stop_gradient(tf.cond(
-            tf.convert_to_tensor(self.exaggerating) > 0, exaggerated_minus_plain,
-            lambda: tf.zeros_like(y)))
-        surrogate = tf.reduce_sum(extra * y)
-        return kl + surrogate - tf.stop_gradient(surrogate), kl
-
-    def train_step(self, data):
-        x = data[0] if isinstance(data, (tuple, list)) else data
-        p = self.affinities(x)
-        if self.neighbor_mixup:
-            x = neighbor_mixup(tf.cast(x, tf.float32), p, self.neighbor_mixup)
-        if self.shift_augmentation:
-            x = random_shift(x, self.image_shape, self.shift_augmentation)
-        with tf.GradientTape() as tape:
-            y = tf.cast(self(x, training=True), p.dtype)
-            objective, kl = self.objective(p, y)
-            # Keras sums gradients over replicas: average them instead.
-            replicas = tf.distribute.get_strategy().num_replicas_in_sync
-            scaled = objective / tf.cast(replicas, kl.dtype)
-        grads = tape.gradient(scaled, self.trainable_variables)
-        self.optimizer.apply(grads, self.trainable_variables)
-        self.loss_tracker.update_state(kl)
-        return {"loss": self.loss_tracker.result()}
-
-    def test_step(self, data):
-        x = data[0] if isinstance(data, (tuple, list)) else data
-        self.loss_tracker.update_state(self.kl(x))
-        return {"loss": self.loss_tracker.result()}
-
-    @property
-    def metrics(self):
-        return [self.loss_tracker]
-
-    def get_config(self):
-        config = super().get_config()
-        config.update(encoder=keras.saving.serialize_keras_object(self.encoder),
-                      perplexity=self.perplexity, dof=self.dof,
-                      early_exaggeration=self.early_exaggeration,
-                      shift_augmentation=self.shift_augmentation,
-                      neighbor_mixup=self.neighbor_mixup,
-                      image_shape=None if self.image_shape is None else list(self.image_shape))
-        return config
-
-    @classmethod
-    def from_config(cls, config):
-        config = dict(config)
-        config["encoder"] = keras.saving.deserialize_keras_object(config["encoder"])
-        return cls(**config)
-
-
-class EmbeddingSnapshots(keras.callbacks.Callback):
-    """Calls ``fn(epoch, loss, embedding_of_x_monitor)`` every ``every`` epochs
-    (and once before training, as epoch 0); ``fn`` returning True stops
-    training."""
-
-    def __init__(self, fn, every, x_monitor, batch_size):
-        super().__init__()
-        self.fn, self.every, self.x_monitor, self.batch_size = fn, every, x_monitor, batch_size
-
-    def _embed(self):
-        return self.model.encoder.predict(self.x_monitor, batch_size=self.batch_size, verbose=0)
-
-    def on_train_begin(self, logs=None):
-        self.fn(0, None, self._embed())
-
-    def on_epoch_end(self, epoch, logs=None):
-        if (epoch + 1) % self.every == 0:
-            if self.fn(epoch + 1, (logs or {}).get("loss"), self._embed()) is True:
-                self.model.stop_training = True
-
-
-class EndEarlyExaggeration(keras.callbacks.Callback):
-    """Switches early exaggeration off after ``n_epochs`` epochs."""
-
-    def __init__(self, n_epochs):
-        super().__init__()
-        self.n_epochs = n_epochs
-
-    def on_epoch_begin(self, epoch, logs=None):
-        if epoch == self.n_epochs:
-            self.model.exaggerating.assign(0.0)
 
 
 class ParametricTSNE(TransformerMixin, BaseEstimator):
@@ -336,10 +69,22 @@ class ParametricTSNE(TransformerMixin, BaseEstimator):
     n_components : int, default=2
         Dimension of the embedding, >= 1 (2 or 3 for plots).
     perplexity : float, default=30.0
-        Perplexity of each minibatch's P; must be less than the per-replica
-        batch size (ValueError otherwise), and a value no row can reach
-        (batch size - 1 or more) is lowered to 0.99 (batch size - 1) with a
-        UserWarning (``perplexity_``).
+        Perplexity of P. With ``affinities='global'`` it must be less than the
+        number of training points; with ``affinities='batch'``, less than the
+        per-replica batch size. A value no row can reach (that number - 1 or
+        more) is lowered to 0.99 of it with a UserWarning (``perplexity_``).
+    affinities : 'global' or 'batch', default='global'
+        'global': P is computed once over the whole training set, over each
+        point's ``3 * perplexity`` nearest neighbours
+        (:func:`tsne_ops.affinities.sparse_joint_probabilities`); each step
+        takes ``batch_size`` points as heads, draws three neighbours (tails)
+        per head from its row of P and trains on the t-SNE loss of those
+        ``4 * batch_size`` points with the sampled pairs as their P
+        (:class:`tsne_ops.parametric_model.EdgeSampler`: the attraction is
+        that of the whole P in expectation, the repulsion is estimated over
+        the batch). 'batch': P is computed over each minibatch's points, as
+        in van der Maaten (2009); it sees only the neighbourhoods inside a
+        batch.
     encoder : 'dense', 'conv' or keras.Model, default='dense'
         'dense': van der Maaten's D-500-500-2000-d network. 'conv': a CNN
         over images of ``image_shape``, two stride-2 convolutions (32 5x5,
@@ -351,9 +96,13 @@ class ParametricTSNE(TransformerMixin, BaseEstimator):
         For ``encoder='conv'``: None takes it from 3-D/4-D input ([N, H, W] or
         [N, H, W, 1]) or from a square number of features (64 -> 8x8).
         Also the image shape for ``shift_augmentation`` and ``deskew``.
-    batch_size : int, default=1000
-        Points per step; P is computed over each batch (larger is better).
-    epochs : int, default=50
+    batch_size : int or None, default=None
+        Points per step; with ``affinities='global'`` heads per step (four
+        times as many points go through the encoder). None: 125 for
+        ``'global'``, 1000 for ``'batch'`` (``batch_size_``).
+    epochs : int or None, default=None
+        Passes over the training points (as heads with ``'global'``). None: 8
+        for ``'global'``, 50 for ``'batch'`` (``epochs_``).
     optimizer : str or keras optimizer, default='adam'
     learning_rate : float, default=1e-3
         Used when ``optimizer`` is a string.
@@ -370,21 +119,21 @@ class ParametricTSNE(TransformerMixin, BaseEstimator):
         offset of up to this many pixels (per axis) before the encoder sees
         it, while P is computed from the unmoved images. The encoder then
         places displaced images where the originals belong, which carries
-        over to unseen images (MNIST: see the README). 0: off.
+        over to unseen images (MNIST: docs/parametric_mnist.md). 0: off.
     neighbor_mixup : float, default=0.0
         Each training step moves every point a random fraction (uniform up
         to this value, in [0, 1]) of the way towards a neighbour drawn from
         its row of the batch's P, while P stays that of the unmoved points:
         a mixup between neighbours that makes the encoder smoother where
-        unseen points fall (MNIST: see the README). 0: off.
+        unseen points fall (MNIST: docs/parametric_mnist.md). 0: off.
     deskew : bool, default=False
         For images of handwritten characters: deskew every image (shear
-        away its slant, centre its ink; :func:`tsne_ops.datasets.deskew`)
+        away its slant, centre its ink; :func:`tsne_ops.preprocessing.deskew`)
         before anything else, in ``fit`` (so P is computed from the
         deskewed images too), ``transform`` and ``score``. Needs the image
         shape as for ``encoder='conv'`` and single-channel images with
         non-negative intensities. On MNIST it lifts the held-out 1-NN
-        accuracy by about 0.04 (see the README).
+        accuracy by about 0.04 (docs/parametric_mnist.md).
     standardize : bool, default=True
         The built-in encoders start with a fixed standardisation, (x - mean)
         / scale with the training data's per-feature mean and one scale for
@@ -397,7 +146,8 @@ class ParametricTSNE(TransformerMixin, BaseEstimator):
         Seeds Keras (weights, shuffling) with ``keras.utils.set_random_seed``
         (a RandomState gives the seed: one draw per fit).
     verbose : int, default=0
-        Passed to Keras ``fit``.
+        0: silent; 1: a progress bar over the epochs with the loss (tqdm, on
+        stderr); 2 or more: passed to Keras ``fit`` (a line per epoch).
     callback : callable or None
         ``callback(epoch, loss, embedding)`` every ``callback_every`` epochs
         and once before training (epoch 0) with the embedding of up to
@@ -416,11 +166,13 @@ class ParametricTSNE(TransformerMixin, BaseEstimator):
     embedding_ : ndarray
         Embedding of the training data (after ``fit_transform``/``fit``).
     history_ : list of float
-        Mean training loss (minibatch KL) per epoch.
+        Mean training loss per epoch: the KL of each step's P and Q (with
+        ``affinities='global'``, the P of the sampled pairs, so its value is
+        not the KL of the whole training set; it falls as training works).
     kl_divergence_ : float
-        Last epoch's mean minibatch KL.
+        Last epoch's mean training loss.
     perplexity_ : float
-        The perplexity used for each batch's P.
+        The perplexity of P (the global one, or each batch's).
     n_features_in_ : int
         Features per sample seen in fit (H * W for images).
     early_exaggeration_epochs_ : int
@@ -430,13 +182,15 @@ class ParametricTSNE(TransformerMixin, BaseEstimator):
         The image shape used for ``deskew`` (None when it is off).
     """
 
-    def __init__(self, n_components=2, *, perplexity=30.0, encoder="dense", image_shape=None,
-                 batch_size=1000, epochs=50, optimizer="adam", learning_rate=1e-3, dof=None,
+    def __init__(self, n_components=2, *, perplexity=30.0, affinities="global", encoder="dense",
+                 image_shape=None,
+                 batch_size=None, epochs=None, optimizer="adam", learning_rate=1e-3, dof=None,
                  early_exaggeration=1.0, early_exaggeration_epochs=None, shift_augmentation=0,
                  neighbor_mixup=0.0, deskew=False, standardize=True, random_state=None, verbose=0,
                  callback=None, callback_every=1, callback_samples=2000, strategy=None):
         self.n_components = n_components
         self.perplexity = perplexity
+        self.affinities = affinities
         self.encoder = encoder
         self.image_shape = image_shape
         self.batch_size = batch_size
@@ -463,6 +217,8 @@ class ParametricTSNE(TransformerMixin, BaseEstimator):
         if not _is_int(self.n_components) or self.n_components < 1:
             raise _bad("n_components", self.n_components, "an integer >= 1")
         check_perplexity(self.perplexity)
+        if not isinstance(self.affinities, str) or self.affinities not in _AFFINITIES:
+            raise _bad("affinities", self.affinities, "'global' or 'batch'")
         if isinstance(self.encoder, str):
             if self.encoder not in _ENCODERS:
                 raise _bad("encoder", self.encoder, "'dense', 'conv' or a keras.Model")
@@ -472,10 +228,10 @@ class ParametricTSNE(TransformerMixin, BaseEstimator):
             shape = tuple(self.image_shape) if isinstance(self.image_shape, (tuple, list)) else None
             if shape is None or len(shape) != 2 or not all(_is_int(s) and s > 0 for s in shape):
                 raise _bad("image_shape", self.image_shape, "a pair of positive integers (H, W) or None")
-        if not _is_int(self.batch_size) or self.batch_size < 3:
-            raise _bad("batch_size", self.batch_size, "an integer >= 3")
-        if not _is_int(self.epochs) or self.epochs < 1:
-            raise _bad("epochs", self.epochs, "an integer >= 1")
+        if self.batch_size is not None and (not _is_int(self.batch_size) or self.batch_size < 3):
+            raise _bad("batch_size", self.batch_size, "an integer >= 3 or None")
+        if self.epochs is not None and (not _is_int(self.epochs) or self.epochs < 1):
+            raise _bad("epochs", self.epochs, "an integer >= 1 or None")
         if not isinstance(self.optimizer, (str, keras.optimizers.Optimizer)):
             raise _bad("optimizer", self.optimizer, "a Keras optimizer or its name")
         if not _is_real(self.learning_rate) or not self.learning_rate > 0:
@@ -582,6 +338,14 @@ class ParametricTSNE(TransformerMixin, BaseEstimator):
                              f"{self.n_components}")
         return encoder
 
+    def training_schedule(self):
+        """``(batch_size, epochs)`` as ``fit`` uses them: the given values, or the
+        defaults of the ``affinities`` (for a learning-rate schedule:
+        ``cosine_adam(rate, epochs, n_samples, batch_size)``)."""
+        defaults = _DEFAULTS.get(self.affinities, _DEFAULTS["global"])
+        return (defaults["batch_size"] if self.batch_size is None else int(self.batch_size),
+                defaults["epochs"] if self.epochs is None else int(self.epochs))
+
     def _make_optimizer(self):
         if isinstance(self.optimizer, str):
             try:
@@ -618,12 +382,16 @@ class ParametricTSNE(TransformerMixin, BaseEstimator):
         n = len(X)
         strategy = self.strategy or tf.distribute.get_strategy()
         replicas = strategy.num_replicas_in_sync
-        batch = min(self.batch_size, n - n % replicas)
+        batch_size, epochs = self.training_schedule()
+        batch = min(batch_size, n - n % replicas)
         per_replica = batch // replicas
-        perplexity = usable_perplexity(
-            self.perplexity, per_replica,
-            what=f"the per-replica batch size (batch_size={self.batch_size}, {n} samples, "
-                 f"{replicas} replicas)")
+        if self.affinities == "global":
+            perplexity = usable_perplexity(self.perplexity, n)
+        else:
+            perplexity = usable_perplexity(
+                self.perplexity, per_replica,
+                what=f"the per-replica batch size (batch_size={batch_size}, {n} samples, "
+                     f"{replicas} replicas)")
         dof = float(self.dof) if self.dof is not None else float(max(self.n_components - 1, 1))
         # An int seeds as given; a RandomState gives one (as scikit-learn's
         # estimators draw from it).
@@ -647,18 +415,25 @@ class ParametricTSNE(TransformerMixin, BaseEstimator):
                               early_exaggeration=float(self.early_exaggeration),
                               shift_augmentation=int(self.shift_augmentation),
                               neighbor_mixup=float(self.neighbor_mixup),
-                              image_shape=shift_shape, name="parametric_tsne")
+                              image_shape=shift_shape, training_p=self.affinities,
+                              name="parametric_tsne")
             model.compile(optimizer=self._make_optimizer(), jit_compile=False)
 
-        data = (tf.data.Dataset.from_tensor_slices(X)
-                .shuffle(n, seed=seed, reshuffle_each_iteration=True)
-                .batch(batch, drop_remainder=True)
-                .prefetch(tf.data.AUTOTUNE))
+        if self.affinities == "global":
+            # _sampler_options: EdgeSampler's other settings, for the
+            # experiments that chose these (benchmarks/parametric_global.py)
+            options = dict(tails_per_head=_TAILS_PER_HEAD, **getattr(self, "_sampler_options", {}))
+            data = EdgeSampler(X, perplexity, **options).dataset(batch, seed=seed)
+        else:
+            data = (tf.data.Dataset.from_tensor_slices(X)
+                    .shuffle(n, seed=seed, reshuffle_each_iteration=True)
+                    .batch(batch, drop_remainder=True)
+                    .prefetch(tf.data.AUTOTUNE))
         callbacks = []
         self.early_exaggeration_epochs_ = 0
         if self.early_exaggeration != 1.0:
-            self.early_exaggeration_epochs_ = min(self.epochs, (
-                self.epochs // 4 if self.early_exaggeration_epochs is None
+            self.early_exaggeration_epochs_ = min(epochs, (
+                epochs // 4 if self.early_exaggeration_epochs is None
                 else int(self.early_exaggeration_epochs)))
             callbacks.append(EndEarlyExaggeration(self.early_exaggeration_epochs_))
         if self.callback is not None:
@@ -668,13 +443,17 @@ class ParametricTSNE(TransformerMixin, BaseEstimator):
             self.callback_indices_ = idx
             monitor = X[idx]
             callbacks.append(EmbeddingSnapshots(self.callback, self.callback_every, monitor, batch))
-        history = model.fit(data, epochs=self.epochs, verbose=self.verbose, callbacks=callbacks,
+        if self.verbose == 1:
+            callbacks.append(EpochProgress(epochs))
+        history = model.fit(data, epochs=epochs, verbose=0 if self.verbose == 1 else self.verbose,
+                            callbacks=callbacks,
                             shuffle=False)  # tf.data shuffles
         self.model_ = model
         self.encoder_ = model.encoder
         self.history_ = [float(v) for v in history.history.get("loss", [])]
         self.kl_divergence_ = self.history_[-1] if self.history_ else float("nan")
         self.batch_size_ = batch
+        self.epochs_ = epochs
         self.perplexity_ = perplexity
         self.dof_ = dof
         self.deskew_shape_ = deskew_shape
@@ -734,6 +513,7 @@ class ParametricTSNE(TransformerMixin, BaseEstimator):
         meta["n_features_in_"] = int(self.n_features_in_)
         meta["history_"] = self.history_
         meta["batch_size_"] = int(self.batch_size_)
+        meta["epochs_"] = int(self.epochs_)
         meta["early_exaggeration_epochs_"] = int(self.early_exaggeration_epochs_)
         meta["deskew"] = bool(self.deskew)
         meta["standardize"] = bool(self.standardize)
@@ -760,8 +540,10 @@ class ParametricTSNE(TransformerMixin, BaseEstimator):
                     "perplexity": model.perplexity}
         names = cls._get_param_names()
         params = {k: v for k, v in meta.items() if k in names and k != "encoder"}
-        # files written before standardisation existed have encoders without it
+        # files written before standardisation existed have encoders without it,
+        # and before the global P they trained on each batch's P
         params.setdefault("standardize", False)
+        params.setdefault("affinities", "batch")
         if meta.get("optimizer") == "custom":
             params.pop("optimizer", None)
         if params.get("image_shape") is not None:
@@ -773,6 +555,7 @@ class ParametricTSNE(TransformerMixin, BaseEstimator):
         self.history_ = meta.get("history_", [])
         self.kl_divergence_ = self.history_[-1] if self.history_ else float("nan")
         self.batch_size_ = meta.get("batch_size_", self.batch_size)
+        self.epochs_ = meta.get("epochs_", self.epochs)
         self.early_exaggeration_epochs_ = meta.get("early_exaggeration_epochs_")
         shape = meta.get("deskew_shape_")
         self.deskew_shape_ = None if shape is None else tuple(shape)
