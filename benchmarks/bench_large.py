@@ -18,7 +18,7 @@ one after the other, each library with its defaults (random_state 0):
   opentsne-3d   openTSNE.TSNE(n_components=3, negative_gradient_method='bh', n_jobs=2)
 
 Each reports the wall time of the full fit from the array (import timed on its
-own), the peak resident memory of its process (getrusage, imports included),
+own), the peak resident memory of its process (VmHWM, imports included),
 the 1-minute load average when it started, and its self-reported KL. Then one
 evaluation process scores every embedding against ONE common P (tsne_ops'
 exact kNN, k = 90, perplexity 30: ``affinities.sparse_joint_probabilities``)
@@ -63,7 +63,7 @@ GIB = 1024.0
 
 # ------------------------------------------------------------ evaluation ---
 
-def evaluate(data_dir, names, threads):
+def evaluate(data_dir, names, threads, mnist_dir):
     """KL against one common P, 10-NN accuracy, trustworthiness: {name: dict}."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import tensorflow as tf
@@ -76,7 +76,7 @@ def evaluate(data_dir, names, threads):
 
     d = Path(data_dir)
     x = np.load(d / "X.npy")
-    labels = np.load(d / "labels.npy")
+    labels = mnist_labels(mnist_dir)[:len(x)]
     t0 = time.perf_counter()
     p = sparse_joint_probabilities(x, PERPLEXITY, K)
     p = tf.SparseTensor(p.indices, tf.cast(p.values, tf.float64), p.dense_shape)
@@ -205,7 +205,8 @@ def main():
     if args.evaluate:
         from suite import RESULT_TAG
 
-        print(RESULT_TAG + json.dumps(evaluate(args.evaluate, args.names, args.threads)), flush=True)
+        print(RESULT_TAG + json.dumps(evaluate(args.evaluate, args.names, args.threads, args.data_dir)),
+              flush=True)
         return
     if not K < args.n <= 70000:
         ap.error(f"--n must be in ({K}, 70000], got {args.n}")
@@ -222,7 +223,6 @@ def main():
         cache.mkdir(parents=True, exist_ok=True)
         x = np.ascontiguousarray(mnist_pca(args.data_dir, 50, cache)[:args.n])
         np.save(Path(tmp) / "X.npy", x)
-        np.save(Path(tmp) / "labels.npy", mnist_labels(args.data_dir)[:args.n])
         print(f"data: {x.shape} {x.dtype}", flush=True)
         for name in args.only:
             lib, params = RUNS[name]
@@ -234,6 +234,8 @@ def main():
         if done:
             cmd = [sys.executable, "-u", str(Path(__file__).resolve()), "--evaluate", tmp,
                    "--threads", str(args.threads), "--names", *done]
+            if args.data_dir:
+                cmd += ["--data-dir", args.data_dir]
             status, ev = run_streaming(cmd, args.timeout, "[evaluate]")
             report["evaluation_status"] = status
             for name, metrics in (ev or {}).items():

@@ -17,7 +17,7 @@ Methods (``--methods``), each size and method in its own fresh interpreter
                  skipped above --opentsne-max points (default 250,000)
 
 Each row: wall time of the fit from the array (import on its own), peak
-resident memory of the process (getrusage, imports included), the library's
+resident memory of the process (VmHWM, imports included), the library's
 own KL and the 1-minute load average at the start. A run killed by the
 timeout is a row too. Floor (issue 16): 1,000,000 points finish with peak
 memory under 12 GiB. Writes --out (JSON) and --plot (log-log time against N,

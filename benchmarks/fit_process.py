@@ -8,8 +8,9 @@ own: ``import_s``), then fits with the library's defaults plus ``--params``
 and ``random_state=0`` (``fit_s``: the full run from the array to the
 embedding: neighbours, affinities, initialisation, optimisation). It saves
 the embedding (float64) and prints one ``@@RESULT {json}`` line with the
-times, the peak resident memory of the whole process
-(``resource.getrusage(RUSAGE_SELF).ru_maxrss``, imports included), its
+times, the peak resident memory of the whole process since it started
+(``VmHWM``, imports included; ``ru_maxrss`` as well, which can carry the
+parent's peak across exec), its
 resident memory just before the fit, the library's self-reported KL, the
 number of iterations, and the estimator's parameters and fitted scalars.
 
@@ -34,10 +35,10 @@ from suite import RESULT_TAG, run_streaming  # noqa: E402  (stdlib only: cheap)
 LIBRARIES = ("tsne_ops", "openTSNE")
 
 
-def _rss_mib():
+def _status_mib(field):
     with open("/proc/self/status") as f:
         for line in f:
-            if line.startswith("VmRSS:"):
+            if line.startswith(field + ":"):
                 return int(line.split()[1]) / 1024.0
     return None
 
@@ -86,7 +87,7 @@ def child(library, params, data, embedding):
         raise SystemExit(f"--library must be one of {LIBRARIES}, got {library!r}")
     res["import_s"] = time.perf_counter() - t0
     est = TSNE(**{"random_state": 0, **params})
-    res["rss_before_fit_mib"] = _rss_mib()
+    res["rss_before_fit_mib"] = _status_mib("VmRSS")
     t0 = time.perf_counter()
     if library == "tsne_ops":
         y = est.fit_transform(x)
@@ -104,7 +105,13 @@ def child(library, params, data, embedding):
             method = "bh" if len(x) < 10_000 else "fft"
         res["negative_gradient_method_used"] = method
     res["fit_s"] = time.perf_counter() - t0
-    res["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # KiB on Linux
+    # The peak of this process's own memory since exec (VmHWM). getrusage's
+    # ru_maxrss is recorded too, but Linux carries the parent's peak into it
+    # across exec (the forked copy's high-water mark), so it can read the
+    # parent's memory, not the fit's (measured: a light openTSNE child showed
+    # its TensorFlow-importing parent's 1065 MiB).
+    res["peak_rss_mib"] = _status_mib("VmHWM")
+    res["ru_maxrss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # KiB on Linux
     y = np.asarray(y, dtype=np.float64)
     res["finite"] = bool(np.all(np.isfinite(y)))
     np.save(embedding, y)
