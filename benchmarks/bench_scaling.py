@@ -95,7 +95,7 @@ def plot(report, path):
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    from matplotlib.ticker import FixedLocator, NullLocator, ScalarFormatter
+    from matplotlib.ticker import FixedLocator, LogLocator, NullFormatter, NullLocator, ScalarFormatter
 
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for i, m in enumerate(METHODS):
@@ -115,7 +115,9 @@ def plot(report, path):
         ax.xaxis.set_minor_locator(NullLocator())
         ax.xaxis.set_major_formatter(ScalarFormatter())
         ax.set_xlim(min(ns) / 1.3, max(ns) * 1.3)
+    ax.yaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
     ax.yaxis.set_major_formatter(ScalarFormatter())
+    ax.yaxis.set_minor_formatter(NullFormatter())
     ax.set_xlabel("N (points, 50-dimensional Gaussian mixture)")
     ax.set_ylabel("fit time from the array, s")
     ax.set_title(f"t-SNE time against N (machine load up to {report.get('max_load', 0):.1f})", fontsize=10)
