@@ -70,6 +70,14 @@ def mnist_pca(data_dir, dims, cache):
     return z
 
 
+def mnist_labels(data_dir):
+    """The labels of :func:`mnist_pca`'s rows (train then test), int64."""
+    sys.path.insert(0, str(REPO))
+    from tsne_ops import datasets
+
+    return np.concatenate([datasets.load_mnist(data_dir, split=s)[1] for s in ("train", "test")])
+
+
 def gaussian_mixture(n, dims, components=20, seed=0):
     rng = np.random.default_rng(seed)
     centres = rng.normal(scale=4.0, size=(components, dims))

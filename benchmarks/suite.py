@@ -415,6 +415,13 @@ def run_child(method, data_dir, iters, timeout, prefix):
     """Run one method in a subprocess; returns (status, result dict or None)."""
     cmd = [sys.executable, "-u", str(Path(__file__).resolve()), "--child", method,
            "--data", str(data_dir), "--iters", str(iters)]
+    return run_streaming(cmd, timeout, prefix)
+
+
+def run_streaming(cmd, timeout, prefix):
+    """Run a child that prints ``RESULT_TAG + json`` in its own session,
+    streaming its other lines with ``prefix``, killed (with its process
+    group) after ``timeout`` seconds; returns (status, result dict or None)."""
     env = dict(os.environ)
     env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
     t0 = time.perf_counter()
