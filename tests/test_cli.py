@@ -125,13 +125,12 @@ def test_mnist_from_a_data_dir(tmp_path, capsys):
 def test_case_a_method_and_mnist_train_then_test(tmp_path, capsys):
     # --method reaches TSNE; with --n above the training images case A goes
     # on into the test images (as --n 70000 does on MNIST).
-    from test_datasets import _write_idx
 
     rng = np.random.RandomState(0)
     labels = np.arange(100) % 4
     images = (rng.rand(100, 28, 28) * 60 + 40 * labels[:, None, None]).astype(np.uint8)
-    _write_idx(tmp_path / "data" / "mnist", "train", images[:80], labels[:80])
-    _write_idx(tmp_path / "data" / "mnist", "t10k", images[80:], labels[80:])
+    write_idx(tmp_path / "data" / "mnist", "train", images[:80], labels[:80])
+    write_idx(tmp_path / "data" / "mnist", "t10k", images[80:], labels[80:])
     code, _ = _run(["run", "--case", "A", "--dataset", "mnist", "--data-dir", str(tmp_path / "data"),
                     "--n", "100", "--perplexity", "10", "--method", "barnes_hut", "--max-iter", "100",
                     "--out", str(tmp_path / "o"), "--no-animation", "--quiet"], capsys)

@@ -46,9 +46,9 @@ def test_build_info_names_this_tensorflow():
     assert tsne_ops.build_info()["tensorflow_version"] == tf.__version__
 
 
-def _import_copy(tmp_path, keep_library, build_info=None):
+def _import_copy(tmp_path, keep_library, build_info=None, code="import tsne_ops.ops"):
     pkg = tmp_path / "tsne_ops"
-    pkg.mkdir()
+    pkg.mkdir(parents=True)
     for f in PACKAGE.glob("*.py"):
         shutil.copy2(f, pkg / f.name)
     if keep_library:
@@ -56,12 +56,14 @@ def _import_copy(tmp_path, keep_library, build_info=None):
     if build_info is not None:
         (pkg / "_build_info.json").write_text(json.dumps(build_info))
     return subprocess.run(
-        [sys.executable, "-c", "import tsne_ops"], cwd=tmp_path, capture_output=True, text=True,
+        [sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True,
         env={"PYTHONPATH": str(tmp_path), "TF_CPP_MIN_LOG_LEVEL": "3", "PATH": "/usr/bin:/bin"},
     )
 
 
 def test_missing_library_is_a_clear_import_error(tmp_path):
+    # `import tsne_ops` is lazy (it loads no TensorFlow): the error comes with the ops.
+    assert _import_copy(tmp_path / "lazy", keep_library=False, code="import tsne_ops").returncode == 0
     r = _import_copy(tmp_path, keep_library=False)
     assert r.returncode != 0
     assert "ImportError: tsne_ops: the compiled op library" in r.stderr

@@ -193,8 +193,11 @@ def test_opentsne_schedule():
 
 def test_precomputed_distances_on_the_sparse_path():
     X, _ = datasets.load_digits(n=150)
-    X = X.astype(np.float64)
-    D = tsne_ops.pairwise_squared_distance(X).numpy()
+    # jittered: digits' integer pixels tie distances, and sqrt then square may
+    # reorder a tie at the k-th neighbour
+    X = X.astype(np.float64) + 1e-3 * np.random.default_rng(0).standard_normal(X.shape)
+    # precomputed distances are squared before the search, as scikit-learn does
+    D = np.sqrt(np.maximum(tsne_ops.pairwise_squared_distance(X).numpy(), 0.0))
     model = TSNE(method="barnes_hut", metric="precomputed", init="random")
     from sklearn.utils.validation import check_array
 
@@ -240,8 +243,10 @@ def test_n_jobs_after_tensorflow_started_warns():
     current = tf.config.threading.get_intra_op_parallelism_threads()
     other = 3 if current != 3 else 2
     X, _ = datasets.load_digits(n=60)
+    # the TensorFlow path (a sparse method; the exact one on numpy runs without TensorFlow)
     with pytest.warns(UserWarning, match=f"n_jobs={other}.*no effect"):
-        TSNE(n_jobs=other, max_iter=60, early_exaggeration_iter=30, random_state=0).fit(X)
+        TSNE(n_jobs=other, method="barnes_hut", max_iter=60, early_exaggeration_iter=30,
+             random_state=0).fit(X)
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # the count in effect already: nothing to say
         assert tsne.set_threads(current if current > 0 else -1) == current

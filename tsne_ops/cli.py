@@ -277,8 +277,9 @@ def _fit(args, case, parametric, X):
     t0 = time.time()
     model = _model(args, case, parametric, len(X))
     if parametric:
-        progress = _Progress(model.epochs, "epoch", args.quiet, args.frames)
-        every = max(1, model.epochs // args.frames)
+        epochs = model.training_schedule()[1]
+        progress = _Progress(epochs, "epoch", args.quiet, args.frames)
+        every = max(1, epochs // args.frames)
     else:
         progress = _Progress(model.max_iter, "it", args.quiet, args.frames)
         every = max(1, model.max_iter // (2 * args.frames))
@@ -335,7 +336,7 @@ def run(args, compare=False):
               "n_train": int(len(X)), "perplexity": model.perplexity, "dof": dof,
               "seed": args.seed, "deskew": bool(args.deskew)}
     if parametric:
-        result.update(epochs=model.epochs, batch_size=model.batch_size_,
+        result.update(epochs=model.epochs_, batch_size=model.batch_size_,
                       learning_rate=model.learning_rate,
                       early_exaggeration=model.early_exaggeration,
                       early_exaggeration_epochs=model.early_exaggeration_epochs_,

@@ -616,11 +616,12 @@ class TSNE(TransformerMixin, BaseEstimator):
     def joint_probabilities(self, X, perplexity=None, sparse=None, numpy=None):
         """P for validated data ``X`` (from :meth:`_validate_data`), in X's precision.
 
-        ``method`` (default ``self.method``) 'exact': a dense ``[N, N]`` P
-        over every pair; any other: a ``tf.SparseTensor`` over each point's
-        ``min(N - 1, int(3 perplexity + 1))`` nearest neighbours, as
-        scikit-learn's Barnes-Hut method builds it. ``perplexity`` defaults
-        to ``usable_perplexity(self.perplexity, N)``. The dense P is a numpy
+        ``sparse`` False: a dense ``[N, N]`` P over every pair; True: a
+        ``tf.SparseTensor`` over each point's ``min(N - 1, int(3 perplexity +
+        1))`` nearest neighbours (found as ``neighbors`` says), as
+        scikit-learn's Barnes-Hut method builds it; None (default): what
+        ``method`` uses (:func:`choose_method` for 'auto'). ``perplexity``
+        defaults to ``usable_perplexity(self.perplexity, N)``. The dense P is a numpy
         array from the kernels without TensorFlow (``n_jobs`` threads) when no
         TensorFlow tensor or GPU is involved, else a ``tf.Tensor`` from the ops
         (the same values).
@@ -628,7 +629,6 @@ class TSNE(TransformerMixin, BaseEstimator):
         from tsne_ops import _native
         from tsne_ops.affinities import joint_probabilities_of
 
-        method = self.method if method is None else method
         if perplexity is None:
             perplexity = usable_perplexity(self.perplexity, X.shape[0])
         if sparse is None:
