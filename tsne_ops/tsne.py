@@ -383,7 +383,8 @@ class TSNE(TransformerMixin, BaseEstimator):
         10,000 points). The method used is in ``method_``.
     angle : float >= 0, default=0.5
         Barnes-Hut's trade-off theta (used by 'barnes_hut' only): larger is
-        faster and less accurate; 0 is exact.
+        faster and less accurate; 0 is exact, and runs the exact repulsion
+        (``method_`` is then 'exact').
     n_jobs : int or None, default=None
         Threads of the CPU kernels (None or -1: every core, k > 0: k threads,
         -k: all but k - 1, as joblib). Without TensorFlow (the exact method on
@@ -684,6 +685,14 @@ class TSNE(TransformerMixin, BaseEstimator):
             self.method_, self.sparse_ = choose_method(n, self.n_components)
         else:
             self.method_, self.sparse_ = self.method, self.method != "exact"
+        if self.method_ == "barnes_hut" and self.angle == 0:
+            # theta = 0 opens every cell: Barnes-Hut is the exact repulsion, run
+            # by the exact kernel (on the dense P when the kNN P holds every pair,
+            # then the same numbers as method='exact').
+            from tsne_ops.affinities import default_n_neighbors
+
+            self.method_ = "exact"
+            self.sparse_ = default_n_neighbors(n, self.perplexity_) < n - 1
         if scipy.sparse.issparse(X) and self.metric == "precomputed":
             # A neighbour graph holds no P over every pair: the sparse P, with
             # the exact all-pairs repulsion where 'auto' chose the exact method.
