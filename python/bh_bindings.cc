@@ -11,9 +11,9 @@
 #include <string>
 #include <vector>
 
-#include "cc/kernels/barnes_hut.h"
-#include "cc/kernels/common.h"
-#include "cc/kernels/validation.h"
+#include "cc/compute/barnes_hut.h"
+#include "cc/compute/common.h"
+#include "cc/compute/validation.h"
 #include "python/binding_helpers.h"
 
 namespace py = pybind11;

@@ -1,5 +1,5 @@
 // Helpers every file of _tsne_kernels shares: CheckMessage, which raises a
-// cc/kernels/validation.h message as ValueError, the dtype checks of numpy
+// cc/compute/validation.h message as ValueError, the dtype checks of numpy
 // arguments, the CPU thread setting (set_num_threads), synchronous device
 // buffers for the numpy front end and the pointer / stream / workspace
 // handling of the raw-pointer (`cuda`) front end.
@@ -15,8 +15,8 @@
 #include <string>
 #include <vector>
 
-#include "cc/kernels/common.h"
-#include "cc/kernels/validation.h"
+#include "cc/compute/common.h"
+#include "cc/compute/validation.h"
 
 #ifdef TSNE_OPS_WITH_CUDA
 #include <cuda_runtime_api.h>
@@ -83,7 +83,7 @@ inline std::vector<int64_t> Dims(const py::array& a) {
   return d;
 }
 
-// Raises a cc/kernels/validation.h message (empty: fine) as ValueError.
+// Raises a cc/compute/validation.h message (empty: fine) as ValueError.
 inline void CheckMessage(const std::string& msg) {
   if (!msg.empty()) Fail(msg);
 }

@@ -1,16 +1,16 @@
 // The raw device-pointer front end of the dense ops (submodule `cuda`), for
 // CuPy / PyTorch memory: sizes and scalars are checked with the op library's
-// checks (cc/kernels/validation.h), then the kernel is launched on the
+// checks (cc/compute/validation.h), then the kernel is launched on the
 // caller's stream. Compiled in CUDA builds only.
 #ifdef TSNE_OPS_WITH_CUDA
 
 #include <cstdint>
 #include <string>
 
-#include "cc/kernels/affinities.h"
-#include "cc/kernels/distances.h"
-#include "cc/kernels/tsne_gradient.h"
-#include "cc/kernels/validation.h"
+#include "cc/compute/affinities.h"
+#include "cc/compute/distances.h"
+#include "cc/compute/tsne_gradient.h"
+#include "cc/compute/validation.h"
 #include "python/binding_helpers.h"
 #include "python/dense_api.h"
 

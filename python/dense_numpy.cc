@@ -1,14 +1,14 @@
-// The numpy front end of the dense ops: validation (cc/kernels/validation.h,
+// The numpy front end of the dense ops: validation (cc/compute/validation.h,
 // the op library's checks and messages), then the CPU kernels, or with
 // device='cuda' a synchronous copy in, launch and copy out.
 #include <cstdint>
 #include <string>
 #include <vector>
 
-#include "cc/kernels/affinities.h"
-#include "cc/kernels/distances.h"
-#include "cc/kernels/tsne_gradient.h"
-#include "cc/kernels/validation.h"
+#include "cc/compute/affinities.h"
+#include "cc/compute/distances.h"
+#include "cc/compute/tsne_gradient.h"
+#include "cc/compute/validation.h"
 #include "python/binding_helpers.h"
 #include "python/dense_api.h"
 

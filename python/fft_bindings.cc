@@ -1,5 +1,5 @@
 // _tsne_kernels, FFT-interpolation part: spreading charges onto the grid of
-// Lagrange nodes and gathering potentials back (cc/kernels/fft_interpolation.h),
+// Lagrange nodes and gathering potentials back (cc/compute/fft_interpolation.h),
 // for numpy on the CPU or device="cuda" (copy in, run, copy out). The
 // convolution between the two steps is the caller's (numpy.fft here,
 // tf.signal in the op library). Arrays are batched: y [batch, n, d],
@@ -12,8 +12,8 @@
 #include <string>
 #include <vector>
 
-#include "cc/kernels/common.h"
-#include "cc/kernels/fft_interpolation.h"
+#include "cc/compute/common.h"
+#include "cc/compute/fft_interpolation.h"
 #include "python/binding_helpers.h"
 
 namespace py = pybind11;

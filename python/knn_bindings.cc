@@ -1,5 +1,5 @@
 // _tsne_kernels bindings of the exact k-nearest-neighbour kernels
-// (cc/kernels/nearest_neighbors.h): `nearest_neighbors` on numpy arrays (CPU,
+// (cc/compute/nearest_neighbors.h): `nearest_neighbors` on numpy arrays (CPU,
 // or device="cuda": copy in, launch, copy out) and `cuda.nearest_neighbors`
 // on raw device pointers. Same conventions as module.cc: rank 2 = a batch of
 // one (outputs drop the batch axis), ValueError naming the argument and the
@@ -16,9 +16,9 @@
 #include <string>
 #include <vector>
 
-#include "cc/kernels/common.h"
-#include "cc/kernels/validation.h"
-#include "cc/kernels/nearest_neighbors.h"
+#include "cc/compute/common.h"
+#include "cc/compute/validation.h"
+#include "cc/compute/nearest_neighbors.h"
 
 #ifdef TSNE_OPS_WITH_CUDA
 #include <cuda_runtime_api.h>

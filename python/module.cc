@@ -4,15 +4,15 @@
 // front end is dense_numpy.cc, their raw-device-pointer front end (submodule
 // `cuda`, for CuPy / PyTorch memory) dense_cuda.cc, and the other op families
 // bind themselves (knn_, sparse_, bh_, fft_bindings.cc). Bad input raises
-// ValueError with the op library's message (cc/kernels/validation.h); CUDA
+// ValueError with the op library's message (cc/compute/validation.h); CUDA
 // failures raise RuntimeError with the CUDA error string.
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 
 #include <string>
 
-#include "cc/kernels/affinities.h"
-#include "cc/kernels/common.h"
+#include "cc/compute/affinities.h"
+#include "cc/compute/common.h"
 #include "python/binding_helpers.h"
 #include "python/dense_api.h"
 

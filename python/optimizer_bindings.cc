@@ -1,5 +1,5 @@
 // _tsne_kernels, optimiser part: scikit-learn's t-SNE gradient descent over
-// the fused dense CPU gradient (cc/kernels/gradient_descent.h), for numpy.
+// the fused dense CPU gradient (cc/compute/gradient_descent.h), for numpy.
 // The state arrays y, update and gains are updated in place, so they must be
 // C-contiguous, writeable and of p's dtype (no silent copy). Bad input raises
 // ValueError naming the argument and the value; the GIL is released while
@@ -10,7 +10,7 @@
 #include <cstdint>
 #include <string>
 
-#include "cc/kernels/gradient_descent.h"
+#include "cc/compute/gradient_descent.h"
 #include "python/binding_helpers.h"
 
 namespace tsne_ops_py {

@@ -18,10 +18,10 @@
 #include <string>
 #include <vector>
 
-#include "cc/kernels/affinities.h"
-#include "cc/kernels/common.h"
-#include "cc/kernels/sparse_affinities.h"
-#include "cc/kernels/sparse_tsne_gradient.h"
+#include "cc/compute/affinities.h"
+#include "cc/compute/common.h"
+#include "cc/compute/sparse_affinities.h"
+#include "cc/compute/sparse_tsne_gradient.h"
 #include "python/binding_helpers.h"
 
 #ifdef TSNE_OPS_WITH_CUDA

@@ -63,7 +63,7 @@ def test_gradient(kernels, rng, dtype, dof):
     np.testing.assert_array_equal(kl_m, kl_tf.numpy())
 
 
-# Both front ends validate with cc/kernels/validation.h: the same bad input
+# Both front ends validate with cc/compute/validation.h: the same bad input
 # gets the same message from the op (InvalidArgumentError) and the module
 # (ValueError). Rank-3 inputs, so that the op sees the shapes the caller gave.
 def _bad_inputs():

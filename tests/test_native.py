@@ -1,5 +1,5 @@
 """The TensorFlow-free exact t-SNE (tsne_ops/_native.py and the module's
-gradient_descent, cc/kernels/gradient_descent.h): the optimiser against a
+gradient_descent, cc/compute/gradient_descent.h): the optimiser against a
 numpy reference of scikit-learn's update, against the TensorFlow path on the
 same P and Y0, determinism across thread counts, and bad input."""
 import subprocess

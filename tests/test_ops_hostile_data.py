@@ -159,7 +159,7 @@ print("@@ end", file=sys.stderr, flush=True)
 
 def test_unconverged_rows_are_counted(tmp_path):
     # The op reports rows that cannot reach the perplexity as a warning,
-    # "K of M rows did not reach perplexity ..." (cc/ops/affinity_ops.cc). It
+    # "K of M rows did not reach perplexity ..." (cc/tf_ops/affinity_ops.cc). It
     # must name exactly the tied rows: float32 used to count none of them.
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="1",
                PYTHONPATH=REPO + os.pathsep + os.environ.get("PYTHONPATH", ""))

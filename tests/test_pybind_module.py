@@ -1,5 +1,5 @@
 """CPU path of the pybind11 module ``_tsne_kernels`` against independent numpy
-references (written from the definitions in cc/kernels/*.h, not from the
+references (written from the definitions in cc/compute/*.h, not from the
 kernels). Imports the module without TensorFlow."""
 import os
 import subprocess

@@ -4,7 +4,7 @@ For a numpy input on the CPU, :class:`tsne_ops.TSNE` needs the kernels, not
 TensorFlow's graph: P comes from the pybind11 module's
 ``pairwise_squared_distance`` and ``joint_probabilities`` (the same C++ as the
 ops; :func:`tsne_ops.affinities.exact_joint_probabilities_numpy`), and :class:`GradientDescent` runs scikit-learn's optimiser as a C++ loop
-over the same fused gradient kernel (``cc/kernels/gradient_descent.h``). So a
+over the same fused gradient kernel (``cc/compute/gradient_descent.h``). So a
 script that fits ``TSNE`` never imports TensorFlow (5-8 s of start-up), and
 gets the embedding the TensorFlow path gives, to float rounding.
 """

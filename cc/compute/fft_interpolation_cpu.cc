@@ -1,0 +1,175 @@
+// CPU spreading and gathering for the FFT interpolation repulsion (contract
+// and determinism argument in fft_interpolation.h). O(n p^d c) each, memory
+// bound and small next to the attraction, so compiled once (no ISA split).
+#include <algorithm>
+#include <cmath>
+#include <string>
+#include <vector>
+
+#include "cc/compute/fft_interpolation.h"
+
+namespace tsne_ops {
+namespace kernels {
+
+template <typename T>
+std::string CheckFftGrid(const T* y, const T* origin, const T* box_width, int64_t batch,
+                         int64_t n, int64_t d, int64_t n_charges, int64_t n_boxes, int p) {
+  if (d != 1 && d != 2) return "y must have d = 1 or 2, but d = " + std::to_string(d);
+  if (p < 1 || p > kFftMaxNodes) {
+    return "interpolation_points must be in [1, " + std::to_string(kFftMaxNodes) +
+           "], but is " + std::to_string(p);
+  }
+  if (n_charges < 1 || n_charges > kFftMaxCharges) {
+    return "charges must have 1 to " + std::to_string(kFftMaxCharges) +
+           " columns, but has " + std::to_string(n_charges);
+  }
+  if (n_boxes < 1) return "n_boxes must be >= 1, but is " + std::to_string(n_boxes);
+  for (int64_t b = 0; b < batch; ++b) {
+    const double h = static_cast<double>(box_width[b]);
+    if (!(h > 0) || !std::isfinite(h)) {
+      return "box_width must be finite and > 0, but box_width[" + std::to_string(b) +
+             "] = " + std::to_string(h);
+    }
+    for (int64_t k = 0; k < d; ++k) {
+      if (!std::isfinite(static_cast<double>(origin[b * d + k]))) {
+        return "origin must be finite, but origin[" + std::to_string(b) + ", " +
+               std::to_string(k) + "] = " + std::to_string(static_cast<double>(origin[b * d + k]));
+      }
+    }
+    const double side = h * static_cast<double>(n_boxes);
+    for (int64_t i = 0; i < n; ++i) {
+      for (int64_t k = 0; k < d; ++k) {
+        const double v = static_cast<double>(y[(b * n + i) * d + k]);
+        const double s = (v - static_cast<double>(origin[b * d + k])) / side;
+        if (!(s >= -1e-6 && s <= 1.0 + 1e-6)) {
+          return "y must lie inside the grid [origin, origin + n_boxes * box_width], but y[" +
+                 std::to_string(b) + ", " + std::to_string(i) + ", " + std::to_string(k) +
+                 "] = " + std::to_string(v);
+        }
+      }
+    }
+  }
+  return "";
+}
+
+template <typename T>
+void FftSpreadCpu(const T* y, const T* charges, const T* origin, const T* box_width,
+                  int64_t batch, int64_t n, int64_t d, int64_t n_charges, int64_t n_boxes, int p,
+                  T* grid, const ParallelFor& parallel_for) {
+  const int64_t m = n_boxes * p;
+  const int64_t row_nodes = d == 2 ? m : 1;   // nodes per grid row
+  const int64_t plane = row_nodes * m;        // nodes per charge
+  // Counting sort of the points by box row (the box along y[..., 0]),
+  // stable: a unit's points come in index order.
+  std::vector<int64_t> start(batch * n_boxes + 1, 0), order(batch * n);
+  std::vector<int64_t> row_of(batch * n);
+  for (int64_t b = 0; b < batch; ++b) {
+    // The same expression as in the unit below, so a point's box agrees.
+    const double h = static_cast<double>(box_width[b]);
+    for (int64_t i = 0; i < n; ++i) {
+      double t;
+      const double s = (static_cast<double>(y[(b * n + i) * d]) - origin[b * d]) / h;
+      row_of[b * n + i] = b * n_boxes + FftBoxOf(s, n_boxes, &t);
+      ++start[row_of[b * n + i] + 1];
+    }
+  }
+  for (int64_t u = 0; u < batch * n_boxes; ++u) start[u + 1] += start[u];
+  {
+    std::vector<int64_t> fill(start.begin(), start.end() - 1);
+    for (int64_t e = 0; e < batch * n; ++e) order[fill[row_of[e]]++] = e;
+  }
+  parallel_for(batch * n_boxes, 64 * p * p * n_charges * std::max<int64_t>(1, n / n_boxes),
+               [&](int64_t begin, int64_t end) {
+    std::vector<double> acc(n_charges * p * row_nodes);
+    double wx[kFftMaxNodes], wy[kFftMaxNodes];
+    for (int64_t unit = begin; unit < end; ++unit) {
+      const int64_t b = unit / n_boxes, bx = unit % n_boxes;
+      const double h = static_cast<double>(box_width[b]);
+      std::fill(acc.begin(), acc.end(), 0.0);
+      for (int64_t e = start[unit]; e < start[unit + 1]; ++e) {
+        const int64_t pt = order[e];
+        const T* yp = y + pt * d;
+        const T* q = charges + pt * n_charges;
+        double tx;
+        FftBoxOf((static_cast<double>(yp[0]) - origin[b * d]) / h, n_boxes, &tx);
+        FftLagrangeWeights(tx, p, wx);
+        if (d == 1) {
+          for (int64_t c = 0; c < n_charges; ++c)
+            for (int l = 0; l < p; ++l) acc[c * p + l] += wx[l] * static_cast<double>(q[c]);
+        } else {
+          double ty;
+          const int64_t by =
+              FftBoxOf((static_cast<double>(yp[1]) - origin[b * d + 1]) / h, n_boxes, &ty);
+          FftLagrangeWeights(ty, p, wy);
+          for (int64_t c = 0; c < n_charges; ++c) {
+            const double qc = static_cast<double>(q[c]);
+            for (int lx = 0; lx < p; ++lx) {
+              double* row = acc.data() + (c * p + lx) * m + by * p;
+              const double a = wx[lx] * qc;
+              for (int ly = 0; ly < p; ++ly) row[ly] += a * wy[ly];
+            }
+          }
+        }
+      }
+      // The unit owns grid rows [bx p, bx p + p) of every charge.
+      for (int64_t c = 0; c < n_charges; ++c)
+        for (int lx = 0; lx < p; ++lx) {
+          T* out = grid + (b * n_charges + c) * plane + (bx * p + lx) * row_nodes;
+          const double* in = acc.data() + (c * p + lx) * row_nodes;
+          for (int64_t g = 0; g < row_nodes; ++g) out[g] = static_cast<T>(in[g]);
+        }
+    }
+  });
+}
+
+template <typename T>
+void FftGatherCpu(const T* y, const T* potentials, const T* origin, const T* box_width,
+                  int64_t batch, int64_t n, int64_t d, int64_t n_charges, int64_t n_boxes, int p,
+                  T* phi, const ParallelFor& parallel_for) {
+  const int64_t m = n_boxes * p;
+  const int64_t row_nodes = d == 2 ? m : 1;
+  const int64_t plane = row_nodes * m;
+  parallel_for(batch * n, 8 * p * p * n_charges, [&](int64_t begin, int64_t end) {
+    double wx[kFftMaxNodes], wy[kFftMaxNodes] = {1.0};
+    for (int64_t u = begin; u < end; ++u) {
+      const int64_t b = u / n;
+      const double h = static_cast<double>(box_width[b]);
+      const T* yp = y + u * d;
+      double tx, ty = 0;
+      const int64_t bx = FftBoxOf((static_cast<double>(yp[0]) - origin[b * d]) / h, n_boxes, &tx);
+      FftLagrangeWeights(tx, p, wx);
+      int64_t by = 0;
+      int py = 1;
+      if (d == 2) {
+        by = FftBoxOf((static_cast<double>(yp[1]) - origin[b * d + 1]) / h, n_boxes, &ty);
+        FftLagrangeWeights(ty, p, wy);
+        py = p;
+      }
+      for (int64_t c = 0; c < n_charges; ++c) {
+        const T* v = potentials + (b * n_charges + c) * plane;
+        double s = 0;
+        for (int lx = 0; lx < p; ++lx) {
+          const T* row = v + (bx * p + lx) * row_nodes + by * p;
+          double r = 0;
+          for (int ly = 0; ly < py; ++ly) r += wy[ly] * static_cast<double>(row[ly]);
+          s += wx[lx] * r;
+        }
+        phi[u * n_charges + c] = static_cast<T>(s);
+      }
+    }
+  });
+}
+
+#define TSNE_OPS_INSTANTIATE(T)                                                              \
+  template std::string CheckFftGrid<T>(const T*, const T*, const T*, int64_t, int64_t,       \
+                                       int64_t, int64_t, int64_t, int);                      \
+  template void FftSpreadCpu<T>(const T*, const T*, const T*, const T*, int64_t, int64_t,    \
+                                int64_t, int64_t, int64_t, int, T*, const ParallelFor&);     \
+  template void FftGatherCpu<T>(const T*, const T*, const T*, const T*, int64_t, int64_t,    \
+                                int64_t, int64_t, int64_t, int, T*, const ParallelFor&);
+TSNE_OPS_INSTANTIATE(float)
+TSNE_OPS_INSTANTIATE(double)
+#undef TSNE_OPS_INSTANTIATE
+
+}  // namespace kernels
+}  // namespace tsne_ops

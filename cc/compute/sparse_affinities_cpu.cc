@@ -1,0 +1,152 @@
+// CPU joint probabilities over a kNN graph (contract in sparse_affinities.h).
+//
+// Calibration reuses the dense search unchanged. A kNN row of k distances is
+// a dense row of a (k + 1)-point problem whose diagonal is a placeholder: row
+// u of a [rows, k + 1] matrix has its diagonal at column u % (k + 1), which is
+// exactly how PerplexityAffinitiesCpu sees a [rows / (k + 1), k + 1, k + 1]
+// batch. So the rows are laid out with the placeholder at that column and the
+// search runs as is (one home for the search, its tolerance and its handling
+// of unreachable rows). It runs in float64 for both dtypes: O(n k) work, and
+// float64 keeps rows whose perplexity cannot be reached finite (their beta
+// grows past the float32 range). The last block is padded with all-zero rows;
+// such a row's entropy is log(k) at every beta, so whether it counts as
+// unconverged is known exactly and is subtracted from the count.
+//
+// Symmetrisation: the transpose of the graph is built by a counting sort
+// (serial, in row order, so every transposed bucket is sorted by source row),
+// each row's own neighbours are sorted by column, and the two sorted lists of
+// a row are merged: once to count the union, once to write it. Rows are
+// independent and written at offsets fixed by the counts: deterministic.
+#include <algorithm>
+#include <cmath>
+#include <numeric>
+#include <vector>
+
+#include "cc/compute/affinities.h"
+#include "cc/compute/sparse_affinities.h"
+
+namespace tsne_ops {
+namespace kernels {
+
+template <typename T>
+bool KnnJointProbabilitiesCpu(const int64_t* indices, const T* sq_dist, int64_t batch,
+                              int64_t n, int64_t k, double perplexity, double tolerance,
+                              int max_iter, const SparseAllocator<T>& allocate,
+                              int64_t* unconverged, const ParallelFor& parallel_for) {
+  const int64_t rows = batch * n, w = k + 1;
+  const int64_t blocks = (rows + w - 1) / w, padded = blocks * w;
+  // Placeholder column of row u, and where its neighbour t sits.
+  auto col_of = [w](int64_t u, int64_t t) { return t + (t >= u % w ? 1 : 0); };
+  std::vector<double> pc(padded * w), beta(padded);
+  {
+    std::vector<double> dist(padded * w, 0.0);
+    parallel_for(rows, k, [&](int64_t begin, int64_t end) {
+      for (int64_t u = begin; u < end; ++u)
+        for (int64_t t = 0; t < k; ++t) dist[u * w + col_of(u, t)] = sq_dist[u * k + t];
+    });
+    int64_t count = PerplexityAffinitiesCpu<double>(dist.data(), blocks, w, perplexity, tolerance,
+                                                    max_iter, pc.data(), beta.data(),
+                                                    parallel_for);
+    if (std::abs(std::log(static_cast<double>(k)) - std::log(perplexity)) > tolerance)
+      count -= padded - rows;
+    if (unconverged != nullptr) *unconverged = count;
+  }
+
+  // Each row's neighbours sorted by column, with their P(j|i).
+  std::vector<int64_t> own_j(rows * k);
+  std::vector<double> own_p(rows * k), row_sum(rows);
+  parallel_for(rows, k * 10, [&](int64_t begin, int64_t end) {
+    std::vector<int64_t> order(k);
+    for (int64_t u = begin; u < end; ++u) {
+      const int64_t* ix = indices + u * k;
+      std::iota(order.begin(), order.end(), 0);
+      std::sort(order.begin(), order.end(), [ix](int64_t a, int64_t b) { return ix[a] < ix[b]; });
+      double s = 0;
+      for (int64_t t = 0; t < k; ++t) {
+        own_j[u * k + t] = ix[order[t]];
+        own_p[u * k + t] = pc[u * w + col_of(u, order[t])];
+        s += own_p[u * k + t];
+      }
+      row_sum[u] = s;
+    }
+  });
+  // The transpose: bucket v = b * n + j holds (i, P(j|i)) for every i with j
+  // among its neighbours, sorted by i.
+  std::vector<int64_t> t_ptr(rows + 1, 0);
+  for (int64_t u = 0; u < rows; ++u)
+    for (int64_t t = 0; t < k; ++t) ++t_ptr[(u / n) * n + indices[u * k + t] + 1];
+  for (int64_t v = 0; v < rows; ++v) t_ptr[v + 1] += t_ptr[v];
+  std::vector<int64_t> t_i(rows * k), fill(t_ptr.begin(), t_ptr.end() - 1);
+  std::vector<double> t_p(rows * k);
+  for (int64_t u = 0; u < rows; ++u) {
+    for (int64_t t = 0; t < k; ++t) {
+      const int64_t v = (u / n) * n + indices[u * k + t];
+      t_i[fill[v]] = u % n;
+      t_p[fill[v]++] = pc[u * w + col_of(u, t)];
+    }
+  }
+  std::vector<double>().swap(pc);
+  // 1 / sum(P_cond + P_cond^T) per batch element, summed in row order.
+  std::vector<double> scale(batch);
+  for (int64_t b = 0; b < batch; ++b) {
+    double total = 0;
+    for (int64_t i = 0; i < n; ++i) total += row_sum[b * n + i];
+    total *= 2;
+    scale[b] = total > 0 ? 1.0 / total : 0.0;
+  }
+  // Merge row u's own list with its bucket; emit(j, value) for the union.
+  auto merge_row = [&](int64_t u, auto&& emit) {
+    int64_t a = u * k, a_end = a + k, c = t_ptr[u], c_end = t_ptr[u + 1];
+    while (a < a_end || c < c_end) {
+      if (c == c_end || (a < a_end && own_j[a] < t_i[c])) {
+        emit(own_j[a], own_p[a]);
+        ++a;
+      } else if (a == a_end || t_i[c] < own_j[a]) {
+        emit(t_i[c], t_p[c]);
+        ++c;
+      } else {
+        emit(own_j[a], own_p[a] + t_p[c]);
+        ++a;
+        ++c;
+      }
+    }
+  };
+  std::vector<int64_t> out_ptr(rows + 1, 0);
+  parallel_for(rows, k * 4, [&](int64_t begin, int64_t end) {
+    for (int64_t u = begin; u < end; ++u) {
+      int64_t m = 0;
+      merge_row(u, [&m](int64_t, double) { ++m; });
+      out_ptr[u + 1] = m;
+    }
+  });
+  for (int64_t u = 0; u < rows; ++u) out_ptr[u + 1] += out_ptr[u];
+  int64_t* out_indices = nullptr;
+  T* out_values = nullptr;
+  if (!allocate(out_ptr[rows], &out_indices, &out_values)) return false;
+  parallel_for(rows, k * 8, [&](int64_t begin, int64_t end) {
+    for (int64_t u = begin; u < end; ++u) {
+      const int64_t b = u / n, i = u % n;
+      const double s = scale[b];
+      int64_t e = out_ptr[u];
+      merge_row(u, [&](int64_t j, double v) {
+        out_indices[3 * e] = b;
+        out_indices[3 * e + 1] = i;
+        out_indices[3 * e + 2] = j;
+        out_values[e++] = static_cast<T>(v * s);
+      });
+    }
+  });
+  return true;
+}
+
+template bool KnnJointProbabilitiesCpu<float>(const int64_t*, const float*, int64_t, int64_t,
+                                              int64_t, double, double, int,
+                                              const SparseAllocator<float>&, int64_t*,
+                                              const ParallelFor&);
+template bool KnnJointProbabilitiesCpu<double>(const int64_t*, const double*, int64_t, int64_t,
+                                               int64_t, double, double, int,
+                                               const SparseAllocator<double>&, int64_t*,
+                                               const ParallelFor&);
+
+}  // namespace kernels
+}  // namespace tsne_ops

@@ -1,0 +1,263 @@
+#include "cc/compute/validation.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <sstream>
+
+namespace tsne_ops {
+namespace kernels {
+
+namespace {
+
+std::string IndexString(int64_t flat, const Shape& shape) {
+  Shape idx(shape.size(), 0);
+  for (int64_t k = static_cast<int64_t>(shape.size()) - 1; k >= 0; --k) {
+    const int64_t extent = std::max<int64_t>(1, shape[k]);
+    idx[k] = flat % extent;
+    flat /= extent;
+  }
+  std::ostringstream s;
+  s << "[";
+  for (size_t k = 0; k < idx.size(); ++k) s << (k ? ", " : "") << idx[k];
+  s << "]";
+  return s.str();
+}
+
+template <typename T>
+std::string ValueString(T v) {
+  if (std::isnan(v)) return "nan";
+  if (std::isinf(v)) return v > 0 ? "inf" : "-inf";
+  std::ostringstream s;
+  s.precision(17);
+  s << static_cast<double>(v);
+  return s.str();
+}
+
+// Index of the first element failing `ok`, or -1. Sharded scan; the answer
+// is the smallest failing index whatever the sharding.
+template <typename T, typename Ok>
+int64_t FirstBad(const T* data, int64_t size, const ParallelFor* parallel_for, Ok ok) {
+  const int64_t block = 1 << 16;
+  const int64_t blocks = (size + block - 1) / block;
+  Shape first(blocks, -1);
+  auto scan = [&](int64_t b0, int64_t b1) {
+    for (int64_t b = b0; b < b1; ++b) {
+      const int64_t lo = b * block, hi = std::min(size, lo + block);
+      bool all_ok = true;
+      for (int64_t i = lo; i < hi; ++i) all_ok &= ok(data[i]);  // branch-free, vectorises
+      if (all_ok) continue;
+      for (int64_t i = lo; i < hi; ++i) {
+        if (!ok(data[i])) { first[b] = i; break; }
+      }
+    }
+  };
+  if (parallel_for != nullptr) {
+    (*parallel_for)(blocks, block * 2, scan);
+  } else {
+    scan(0, blocks);
+  }
+  for (int64_t b = 0; b < blocks; ++b) {
+    if (first[b] >= 0) return first[b];
+  }
+  return -1;
+}
+
+int64_t Product(const Shape& shape) {
+  int64_t n = 1;
+  for (int64_t s : shape) n *= s;
+  return n;
+}
+
+}  // namespace
+
+std::string ShapeString(const Shape& shape) {
+  std::string s = "[";
+  for (size_t k = 0; k < shape.size(); ++k) s += (k ? "," : "") + std::to_string(shape[k]);
+  return s + "]";
+}
+
+std::string NumberString(double value) {
+  if (std::isnan(value)) return "nan";
+  if (std::isinf(value)) return value > 0 ? "inf" : "-inf";
+  char buf[32];
+  std::snprintf(buf, sizeof(buf), "%g", value);
+  return buf;
+}
+
+
+template <typename T>
+std::string CheckAllFinite(const T* data, const Shape& shape,
+                           const char* name, const ParallelFor* parallel_for) {
+  const int64_t bad = FirstBad(data, Product(shape), parallel_for,
+                               [](T v) { return (v - v) == T(0); });
+  if (bad < 0) return "";
+  return std::string(name) + " must be finite, but " + name +
+         IndexString(bad, shape) + " = " + ValueString(data[bad]);
+}
+
+template <typename T>
+std::string CheckNonNegativeFinite(const T* data, const Shape& shape,
+                                   const char* name, const ParallelFor* parallel_for) {
+  const int64_t bad = FirstBad(data, Product(shape), parallel_for,
+                               [](T v) { return (v - v) == T(0) && v >= T(0); });
+  if (bad < 0) return "";
+  return std::string(name) + " must be finite and non-negative, but " + name +
+         IndexString(bad, shape) + " = " + ValueString(data[bad]);
+}
+
+template std::string CheckAllFinite<float>(const float*, const Shape&, const char*, const ParallelFor*);
+template std::string CheckAllFinite<double>(const double*, const Shape&, const char*, const ParallelFor*);
+template std::string CheckNonNegativeFinite<float>(const float*, const Shape&, const char*, const ParallelFor*);
+template std::string CheckNonNegativeFinite<double>(const double*, const Shape&, const char*, const ParallelFor*);
+
+
+template <typename T>
+std::string CheckDistancesFinite(const T* d, int64_t batch, int64_t n, int64_t m, bool cross) {
+  const int64_t bad = FirstBad(d, batch * n * m, nullptr, [](T v) { return (v - v) == T(0); });
+  if (bad < 0) return "";
+  const int64_t b = bad / (n * m), i = (bad / m) % n, j = bad % m;
+  const char* other = cross ? "y" : "x";
+  return "the squared distance between x[" + std::to_string(b) + ", " + std::to_string(i) +
+         "] and " + other + "[" + std::to_string(b) + ", " + std::to_string(j) + "] overflows " +
+         (sizeof(T) == 4 ? "float32" : "float64") + " (the inputs are finite); scale " +
+         (cross ? "x and y" : "x") + " down";
+}
+
+template std::string CheckDistancesFinite<float>(const float*, int64_t, int64_t, int64_t, bool);
+template std::string CheckDistancesFinite<double>(const double*, int64_t, int64_t, int64_t, bool);
+
+// ---------------------------------------------------------------- scalars --
+
+std::string CheckPositiveFinite(double value, const char* name) {
+  if (value > 0 && std::isfinite(value)) return "";
+  return std::string(name) + " must be a finite number > 0, but is " + NumberString(value);
+}
+
+std::string CheckAtLeast(int64_t value, int64_t min, const char* name) {
+  if (value >= min) return "";
+  return std::string(name) + " must be >= " + std::to_string(min) + ", but is " +
+         std::to_string(value);
+}
+
+std::string CheckPerplexity(double perplexity, int64_t n) {
+  if (perplexity > 0 && perplexity < static_cast<double>(n - 1) && std::isfinite(perplexity)) {
+    return "";
+  }
+  return "perplexity must be in (0, n - 1) = (0, " + std::to_string(n - 1) + ") for n = " +
+         std::to_string(n) + " points, but is " + NumberString(perplexity);
+}
+
+std::string CheckPerplexitySearch(double tolerance, int64_t max_iter) {
+  std::string msg = CheckPositiveFinite(tolerance, "tolerance");
+  if (msg.empty()) msg = CheckAtLeast(max_iter, 1, "max_iter");
+  return msg;
+}
+
+// ----------------------------------------------------------------- shapes --
+
+namespace {
+
+int64_t Rows(const Shape& s) { return s.size() >= 2 ? s[s.size() - 2] : 0; }
+int64_t Cols(const Shape& s) { return s.empty() ? 0 : s.back(); }
+int64_t Batch(const Shape& s) { return s.size() == 3 ? s[0] : 1; }
+
+}  // namespace
+
+std::string CheckRank(const Shape& shape, int rank, const char* name, const char* layout) {
+  if (static_cast<int>(shape.size()) == rank) return "";
+  return std::string(name) + " must be rank " + std::to_string(rank) + " " + layout +
+         ", but has shape " + ShapeString(shape);
+}
+
+std::string CheckRank2Or3(const Shape& shape, const char* name, const char* layout) {
+  if (shape.size() == 2 || shape.size() == 3) return "";
+  // layout "[n, k]" -> "[batch, n, k]"
+  return std::string(name) + " must be rank 2 " + layout + " or rank 3 [batch, " +
+         std::string(layout).substr(1) + ", but has shape " + ShapeString(shape);
+}
+
+std::string CheckShapeIs(const Shape& shape, const Shape& expected, const char* name) {
+  if (shape == expected) return "";
+  return std::string(name) + " must have shape " + ShapeString(expected) + ", but has shape " +
+         ShapeString(shape);
+}
+
+std::string CheckPoints(const Shape& shape, const char* name, int64_t min_points) {
+  if (Cols(shape) < 1) {
+    return std::string(name) + " must have dim >= 1, but has shape " + ShapeString(shape);
+  }
+  if (Rows(shape) < min_points) {
+    return std::string(name) + " needs at least " + std::to_string(min_points) +
+           (min_points == 1 ? " point" : " points") + ", but has shape " + ShapeString(shape);
+  }
+  return "";
+}
+
+std::string CheckSameBatchAndDim(const Shape& x, const char* x_name, const Shape& y,
+                                 const char* y_name) {
+  const std::string names = std::string(x_name) + " and " + y_name;
+  if (x.size() != y.size()) {
+    return names + " must have the same rank, but have shapes " + ShapeString(x) + " and " +
+           ShapeString(y);
+  }
+  if (Batch(x) != Batch(y) || Cols(x) != Cols(y)) {
+    return names + " must have the same batch size and dim, but " + x_name + " has shape " +
+           ShapeString(x) + " and " + y_name + " has shape " + ShapeString(y);
+  }
+  return "";
+}
+
+std::string CheckSquare(const Shape& shape, const char* name) {
+  if (Rows(shape) != Cols(shape)) {
+    return std::string(name) + " must be square [batch, n, n], but has shape " +
+           ShapeString(shape);
+  }
+  if (Rows(shape) < 2) {
+    return std::string(name) + " needs at least 2 points, but has shape " + ShapeString(shape);
+  }
+  return "";
+}
+
+std::string CheckGradientShapes(const Shape& p, const Shape& y) {
+  if (p.size() != y.size()) {
+    return "p and y must have the same rank, but have shapes " + ShapeString(p) + " and " +
+           ShapeString(y);
+  }
+  const int64_t n = Rows(y);
+  Shape want = p;
+  if (want.size() == 3) want[0] = Batch(y);
+  if (want.size() >= 2) want[want.size() - 2] = want[want.size() - 1] = n;
+  if (p != want) {
+    return "p must have shape [batch, n, n] = " + ShapeString(want) + " to match y of shape " +
+           ShapeString(y) + ", but has shape " + ShapeString(p);
+  }
+  return CheckPoints(y, "y", 2);
+}
+
+std::string CheckKnnShapes(const Shape& indices, const Shape& sq_distances) {
+  if (indices != sq_distances) {
+    return "indices and sq_distances must have the same shape [batch, n, k], but have shapes " +
+           ShapeString(indices) + " and " + ShapeString(sq_distances);
+  }
+  const int64_t n = Rows(indices), k = Cols(indices);
+  if (n < 2) {
+    return "indices needs at least 2 points, but has shape " + ShapeString(indices);
+  }
+  if (k < 1 || k > n - 1) {
+    return "indices must have 1 <= k <= n - 1 = " + std::to_string(n - 1) +
+           " neighbours, but k = " + std::to_string(k);
+  }
+  return "";
+}
+
+std::string CheckKnnPerplexity(double perplexity, int64_t k) {
+  if (perplexity > 0 && perplexity < static_cast<double>(k) && std::isfinite(perplexity)) {
+    return "";
+  }
+  return "perplexity must be in (0, k) = (0, " + std::to_string(k) + ") for k = " +
+         std::to_string(k) + " neighbours, but is " + NumberString(perplexity);
+}
+
+}  // namespace kernels
+}  // namespace tsne_ops

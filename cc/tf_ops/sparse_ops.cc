@@ -1,0 +1,551 @@
+// The sparse-P path: joint probabilities over a kNN graph, and the t-SNE
+// gradient and loss on a sparse P (exact repulsion). Op definitions, shape
+// functions, kernels and registrations. A sparse P travels as the three
+// components of a tf.SparseTensor (indices [nnz, 3] int64 in canonical
+// row-major order, values [nnz], dense_shape [3] = [batch, n, n]); the Python
+// wrappers build and take the tf.SparseTensor. The loss's gradient
+// (registered in Python) runs SparseTsneGradient with
+// scale_repulsion_by_p_sum, as the dense loss does.
+#include <vector>
+
+#include "cc/compute/sparse_affinities.h"
+#include "cc/compute/sparse_tsne_gradient.h"
+#include "cc/tf_ops/op_utils.h"
+#include "tensorflow/core/framework/op.h"
+#include "tensorflow/core/framework/shape_inference.h"
+
+namespace tsne_ops {
+
+namespace {
+
+#ifdef TSNE_OPS_WITH_CUDA
+// Scratch for a sparse gradient kernel on the GPU: the kernel's workspace of
+// `ws_bytes`, then P's CSR view (built on the host: p_indices is HostMemory)
+// copied after it on the op's stream. The host vectors must outlive the copy
+// (the callers synchronise before returning).
+absl::Status CsrOnDevice(OpKernelContext* ctx, size_t ws_bytes, const std::vector<int64_t>& row_ptr,
+                         const std::vector<int64_t>& cols, const char* what, Tensor* scratch,
+                         void** ws, int64_t** rp_dev, int64_t** cols_dev) {
+  const size_t off_rp = ((ws_bytes + 63) / 64) * 64;
+  const size_t rp_bytes = sizeof(int64_t) * row_ptr.size();
+  const size_t off_cols = off_rp + ((rp_bytes + 63) / 64) * 64;
+  TF_RETURN_IF_ERROR(AllocateScratch(ctx, off_cols + sizeof(int64_t) * (cols.size() + 1),
+                                     scratch, ws));
+  char* base = static_cast<char*>(*ws);
+  *rp_dev = reinterpret_cast<int64_t*>(base + off_rp);
+  *cols_dev = reinterpret_cast<int64_t*>(base + off_cols);
+  cudaStream_t stream = GpuStream(ctx);
+  const std::string copy = absl::StrCat(what, " (copy of p)");
+  TF_RETURN_IF_ERROR(CudaStatus(cudaMemcpyAsync(*rp_dev, row_ptr.data(), rp_bytes,
+                                                cudaMemcpyHostToDevice, stream), copy.c_str()));
+  if (!cols.empty()) {
+    TF_RETURN_IF_ERROR(CudaStatus(cudaMemcpyAsync(*cols_dev, cols.data(),
+                                                  sizeof(int64_t) * cols.size(),
+                                                  cudaMemcpyHostToDevice, stream), copy.c_str()));
+  }
+  return absl::OkStatus();
+}
+#endif
+
+// p's components against y [batch, n, d]; on success fills the CSR view.
+absl::Status SparsePInputs(const Tensor& indices, const Tensor& values, const Tensor& shape,
+                           const Tensor& y, std::vector<int64_t>* row_ptr,
+                           std::vector<int64_t>* cols) {
+  if (indices.dims() != 2 || indices.dim_size(1) != 3) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "p indices must be [nnz, 3] (batch, row, column), but have shape ",
+        indices.shape().DebugString()));
+  }
+  const int64_t nnz = indices.dim_size(0);
+  if (values.dims() != 1 || values.dim_size(0) != nnz) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("p values must be [nnz] = [", nnz, "] to match p indices, but have shape ",
+                     values.shape().DebugString()));
+  }
+  if (shape.dims() != 1 || shape.dim_size(0) != 3) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "p dense_shape must be [3] ([batch, n, n]), but has shape ", shape.shape().DebugString()));
+  }
+  auto ds = shape.vec<int64_t>();
+  if (ds(1) != ds(2)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "p must be square [batch, n, n], but has dense shape [", ds(0), ", ", ds(1), ", ", ds(2),
+        "]"));
+  }
+  TF_RETURN_IF_ERROR(CheckRank(y, 3, "y", "[batch, n, d]"));
+  if (ds(0) != y.dim_size(0) || ds(1) != y.dim_size(1)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "p must have dense shape [batch, n, n] = [", y.dim_size(0), ", ", y.dim_size(1), ", ",
+        y.dim_size(1), "] to match y of shape ", y.shape().DebugString(),
+        ", but has dense shape [", ds(0), ", ", ds(1), ", ", ds(2), "]"));
+  }
+  if (y.dim_size(1) < 2) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("y needs at least 2 points, but n = ", y.dim_size(1)));
+  }
+  if (y.dim_size(2) < 1) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("y must have d >= 1, but has shape ", y.shape().DebugString()));
+  }
+  row_ptr->resize(y.dim_size(0) * y.dim_size(1) + 1);
+  cols->resize(nnz);
+  return CheckMessage(kernels::CooToCsr(indices.flat<int64_t>().data(), nnz, y.dim_size(0),
+                                        y.dim_size(1), "p", row_ptr->data(), cols->data()));
+}
+
+}  // namespace
+
+REGISTER_OP("TSNE>KnnJointProbabilities")
+    .Input("indices: int64")
+    .Input("sq_distances: T")
+    .Output("p_indices: int64")
+    .Output("p_values: T")
+    .Output("p_dense_shape: int64")
+    .Attr("T: {float, double}")
+    .Attr("perplexity: float")
+    .Attr("tolerance: float = 1e-5")
+    .Attr("max_iter: int = 200")
+    .SetShapeFn([](InferenceContext* c) {
+      ShapeHandle idx, d2;
+      TF_RETURN_IF_ERROR(c->WithRank(c->input(0), 3, &idx));
+      TF_RETURN_IF_ERROR(c->WithRank(c->input(1), 3, &d2));
+      TF_RETURN_IF_ERROR(c->Merge(idx, d2, &idx));
+      DimensionHandle nnz = c->UnknownDim();
+      c->set_output(0, c->MakeShape({nnz, 3}));
+      c->set_output(1, c->MakeShape({nnz}));
+      c->set_output(2, c->MakeShape({3}));
+      return absl::OkStatus();
+    })
+    .Doc(R"doc(
+Symmetric joint probabilities P over a k-nearest-neighbour graph, sparse.
+
+Each row's conditional P(j|i) over its k neighbours is calibrated to the
+perplexity by the search of PerplexityAffinities (same tolerance; rows that
+cannot reach it keep their closest beta and are counted in a warning); then
+P = (P_cond + P_cond^T) / sum per batch element, as scikit-learn's
+_joint_probabilities_nn. The result is a SparseTensor's components in
+canonical row-major order over the union of the graph and its transpose.
+
+indices: [batch, n, k] int64 neighbours of each point (distinct, not itself).
+sq_distances: [batch, n, k] their squared distances (finite, >= 0).
+p_indices: [nnz, 3] (batch, row, column).
+p_values: [nnz].
+p_dense_shape: [batch, n, n].
+perplexity: the target perplexity, in (0, k).
+tolerance: entropy tolerance, nats.
+max_iter: the most search steps per row.
+)doc");
+
+REGISTER_OP("TSNE>SparseTsneGradient")
+    .Input("p_indices: int64")
+    .Input("p_values: T")
+    .Input("p_dense_shape: int64")
+    .Input("y: T")
+    .Input("exaggeration: T")
+    .Input("dof: T")
+    .Output("grad: T")
+    .Output("kl: T")
+    .Attr("T: {float, double}")
+    .Attr("compute_kl: bool = true")
+    .Attr("scale_repulsion_by_p_sum: bool = false")
+    .SetShapeFn([](InferenceContext* c) {
+      ShapeHandle y;
+      TF_RETURN_IF_ERROR(c->WithRank(c->input(3), 3, &y));
+      bool compute_kl = true;
+      TF_RETURN_IF_ERROR(c->GetAttr("compute_kl", &compute_kl));
+      c->set_output(0, y);
+      c->set_output(1, compute_kl ? c->MakeShape({c->Dim(y, 0)}) : c->MakeShape({0}));
+      return absl::OkStatus();
+    })
+    .Doc(R"doc(
+The t-SNE gradient and KL divergence for a sparse P, exact repulsion.
+
+The same quantities as TsneGradient on the dense P: attraction over P's
+stored entries (row by row, O(nnz d)), repulsion and Z over every pair in
+tiles (O(n^2 d) time, O(n d) memory). Stored diagonal entries are ignored.
+
+p_indices: [nnz, 3] int64, canonical row-major order, no duplicates.
+p_values: [nnz] joint probabilities (finite, >= 0).
+p_dense_shape: [batch, n, n].
+y: [batch, n, d] embedding.
+exaggeration: scalar, multiplies the attractive term, > 0.
+dof: scalar, degrees of freedom of the Student-t kernel, > 0.
+grad: [batch, n, d].
+kl: [batch], or [0] when compute_kl is false.
+compute_kl: whether to compute kl.
+scale_repulsion_by_p_sum: scale the repulsive term by sum(p).
+)doc");
+
+REGISTER_OP("TSNE>SparseTsneLoss")
+    .Input("p_indices: int64")
+    .Input("p_values: T")
+    .Input("p_dense_shape: int64")
+    .Input("y: T")
+    .Input("dof: T")
+    .Output("kl: T")
+    .Attr("T: {float, double}")
+    .SetShapeFn([](InferenceContext* c) {
+      ShapeHandle y;
+      TF_RETURN_IF_ERROR(c->WithRank(c->input(3), 3, &y));
+      c->set_output(0, c->MakeShape({c->Dim(y, 0)}));
+      return absl::OkStatus();
+    })
+    .Doc(R"doc(
+The t-SNE loss KL(P || Q) per batch for a sparse P. Differentiable in y (the
+gradient runs SparseTsneGradient), not in p.
+
+p_indices: [nnz, 3] int64, canonical row-major order, no duplicates.
+p_values: [nnz] joint probabilities (finite, >= 0).
+p_dense_shape: [batch, n, n].
+y: [batch, n, d] embedding.
+dof: scalar, degrees of freedom of the Student-t kernel, > 0.
+kl: [batch].
+)doc");
+
+REGISTER_OP("TSNE>SparseTsneGradientFromRepulsion")
+    .Input("p_indices: int64")
+    .Input("p_values: T")
+    .Input("p_dense_shape: int64")
+    .Input("y: T")
+    .Input("repulsion: T")
+    .Input("z: T")
+    .Input("exaggeration: T")
+    .Input("dof: T")
+    .Output("grad: T")
+    .Output("kl: T")
+    .Attr("T: {float, double}")
+    .Attr("compute_kl: bool = true")
+    .Attr("scale_repulsion_by_p_sum: bool = false")
+    .SetShapeFn([](InferenceContext* c) {
+      ShapeHandle y, r, z;
+      TF_RETURN_IF_ERROR(c->WithRank(c->input(3), 3, &y));
+      TF_RETURN_IF_ERROR(c->WithRank(c->input(4), 3, &r));
+      TF_RETURN_IF_ERROR(c->Merge(y, r, &y));
+      TF_RETURN_IF_ERROR(c->WithRank(c->input(5), 1, &z));
+      DimensionHandle b;
+      TF_RETURN_IF_ERROR(c->Merge(c->Dim(y, 0), c->Dim(z, 0), &b));
+      bool compute_kl = true;
+      TF_RETURN_IF_ERROR(c->GetAttr("compute_kl", &compute_kl));
+      c->set_output(0, y);
+      c->set_output(1, compute_kl ? c->MakeShape({b}) : c->MakeShape({0}));
+      return absl::OkStatus();
+    })
+    .Doc(R"doc(
+The t-SNE gradient and KL for a sparse P from a repulsion computed elsewhere.
+
+The attraction runs over P's stored entries as in SparseTsneGradient; the
+repulsion R and its normaliser Z come from an approximation (FFT
+interpolation, Barnes-Hut): grad = (2 (a + 1) / a) (exaggeration A - s R / Z),
+kl = sum p log p - sum p log w + s log Z. Given the exact R and Z, the result
+equals SparseTsneGradient's.
+
+p_indices: [nnz, 3] int64, canonical row-major order, no duplicates.
+p_values: [nnz] joint probabilities (finite, >= 0).
+p_dense_shape: [batch, n, n].
+y: [batch, n, d] embedding.
+repulsion: [batch, n, d], R_i = sum_{j != i} w_ij u_ij (y_i - y_j) (finite).
+z: [batch], Z = sum_{i != j} w_ij (finite, > 0).
+exaggeration: scalar, multiplies the attractive term, > 0.
+dof: scalar, degrees of freedom of the Student-t kernel, > 0.
+grad: [batch, n, d].
+kl: [batch], or [0] when compute_kl is false.
+compute_kl: whether to compute kl.
+scale_repulsion_by_p_sum: scale the repulsive term by sum(p).
+)doc");
+
+template <typename Device, typename T>
+class KnnJointProbabilitiesOp : public OpKernel {
+ public:
+  explicit KnnJointProbabilitiesOp(OpKernelConstruction* ctx) : OpKernel(ctx) {
+    OP_REQUIRES_OK(ctx, ctx->GetAttr("perplexity", &perplexity_));
+    OP_REQUIRES_OK(ctx, ctx->GetAttr("tolerance", &tolerance_));
+    OP_REQUIRES_OK(ctx, ctx->GetAttr("max_iter", &max_iter_));
+    OP_REQUIRES_OK(ctx, CheckMessage(kernels::CheckPerplexitySearch(tolerance_, max_iter_)));
+  }
+
+  void Compute(OpKernelContext* ctx) override {
+    constexpr bool kCpu = std::is_same<Device, CPUDevice>::value;
+    const Tensor& idx = ctx->input(0);
+    const Tensor& d2 = ctx->input(1);
+    OP_REQUIRES_OK(ctx, CheckRank(idx, 3, "indices", "[batch, n, k]"));
+    OP_REQUIRES_OK(ctx, CheckRank(d2, 3, "sq_distances", "[batch, n, k]"));
+    OP_REQUIRES_OK(ctx, CheckMessage(kernels::CheckKnnShapes(Dims(idx), Dims(d2))));
+    const int64_t batch = idx.dim_size(0), n = idx.dim_size(1), k = idx.dim_size(2);
+    OP_REQUIRES_OK(ctx, CheckMessage(kernels::CheckKnnPerplexity(perplexity_, k)));
+    // indices stay on the host on every device (HostMemory): they are checked
+    // here, and nnz must be known on the host to allocate the outputs.
+    kernels::ParallelFor pf = kCpu ? CpuParallelFor(ctx) : kernels::SerialFor();
+    OP_REQUIRES_OK(ctx, CheckMessage(kernels::CheckKnnIndices(idx.flat<int64_t>().data(), batch,
+                                                              n, k, "indices", &pf)));
+    Tensor* shape_out = nullptr;
+    OP_REQUIRES_OK(ctx, ctx->allocate_output(2, TensorShape({3}), &shape_out));
+    auto so = shape_out->vec<int64_t>();
+    so(0) = batch;
+    so(1) = n;
+    so(2) = n;
+    int64_t unconverged = 0;
+    if constexpr (kCpu) {
+      OP_REQUIRES_OK(ctx, CheckMessage(kernels::CheckNonNegativeFinite<T>(
+                              d2.flat<T>().data(), Dims(d2), "sq_distances", &pf)));
+      absl::Status alloc_status;
+      kernels::SparseAllocator<T> allocate = [&](int64_t nnz, int64_t** ip, T** vp) {
+        Tensor* it = nullptr;
+        Tensor* vt = nullptr;
+        alloc_status = ctx->allocate_output(0, TensorShape({nnz, 3}), &it);
+        if (alloc_status.ok()) alloc_status = ctx->allocate_output(1, TensorShape({nnz}), &vt);
+        if (!alloc_status.ok()) return false;
+        *ip = it->flat<int64_t>().data();
+        *vp = vt->flat<T>().data();
+        return true;
+      };
+      kernels::KnnJointProbabilitiesCpu<T>(idx.flat<int64_t>().data(), d2.flat<T>().data(),
+                                           batch, n, k, perplexity_, tolerance_, max_iter_,
+                                           allocate, &unconverged, pf);
+      OP_REQUIRES_OK(ctx, alloc_status);
+    } else {
+#ifdef TSNE_OPS_WITH_CUDA
+      // The indices go to the device once, after the host-side check.
+      const size_t ws_bytes = kernels::KnnJointWorkspaceBytes<T>(batch, n, k);
+      const size_t idx_bytes = sizeof(int64_t) * batch * n * k;
+      Tensor scratch;
+      void* ws = nullptr;
+      OP_REQUIRES_OK(ctx, AllocateScratch(ctx, ws_bytes + idx_bytes + 64, &scratch, &ws));
+      int64_t* idx_dev = reinterpret_cast<int64_t*>(static_cast<char*>(ws) +
+                                                    ((ws_bytes + 63) / 64) * 64);
+      cudaStream_t stream = GpuStream(ctx);
+      OP_REQUIRES_OK(ctx, CudaStatus(cudaMemcpyAsync(idx_dev, idx.flat<int64_t>().data(),
+                                                     idx_bytes, cudaMemcpyHostToDevice, stream),
+                                     "KnnJointProbabilities (copy of indices)"));
+      Tensor count_t;
+      OP_REQUIRES_OK(ctx, ctx->allocate_temp(tensorflow::DT_INT64, TensorShape({1}), &count_t));
+      int64_t nnz = 0;
+      OP_REQUIRES_OK(ctx, CudaStatus(kernels::LaunchKnnJointPrepare<T>(
+                                         stream, idx_dev, d2.flat<T>().data(), batch, n, k,
+                                         perplexity_, tolerance_, max_iter_,
+                                         count_t.flat<int64_t>().data(), ws, &nnz),
+                                     "KnnJointProbabilities"));
+      OP_REQUIRES_OK(ctx, CudaStatus(cudaMemcpy(&unconverged, count_t.flat<int64_t>().data(),
+                                                sizeof(int64_t), cudaMemcpyDeviceToHost),
+                                     "KnnJointProbabilities (count)"));
+      Tensor* it = nullptr;
+      Tensor* vt = nullptr;
+      OP_REQUIRES_OK(ctx, ctx->allocate_output(0, TensorShape({nnz, 3}), &it));
+      OP_REQUIRES_OK(ctx, ctx->allocate_output(1, TensorShape({nnz}), &vt));
+      OP_REQUIRES_OK(ctx, CudaStatus(kernels::LaunchKnnJointWrite<T>(
+                                         stream, batch, n, k, ws, nnz,
+                                         it->flat<int64_t>().data(), vt->flat<T>().data()),
+                                     "KnnJointProbabilities"));
+#endif
+    }
+    if (unconverged > 0) {
+      LOG(WARNING) << "tsne_ops: " << unconverged << " of " << batch * n
+                   << " rows did not reach perplexity " << perplexity_ << " within "
+                   << tolerance_ << " nats in " << max_iter_
+                   << " steps (duplicate points or ties?); the closest beta was kept.";
+    }
+  }
+
+ private:
+  float perplexity_ = 30.f;
+  float tolerance_ = 1e-5f;
+  int max_iter_ = 200;
+};
+
+template <typename Device, typename T, bool LossOnly>
+class SparseTsneGradientOp : public OpKernel {
+ public:
+  explicit SparseTsneGradientOp(OpKernelConstruction* ctx) : OpKernel(ctx) {
+    if (!LossOnly) OP_REQUIRES_OK(ctx, ReadGradientAttrs(ctx, &compute_kl_, &scale_by_p_sum_));
+  }
+
+  void Compute(OpKernelContext* ctx) override {
+    constexpr bool kCpu = std::is_same<Device, CPUDevice>::value;
+    const Tensor& p_idx = ctx->input(0);
+    const Tensor& p_val = ctx->input(1);
+    const Tensor& p_shape = ctx->input(2);
+    const Tensor& y = ctx->input(3);
+    std::vector<int64_t> row_ptr, cols;
+    OP_REQUIRES_OK(ctx, SparsePInputs(p_idx, p_val, p_shape, y, &row_ptr, &cols));
+    const int64_t batch = y.dim_size(0), n = y.dim_size(1), d = y.dim_size(2);
+    GradientOutputs<T> out;
+    OP_REQUIRES_OK(ctx, AllocateGradientOutputs<T>(ctx, y, LossOnly ? -1 : 4, LossOnly ? 4 : 5,
+                                                   compute_kl_, scale_by_p_sum_, &out));
+    if (batch == 0) return;
+    const kernels::TsneGradientOptions& options = out.options;
+    T* grad_ptr = out.grad;
+    T* kl_ptr = out.kl;
+    if constexpr (kCpu) {
+      kernels::ParallelFor pf = CpuParallelFor(ctx);
+      // Both are cheap next to the O(n^2) repulsion, so both are checked up front.
+      OP_REQUIRES_OK(ctx, CheckMessage(kernels::CheckNonNegativeFinite<T>(
+                              p_val.flat<T>().data(), Dims(p_val), "p values", &pf)));
+      OP_REQUIRES_OK(ctx, CheckMessage(kernels::CheckAllFinite<T>(y.flat<T>().data(), Dims(y),
+                                                                  "y", &pf)));
+      kernels::SparseTsneGradientCpu<T>(row_ptr.data(), cols.data(), p_val.flat<T>().data(),
+                                        y.flat<T>().data(), batch, n, d, options, grad_ptr,
+                                        kl_ptr, pf);
+      OP_REQUIRES(ctx, out.Finite(),
+                  absl::InvalidArgumentError(
+                      "the t-SNE gradient overflowed (inputs are finite); is y too large "
+                      "or p not normalised?"));
+    } else {
+#ifdef TSNE_OPS_WITH_CUDA
+      // The CSR view is built on the host (p_indices is HostMemory) and
+      // copied next to the kernel's workspace.
+      Tensor scratch;
+      void* ws = nullptr;
+      int64_t* rp_dev = nullptr;
+      int64_t* cols_dev = nullptr;
+      OP_REQUIRES_OK(ctx, CsrOnDevice(ctx, kernels::SparseTsneGradientWorkspaceBytes<T>(batch, n, d),
+                                      row_ptr, cols, "SparseTsneGradient", &scratch, &ws, &rp_dev, &cols_dev));
+      cudaStream_t stream = GpuStream(ctx);
+      OP_REQUIRES_OK(ctx, CudaStatus(kernels::LaunchSparseTsneGradient<T>(
+                                         stream, rp_dev, cols_dev, p_val.flat<T>().data(),
+                                         y.flat<T>().data(), batch, n, d, options, grad_ptr,
+                                         kl_ptr, ws),
+                                     "SparseTsneGradient"));
+      // row_ptr and cols are pageable host vectors freed on return.
+      OP_REQUIRES_OK(ctx, CudaStatus(cudaStreamSynchronize(stream), "SparseTsneGradient"));
+#endif
+    }
+  }
+
+ private:
+  bool compute_kl_ = true;
+  bool scale_by_p_sum_ = false;
+};
+
+template <typename Device, typename T>
+class SparseTsneGradientFromRepulsionOp : public OpKernel {
+ public:
+  explicit SparseTsneGradientFromRepulsionOp(OpKernelConstruction* ctx) : OpKernel(ctx) {
+    OP_REQUIRES_OK(ctx, ReadGradientAttrs(ctx, &compute_kl_, &scale_by_p_sum_));
+  }
+
+  void Compute(OpKernelContext* ctx) override {
+    constexpr bool kCpu = std::is_same<Device, CPUDevice>::value;
+    const Tensor& p_idx = ctx->input(0);
+    const Tensor& p_val = ctx->input(1);
+    const Tensor& p_shape = ctx->input(2);
+    const Tensor& y = ctx->input(3);
+    const Tensor& rep = ctx->input(4);
+    const Tensor& z = ctx->input(5);
+    std::vector<int64_t> row_ptr, cols;
+    OP_REQUIRES_OK(ctx, SparsePInputs(p_idx, p_val, p_shape, y, &row_ptr, &cols));
+    const int64_t batch = y.dim_size(0), n = y.dim_size(1), d = y.dim_size(2);
+    OP_REQUIRES(ctx, rep.shape() == y.shape(),
+                absl::InvalidArgumentError(absl::StrCat(
+                    "repulsion must have the shape of y ", y.shape().DebugString(),
+                    ", but has shape ", rep.shape().DebugString())));
+    OP_REQUIRES(ctx, z.dims() == 1 && z.dim_size(0) == batch,
+                absl::InvalidArgumentError(absl::StrCat("z must be [batch] = [", batch,
+                                                        "], but has shape ",
+                                                        z.shape().DebugString())));
+    GradientOutputs<T> out;
+    OP_REQUIRES_OK(ctx, AllocateGradientOutputs<T>(ctx, y, 6, 7, compute_kl_, scale_by_p_sum_,
+                                                   &out));
+    if (batch == 0) return;
+    const kernels::TsneGradientOptions& options = out.options;
+    T* kl_ptr = out.kl;
+    if constexpr (kCpu) {
+      kernels::ParallelFor pf = CpuParallelFor(ctx);
+      OP_REQUIRES_OK(ctx, CheckMessage(kernels::CheckNonNegativeFinite<T>(
+                              p_val.flat<T>().data(), Dims(p_val), "p values", &pf)));
+      OP_REQUIRES_OK(ctx, CheckMessage(kernels::CheckAllFinite<T>(y.flat<T>().data(), Dims(y),
+                                                                  "y", &pf)));
+      OP_REQUIRES_OK(ctx, CheckMessage(kernels::CheckAllFinite<T>(
+                              rep.flat<T>().data(), Dims(rep), "repulsion", &pf)));
+      auto zv = z.flat<T>();
+      for (int64_t b = 0; b < batch; ++b) {
+        OP_REQUIRES(ctx, zv(b) > 0 && std::isfinite(static_cast<double>(zv(b))),
+                    absl::InvalidArgumentError(absl::StrCat(
+                        "z must be finite and > 0, but z[", b, "] = ",
+                        static_cast<double>(zv(b)))));
+      }
+      kernels::SparseTsneGradientFromRepulsionCpu<T>(
+          row_ptr.data(), cols.data(), p_val.flat<T>().data(), y.flat<T>().data(), batch, n, d,
+          options, rep.flat<T>().data(), z.flat<T>().data(), out.grad, kl_ptr, pf);
+    } else {
+#ifdef TSNE_OPS_WITH_CUDA
+      // As SparseTsneGradientOp: CSR built on the host, copied after the
+      // kernel's workspace. z stays on the device (it is the output of a
+      // device reduction); the caller's approximation guarantees it is > 0.
+      Tensor scratch;
+      void* ws = nullptr;
+      int64_t* rp_dev = nullptr;
+      int64_t* cols_dev = nullptr;
+      OP_REQUIRES_OK(ctx, CsrOnDevice(ctx, kernels::SparseTsneGradientWorkspaceBytes<T>(batch, n, d),
+                                      row_ptr, cols, "SparseTsneGradientFromRepulsion", &scratch, &ws, &rp_dev, &cols_dev));
+      cudaStream_t stream = GpuStream(ctx);
+      OP_REQUIRES_OK(ctx, CudaStatus(kernels::LaunchSparseTsneGradientFromRepulsion<T>(
+                                         stream, rp_dev, cols_dev, p_val.flat<T>().data(),
+                                         y.flat<T>().data(), batch, n, d, options,
+                                         rep.flat<T>().data(), z.flat<T>().data(),
+                                         out.grad, kl_ptr, ws),
+                                     "SparseTsneGradientFromRepulsion"));
+      OP_REQUIRES_OK(ctx, CudaStatus(cudaStreamSynchronize(stream),
+                                     "SparseTsneGradientFromRepulsion"));
+#endif
+    }
+  }
+
+ private:
+  bool compute_kl_ = true;
+  bool scale_by_p_sum_ = false;
+};
+
+#define TSNE_OPS_REGISTER_CPU(T)                                                             \
+  REGISTER_KERNEL_BUILDER(                                                                   \
+      Name("TSNE>KnnJointProbabilities").Device(tensorflow::DEVICE_CPU).TypeConstraint<T>("T"), \
+      KnnJointProbabilitiesOp<CPUDevice, T>);                                                \
+  REGISTER_KERNEL_BUILDER(                                                                   \
+      Name("TSNE>SparseTsneGradient").Device(tensorflow::DEVICE_CPU).TypeConstraint<T>("T"), \
+      SparseTsneGradientOp<CPUDevice, T, false>);                                            \
+  REGISTER_KERNEL_BUILDER(                                                                   \
+      Name("TSNE>SparseTsneLoss").Device(tensorflow::DEVICE_CPU).TypeConstraint<T>("T"),     \
+      SparseTsneGradientOp<CPUDevice, T, true>);                                             \
+  REGISTER_KERNEL_BUILDER(Name("TSNE>SparseTsneGradientFromRepulsion")                       \
+                              .Device(tensorflow::DEVICE_CPU)                                \
+                              .TypeConstraint<T>("T"),                                       \
+                          SparseTsneGradientFromRepulsionOp<CPUDevice, T>);
+TSNE_OPS_REGISTER_CPU(float)
+TSNE_OPS_REGISTER_CPU(double)
+#undef TSNE_OPS_REGISTER_CPU
+
+#ifdef TSNE_OPS_WITH_CUDA
+#define TSNE_OPS_REGISTER_GPU(T)                                                           \
+  REGISTER_KERNEL_BUILDER(Name("TSNE>KnnJointProbabilities")                               \
+                              .Device(tensorflow::DEVICE_GPU)                              \
+                              .TypeConstraint<T>("T")                                      \
+                              .HostMemory("indices")                                       \
+                              .HostMemory("p_dense_shape"),                                \
+                          KnnJointProbabilitiesOp<GPUDevice, T>);                          \
+  REGISTER_KERNEL_BUILDER(Name("TSNE>SparseTsneGradient")                                  \
+                              .Device(tensorflow::DEVICE_GPU)                              \
+                              .TypeConstraint<T>("T")                                      \
+                              .HostMemory("p_indices")                                     \
+                              .HostMemory("p_dense_shape")                                 \
+                              .HostMemory("exaggeration")                                  \
+                              .HostMemory("dof"),                                          \
+                          SparseTsneGradientOp<GPUDevice, T, false>);                      \
+  REGISTER_KERNEL_BUILDER(Name("TSNE>SparseTsneLoss")                                      \
+                              .Device(tensorflow::DEVICE_GPU)                              \
+                              .TypeConstraint<T>("T")                                      \
+                              .HostMemory("p_indices")                                     \
+                              .HostMemory("p_dense_shape")                                 \
+                              .HostMemory("dof"),                                          \
+                          SparseTsneGradientOp<GPUDevice, T, true>);                       \
+  REGISTER_KERNEL_BUILDER(Name("TSNE>SparseTsneGradientFromRepulsion")                     \
+                              .Device(tensorflow::DEVICE_GPU)                              \
+                              .TypeConstraint<T>("T")                                      \
+                              .HostMemory("p_indices")                                     \
+                              .HostMemory("p_dense_shape")                                 \
+                              .HostMemory("exaggeration")                                  \
+                              .HostMemory("dof"),                                          \
+                          SparseTsneGradientFromRepulsionOp<GPUDevice, T>);
+TSNE_OPS_REGISTER_GPU(float)
+TSNE_OPS_REGISTER_GPU(double)
+#undef TSNE_OPS_REGISTER_GPU
+#endif
+
+}  // namespace tsne_ops
