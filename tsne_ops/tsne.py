@@ -762,6 +762,7 @@ class TSNE(TransformerMixin, BaseEstimator):
                 else:
                     kl = None
         finally:
+            self._bar.refresh()  # the last count and KL, even inside tqdm's mininterval
             self._bar.close()
             del self._bar  # a fitted estimator stays picklable
         if kl is None or n_early == self.max_iter:
