@@ -133,7 +133,8 @@ void PToCsr(const py::array_t<int64_t, py::array::c_style>& pi, int64_t nnz, boo
   }
   row_ptr->resize(batch * n + 1);
   cols->resize(nnz);
-  CheckMessage(kn::CooToCsr(coo.data(), nnz, batch, n, "p", row_ptr->data(), cols->data()));
+  const kn::ParallelFor pf = CpuFor();
+  CheckMessage(kn::CooToCsr(coo.data(), nnz, batch, n, "p", row_ptr->data(), cols->data(), &pf));
 }
 
 template <typename T>

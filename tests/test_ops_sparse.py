@@ -386,6 +386,34 @@ def test_sparse_p_not_canonical(rng):
         tsne_ops.tsne_gradient(_sp([[0, 1], [2, 4]], [0.5, 0.5], [4, 4]), y)
 
 
+def test_sparse_p_not_canonical_deep_in_a_long_list(rng):
+    """The index check runs over ranges of entries in parallel: the message
+    still names the first bad entry, wherever the shards fall, and a good
+    list gives the same gradient whatever the thread count."""
+    n, k = 3000, 40
+    rows = np.repeat(np.arange(n), k)
+    cols = (rows + 1 + np.tile(np.arange(k), n)) % n
+    idx = np.stack([rows, cols], 1)
+    idx = idx[np.lexsort((idx[:, 1], idx[:, 0]))]
+    vals = np.full(len(idx), 1.0 / len(idx))
+    y = rng.normal(size=(n, 2))
+    ok = tf.SparseTensor(idx, vals, [n, n])
+    g, _ = tsne_ops.tsne_gradient(ok, y, method="fft")
+    assert np.all(np.isfinite(g.numpy()))
+    for e in (len(idx) // 3, len(idx) - 1):
+        bad = idx.copy()
+        bad[e] = bad[e - 1]
+        with pytest.raises(ERR, match=f"canonical row-major order.*entry {e} .* repeats entry {e - 1}"):
+            tsne_ops.tsne_gradient(tf.SparseTensor(bad, vals, [n, n]), y, method="fft")
+        bad = idx.copy()
+        bad[e, 1] = n + 5
+        bad[-1, 1] = n + 7  # a later bad entry too: the first one is named
+        if e == len(idx) - 1:
+            bad[e, 1] = n + 5
+        with pytest.raises(ERR, match=f"inside the dense shape.*entry {e} is \\[0, {bad[e, 0]}, {n + 5}\\]"):
+            tsne_ops.tsne_gradient(tf.SparseTensor(bad, vals, [n, n]), y, method="fft")
+
+
 def test_sparse_p_nan_values_or_y(rng):
     y = rng.normal(size=(4, 2))
     with pytest.raises(ERR, match="p values must be finite.*nan"):

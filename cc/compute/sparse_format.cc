@@ -1,6 +1,7 @@
 // Checks and conversions of sparse index lists shared by the sparse kernels,
 // the op library and the pybind11 module (plain C++, built once).
 #include <algorithm>
+#include <atomic>
 #include <sstream>
 #include <vector>
 
@@ -61,36 +62,97 @@ std::string CheckKnnIndices(const int64_t* indices, int64_t batch, int64_t n, in
   return "";
 }
 
-std::string CooToCsr(const int64_t* indices, int64_t nnz, int64_t batch, int64_t n,
-                     const char* name, int64_t* row_ptr, int64_t* cols) {
-  std::fill(row_ptr, row_ptr + batch * n + 1, 0);
-  int64_t prev = -1;  // the previous entry's flat position b * n * n + i * n + j
-  for (int64_t e = 0; e < nnz; ++e) {
-    const int64_t* ix = indices + 3 * e;
-    const int64_t lim[3] = {batch, n, n};
-    for (int c = 0; c < 3; ++c) {
-      if (ix[c] < 0 || ix[c] >= lim[c]) {
-        std::ostringstream m;
-        m << name << " indices must lie inside the dense shape [" << batch << ", " << n << ", "
-          << n << "], but entry " << e << " is [" << ix[0] << ", " << ix[1] << ", " << ix[2]
-          << "]";
-        return m.str();
-      }
-    }
-    const int64_t flat = (ix[0] * n + ix[1]) * n + ix[2];
-    if (flat <= prev) {
+namespace {
+
+bool CooInRange(const int64_t* ix, int64_t batch, int64_t n) {
+  return ix[0] >= 0 && ix[0] < batch && ix[1] >= 0 && ix[1] < n && ix[2] >= 0 && ix[2] < n;
+}
+
+// first_bad = min(first_bad, e).
+void RecordFirstBad(std::atomic<int64_t>* first_bad, int64_t e) {
+  int64_t seen = first_bad->load();
+  while (e < seen && !first_bad->compare_exchange_weak(seen, e)) {
+  }
+}
+
+// The message for COO entry e, or "" when e is in range and after entry e - 1.
+std::string CooEntryProblem(const int64_t* indices, int64_t e, int64_t batch, int64_t n,
+                            const char* name) {
+  const int64_t* ix = indices + 3 * e;
+  const int64_t lim[3] = {batch, n, n};
+  for (int c = 0; c < 3; ++c) {
+    if (ix[c] < 0 || ix[c] >= lim[c]) {
       std::ostringstream m;
-      m << name << " must be in canonical row-major order with no duplicates "
-        << "(tf.sparse.reorder, and sum duplicates), but entry " << e << " [" << ix[0] << ", "
-        << ix[1] << ", " << ix[2] << "] " << (flat == prev ? "repeats" : "comes after")
-        << " entry " << e - 1;
+      m << name << " indices must lie inside the dense shape [" << batch << ", " << n << ", "
+        << n << "], but entry " << e << " is [" << ix[0] << ", " << ix[1] << ", " << ix[2]
+        << "]";
       return m.str();
     }
-    prev = flat;
-    ++row_ptr[ix[0] * n + ix[1] + 1];
-    cols[e] = ix[2];
   }
-  for (int64_t u = 0; u < batch * n; ++u) row_ptr[u + 1] += row_ptr[u];
+  const int64_t* pv = ix - 3;
+  // Entry e - 1 out of range is its own (earlier) problem.
+  if (e == 0 || !CooInRange(pv, batch, n)) return "";
+  const int64_t flat = (ix[0] * n + ix[1]) * n + ix[2];
+  const int64_t prev = (pv[0] * n + pv[1]) * n + pv[2];
+  if (flat <= prev) {
+    std::ostringstream m;
+    m << name << " must be in canonical row-major order with no duplicates "
+      << "(tf.sparse.reorder, and sum duplicates), but entry " << e << " [" << ix[0] << ", "
+      << ix[1] << ", " << ix[2] << "] " << (flat == prev ? "repeats" : "comes after")
+      << " entry " << e - 1;
+    return m.str();
+  }
+  return "";
+}
+
+}  // namespace
+
+std::string CooToCsr(const int64_t* indices, int64_t nnz, int64_t batch, int64_t n,
+                     const char* name, int64_t* row_ptr, int64_t* cols,
+                     const ParallelFor* parallel_for) {
+  // Entry e starts the rows (row(e - 1), row(e)]: each row_ptr slot has one
+  // writer, so ranges of entries run in parallel with no atomics beyond the
+  // first bad entry (the smallest over the ranges, so the message is the one
+  // a serial scan gives).
+  const int64_t rows = batch * n;
+  std::atomic<int64_t> first_bad{nnz};
+  auto work = [&](int64_t begin, int64_t end) {
+    // The previous entry's row and flat position, carried along the range
+    // (-1 before the first entry, and when entry begin - 1 is out of range:
+    // that is then its own, earlier, problem, and -1 keeps the row_ptr writes
+    // in bounds).
+    int64_t prev_row = -1, prev_flat = -1;
+    if (begin > 0 && CooInRange(indices + 3 * (begin - 1), batch, n)) {
+      const int64_t* pv = indices + 3 * (begin - 1);
+      prev_row = pv[0] * n + pv[1];
+      prev_flat = prev_row * n + pv[2];
+    }
+    for (int64_t e = begin; e < end; ++e) {
+      const int64_t* ix = indices + 3 * e;
+      if (!CooInRange(ix, batch, n)) {
+        RecordFirstBad(&first_bad, e);
+        return;
+      }
+      const int64_t row = ix[0] * n + ix[1];
+      const int64_t flat = row * n + ix[2];
+      if (flat <= prev_flat) {
+        RecordFirstBad(&first_bad, e);
+        return;
+      }
+      for (int64_t r = prev_row + 1; r <= row; ++r) row_ptr[r] = e;
+      cols[e] = ix[2];
+      prev_row = row;
+      prev_flat = flat;
+    }
+  };
+  if (parallel_for != nullptr && *parallel_for) {
+    (*parallel_for)(nnz, 40, work);
+  } else {
+    work(0, nnz);
+  }
+  if (first_bad.load() < nnz) return CooEntryProblem(indices, first_bad.load(), batch, n, name);
+  const int64_t last_row = nnz == 0 ? -1 : indices[3 * (nnz - 1)] * n + indices[3 * (nnz - 1) + 1];
+  for (int64_t r = last_row + 1; r <= rows; ++r) row_ptr[r] = nnz;
   return "";
 }
 

@@ -34,8 +34,11 @@ namespace kernels {
 // row-major order (sorted, no duplicates: TensorFlow's canonical order).
 // Returns "" or a message naming `name`, the entry and its value. On success
 // fills row_ptr [batch * n + 1] (absolute offsets) and cols [nnz] (the j).
+// With a parallel_for the entries are checked and copied in parallel; the
+// result (and the message) is the same.
 std::string CooToCsr(const int64_t* indices, int64_t nnz, int64_t batch, int64_t n,
-                     const char* name, int64_t* row_ptr, int64_t* cols);
+                     const char* name, int64_t* row_ptr, int64_t* cols,
+                     const ParallelFor* parallel_for = nullptr);
 
 #define TSNE_OPS_SPARSE_GRADIENT_CPU_DECLS                                      \
   /* grad [batch, n, d] and kl [batch] may each be nullptr to skip them. */     \

@@ -144,28 +144,62 @@ void RepulsionBlock(bool one, const T* yt, int64_t n, int64_t d, int64_t i0, int
 
 // Row i's stored entries: att[k] = sum p_ij u_ij (y_ik - y_jk) and the
 // row's p sums. Scalar: a row holds about 3 x perplexity entries, gathered.
-template <typename T>
-void Attraction(const int64_t* row_ptr, const int64_t* cols, const T* pv, const T* yt,
-                int64_t n, int64_t d, int64_t u, int64_t i, double inv_alpha, bool want_kl,
-                double* att, RowSums& s) {
+// Coordinate k of point j is yb[k * sk + j * sp]: the exact kernel passes its
+// transposed copy (sk = n, sp = 1), the attraction-only kernel y itself
+// (sk = 1, sp = d: one cache line per neighbour, not d).
+// D > 0 fixes d at compile time (the loops over k unroll); D == 0 reads d.
+template <typename T, int D>
+void AttractionD(const int64_t* row_ptr, const int64_t* cols, const T* pv, const T* yb,
+                 int64_t sk, int64_t sp, int64_t dd, int64_t u, int64_t i, double inv_alpha,
+                 bool want_kl, double* att, RowSums& s) {
+  const int64_t d = D > 0 ? D : dd;
+  // Local accumulators (added to att and s at the end: both start at zero
+  // for the row, so the bits are those of summing in place) keep the sums in
+  // registers: the compiler cannot prove att and s do not alias yb.
+  double local[D > 0 ? D : 1] = {};
+  double* acc = D > 0 ? local : att;
+  double p_sum = 0, p_log_p = 0, p_log_u = 0;
   for (int64_t e = row_ptr[u]; e < row_ptr[u + 1]; ++e) {
     const int64_t j = cols[e];
     if (j == i) continue;
     const double p = pv[e];
     double dist = 0;
     for (int64_t k = 0; k < d; ++k) {
-      const double t = static_cast<double>(yt[k * n + i]) - static_cast<double>(yt[k * n + j]);
+      const double t =
+          static_cast<double>(yb[k * sk + i * sp]) - static_cast<double>(yb[k * sk + j * sp]);
       dist += t * t;
     }
     const double a = dist * inv_alpha + 1.0;
     const double q = p / a;  // p_ij u_ij
     for (int64_t k = 0; k < d; ++k)
-      att[k] += q * (static_cast<double>(yt[k * n + i]) - static_cast<double>(yt[k * n + j]));
-    s.p_sum += p;
+      acc[k] += q * (static_cast<double>(yb[k * sk + i * sp]) -
+                     static_cast<double>(yb[k * sk + j * sp]));
+    p_sum += p;
     if (want_kl) {
-      if (p > 0) s.p_log_p += p * std::log(p);
-      s.p_log_u -= p * std::log(a);
+      if (p > 0) p_log_p += p * std::log(p);
+      p_log_u -= p * std::log(a);
     }
+  }
+  if (D > 0)
+    for (int64_t k = 0; k < d; ++k) att[k] += local[k];
+  s.p_sum += p_sum;
+  s.p_log_p += p_log_p;
+  s.p_log_u += p_log_u;
+}
+
+template <typename T>
+void Attraction(const int64_t* row_ptr, const int64_t* cols, const T* pv, const T* yb,
+                int64_t sk, int64_t sp, int64_t d, int64_t u, int64_t i, double inv_alpha,
+                bool want_kl, double* att, RowSums& s) {
+  switch (d) {
+    case 1:
+      return AttractionD<T, 1>(row_ptr, cols, pv, yb, sk, sp, d, u, i, inv_alpha, want_kl, att, s);
+    case 2:
+      return AttractionD<T, 2>(row_ptr, cols, pv, yb, sk, sp, d, u, i, inv_alpha, want_kl, att, s);
+    case 3:
+      return AttractionD<T, 3>(row_ptr, cols, pv, yb, sk, sp, d, u, i, inv_alpha, want_kl, att, s);
+    default:
+      return AttractionD<T, 0>(row_ptr, cols, pv, yb, sk, sp, d, u, i, inv_alpha, want_kl, att, s);
   }
 }
 
@@ -198,8 +232,8 @@ void SparseTsneGradientCpu(const int64_t* row_ptr, const int64_t* cols, const T*
       RepulsionBlock<T>(one, ytb, n, d, i0, i1, inv_alpha, half_exp,
                         rep.data() + (b * n + i0) * d, sums.data() + b * n + i0);
       for (int64_t i = i0; i < i1; ++i) {
-        Attraction<T>(row_ptr, cols, p_values, ytb, n, d, b * n + i, i, 1.0 / alpha, want_kl,
-                      att.data() + (b * n + i) * d, sums[b * n + i]);
+        Attraction<T>(row_ptr, cols, p_values, ytb, n, 1, d, b * n + i, i, 1.0 / alpha,
+                      want_kl, att.data() + (b * n + i) * d, sums[b * n + i]);
       }
     }
   });
@@ -235,10 +269,6 @@ void SparseTsneGradientFromRepulsionCpu(const int64_t* row_ptr, const int64_t* c
   const double alpha = options.dof;
   const bool want_kl = (kl != nullptr);
   const double c = 2.0 * (alpha + 1.0) / alpha;
-  std::vector<T> yt(batch * d * n);
-  for (int64_t b = 0; b < batch; ++b)
-    for (int64_t i = 0; i < n; ++i)
-      for (int64_t k = 0; k < d; ++k) yt[(b * d + k) * n + i] = y[(b * n + i) * d + k];
   std::vector<double> att(batch * n * d, 0.0);
   std::vector<RowSums> sums(batch * n);
   // Only the attraction runs here (O(nnz d)); the same row function as the
@@ -246,7 +276,7 @@ void SparseTsneGradientFromRepulsionCpu(const int64_t* row_ptr, const int64_t* c
   parallel_for(batch * n, 64 * d * 8, [&](int64_t begin, int64_t end) {
     for (int64_t u = begin; u < end; ++u) {
       const int64_t b = u / n, i = u % n;
-      Attraction<T>(row_ptr, cols, p_values, yt.data() + b * d * n, n, d, u, i, 1.0 / alpha,
+      Attraction<T>(row_ptr, cols, p_values, y + b * n * d, 1, d, d, u, i, 1.0 / alpha,
                     want_kl, att.data() + u * d, sums[u]);
     }
   });

@@ -49,8 +49,8 @@ absl::Status CsrOnDevice(OpKernelContext* ctx, size_t ws_bytes, const std::vecto
 
 // p's components against y [batch, n, d]; on success fills the CSR view.
 absl::Status SparsePInputs(const Tensor& indices, const Tensor& values, const Tensor& shape,
-                           const Tensor& y, std::vector<int64_t>* row_ptr,
-                           std::vector<int64_t>* cols) {
+                           const Tensor& y, const kernels::ParallelFor& pf,
+                           std::vector<int64_t>* row_ptr, std::vector<int64_t>* cols) {
   if (indices.dims() != 2 || indices.dim_size(1) != 3) {
     return absl::InvalidArgumentError(absl::StrCat(
         "p indices must be [nnz, 3] (batch, row, column), but have shape ",
@@ -90,7 +90,8 @@ absl::Status SparsePInputs(const Tensor& indices, const Tensor& values, const Te
   row_ptr->resize(y.dim_size(0) * y.dim_size(1) + 1);
   cols->resize(nnz);
   return CheckMessage(kernels::CooToCsr(indices.flat<int64_t>().data(), nnz, y.dim_size(0),
-                                        y.dim_size(1), "p", row_ptr->data(), cols->data()));
+                                        y.dim_size(1), "p", row_ptr->data(), cols->data(),
+                                        &pf));
 }
 
 }  // namespace
@@ -365,7 +366,8 @@ class SparseTsneGradientOp : public OpKernel {
     const Tensor& p_shape = ctx->input(2);
     const Tensor& y = ctx->input(3);
     std::vector<int64_t> row_ptr, cols;
-    OP_REQUIRES_OK(ctx, SparsePInputs(p_idx, p_val, p_shape, y, &row_ptr, &cols));
+    OP_REQUIRES_OK(ctx,
+                   SparsePInputs(p_idx, p_val, p_shape, y, CpuParallelFor(ctx), &row_ptr, &cols));
     const int64_t batch = y.dim_size(0), n = y.dim_size(1), d = y.dim_size(2);
     GradientOutputs<T> out;
     OP_REQUIRES_OK(ctx, AllocateGradientOutputs<T>(ctx, y, LossOnly ? -1 : 4, LossOnly ? 4 : 5,
@@ -431,7 +433,8 @@ class SparseTsneGradientFromRepulsionOp : public OpKernel {
     const Tensor& rep = ctx->input(4);
     const Tensor& z = ctx->input(5);
     std::vector<int64_t> row_ptr, cols;
-    OP_REQUIRES_OK(ctx, SparsePInputs(p_idx, p_val, p_shape, y, &row_ptr, &cols));
+    OP_REQUIRES_OK(ctx,
+                   SparsePInputs(p_idx, p_val, p_shape, y, CpuParallelFor(ctx), &row_ptr, &cols));
     const int64_t batch = y.dim_size(0), n = y.dim_size(1), d = y.dim_size(2);
     OP_REQUIRES(ctx, rep.shape() == y.shape(),
                 absl::InvalidArgumentError(absl::StrCat(
