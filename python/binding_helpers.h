@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "cc/compute/common.h"
+#include "cc/compute/tsne_gradient.h"
 #include "cc/compute/validation.h"
 
 #ifdef TSNE_OPS_WITH_CUDA
@@ -86,6 +87,18 @@ inline std::vector<int64_t> Dims(const py::array& a) {
 // Raises a cc/compute/validation.h message (empty: fine) as ValueError.
 inline void CheckMessage(const std::string& msg) {
   if (!msg.empty()) Fail(msg);
+}
+
+// The gradient kernels' options, exaggeration and dof checked (> 0, finite).
+inline kn::TsneGradientOptions GradientOptions(double exaggeration, double dof,
+                                               bool scale_repulsion_by_p_sum) {
+  CheckMessage(kn::CheckPositiveFinite(exaggeration, "exaggeration"));
+  CheckMessage(kn::CheckPositiveFinite(dof, "dof"));
+  kn::TsneGradientOptions opt;
+  opt.exaggeration = exaggeration;
+  opt.dof = dof;
+  opt.scale_repulsion_by_p_sum = scale_repulsion_by_p_sum;
+  return opt;
 }
 
 #ifdef TSNE_OPS_WITH_CUDA

@@ -129,14 +129,10 @@ void RawTsne(py::object p, py::object y, py::object grad, py::object kl, int64_t
   CheckMessage(kn::CheckAtLeast(batch, 1, "batch"));
   CheckMessage(kn::CheckAtLeast(n, 2, "n"));
   CheckMessage(kn::CheckAtLeast(d, 1, "d"));
-  CheckMessage(kn::CheckPositiveFinite(exaggeration, "exaggeration"));
-  CheckMessage(kn::CheckPositiveFinite(dof, "dof"));
+  const kn::TsneGradientOptions opt =
+      GradientOptions(exaggeration, dof, scale_repulsion_by_p_sum);
   const uintptr_t pp = Ptr(p, "p", true), py_ = Ptr(y, "y", true);
   const uintptr_t pg = Ptr(grad, "grad", false), pk = Ptr(kl, "kl", false);
-  kn::TsneGradientOptions opt;
-  opt.exaggeration = exaggeration;
-  opt.dof = dof;
-  opt.scale_repulsion_by_p_sum = scale_repulsion_by_p_sum;
   const size_t bytes = RawTsneWs(batch, n, d, dtype);
   py::gil_scoped_release release;
   WithWorkspace(bytes, workspace, Stream(stream), "cuda.tsne_gradient", [&](void* ws) {

@@ -378,12 +378,8 @@ py::tuple TsneGradient(py::object p_obj, py::object y_obj, double exaggeration, 
   const Input y = TakeArray(y_obj, "y", "[n, d]");
   const Input p = TakeArray(p_obj, "p", "[n, n]", &y, "y");
   CheckMessage(kn::CheckGradientShapes(p.shape, y.shape));
-  CheckMessage(kn::CheckPositiveFinite(exaggeration, "exaggeration"));
-  CheckMessage(kn::CheckPositiveFinite(dof, "dof"));
-  kn::TsneGradientOptions opt;
-  opt.exaggeration = exaggeration;
-  opt.dof = dof;
-  opt.scale_repulsion_by_p_sum = scale_repulsion_by_p_sum;
+  const kn::TsneGradientOptions opt =
+      GradientOptions(exaggeration, dof, scale_repulsion_by_p_sum);
   if (IsF32(y)) {
     CheckValues<float>(p, "p", true);
     CheckValues<float>(y, "y", false);

@@ -4,7 +4,8 @@
 // convolution between the two steps is the caller's (numpy.fft here,
 // tf.signal in the op library). Arrays are batched: y [batch, n, d],
 // charges [batch, n, c], origin [batch, d], box_width [batch]. Bad input
-// raises ValueError naming the argument; the GIL is released while kernels run.
+// raises ValueError with the op library's message (cc/compute/validation.h);
+// the GIL is released while kernels run.
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 
@@ -14,6 +15,7 @@
 
 #include "cc/compute/common.h"
 #include "cc/compute/fft_interpolation.h"
+#include "cc/compute/validation.h"
 #include "python/binding_helpers.h"
 
 namespace py = pybind11;
@@ -37,101 +39,77 @@ FftArgs Take(py::object y_obj, py::object v_obj, const char* v_name, py::object 
   a.values = TakeFloat(v_obj, v_name, &yd, "y");
   a.origin = TakeFloat(o_obj, "origin", &yd, "y");
   a.box_width = TakeFloat(h_obj, "box_width", &yd, "y");
-  if (a.y.ndim() != 3) Fail("y must be [batch, n, d], got shape " + Shape(a.y));
+  CheckMessage(kn::CheckFftShapes(Dims(a.y), Dims(a.origin), Dims(a.box_width)));
   a.batch = a.y.shape(0);
   a.n = a.y.shape(1);
   a.d = a.y.shape(2);
-  if (a.d != 1 && a.d != 2) Fail("y must have d = 1 or 2, got shape " + Shape(a.y));
-  if (a.origin.ndim() != 2 || a.origin.shape(0) != a.batch || a.origin.shape(1) != a.d) {
-    Fail("origin must be [batch, d] for y of shape " + Shape(a.y) + ", got shape " +
-         Shape(a.origin));
-  }
-  if (a.box_width.ndim() != 1 || a.box_width.shape(0) != a.batch) {
-    Fail("box_width must be [batch] for y of shape " + Shape(a.y) + ", got shape " +
-         Shape(a.box_width));
-  }
   return a;
 }
 
+// The checks of the values, in the op's order: y finite, the charges finite
+// (spread only), then the grid (cc/compute/fft_interpolation.h).
 template <typename T>
-void CheckGrid(const FftArgs& a, int64_t n_boxes, int p) {
+void CheckValues(const FftArgs& a, const char* values_name, int64_t n_boxes, int p) {
   CheckMessage(kn::CheckAllFinite<T>(static_cast<const T*>(a.y.data()), Dims(a.y), "y"));
+  if (values_name != nullptr) {
+    CheckMessage(kn::CheckAllFinite<T>(static_cast<const T*>(a.values.data()), Dims(a.values),
+                                       values_name));
+  }
   CheckMessage(kn::CheckFftGrid<T>(static_cast<const T*>(a.y.data()),
                                    static_cast<const T*>(a.origin.data()),
                                    static_cast<const T*>(a.box_width.data()), a.batch, a.n, a.d,
                                    a.c, n_boxes, p));
 }
 
+// Spreads a.values (charges) onto the grid, or gathers a.values
+// (potentials) back at the points: the same arguments, copies and checks.
 template <typename T>
-py::array SpreadT(const FftArgs& a, int64_t n_boxes, int p, bool cuda, const py::module_& m) {
-  CheckGrid<T>(a, n_boxes, p);
-  CheckMessage(kn::CheckAllFinite<T>(static_cast<const T*>(a.values.data()), Dims(a.values),
-                                     "charges"));
+py::array RunT(const FftArgs& a, int64_t n_boxes, int p, bool cuda, bool spread) {
+  CheckValues<T>(a, spread ? "charges" : nullptr, n_boxes, p);
   const int64_t mm = n_boxes * p;
-  std::vector<py::ssize_t> shape = {a.batch, a.c, mm};
-  if (a.d == 2) shape.push_back(mm);
-  py::array_t<T> grid(shape);
-  const T* y = static_cast<const T*>(a.y.data());
-  const T* q = static_cast<const T*>(a.values.data());
-  const T* o = static_cast<const T*>(a.origin.data());
-  const T* h = static_cast<const T*>(a.box_width.data());
-  T* g = grid.mutable_data();
-  if (!cuda) {
-    const kn::ParallelFor pf = CpuFor();
-    py::gil_scoped_release release;
-    kn::FftSpreadCpu<T>(y, q, o, h, a.batch, a.n, a.d, a.c, n_boxes, p, g, pf);
-  } else {
-#ifdef TSNE_OPS_WITH_CUDA
-    py::gil_scoped_release release;
-    const size_t ny = a.y.size(), nq = a.values.size(), ng = grid.size();
-    Buf dy(ny * sizeof(T)), dq(nq * sizeof(T)), dor(a.origin.size() * sizeof(T));
-    Buf dh(a.batch * sizeof(T)), dg(ng * sizeof(T));
-    Buf ws(kn::FftSpreadWorkspaceBytes(a.batch, a.n, a.d, n_boxes));
-    Upload(dy.p, y, ny * sizeof(T));
-    Upload(dq.p, q, nq * sizeof(T));
-    Upload(dor.p, o, a.origin.size() * sizeof(T));
-    Upload(dh.p, h, a.batch * sizeof(T));
-    CudaCheck(kn::LaunchFftSpread<T>(nullptr, dy.as<T>(), dq.as<T>(), dor.as<T>(), dh.as<T>(),
-                                     a.batch, a.n, a.d, a.c, n_boxes, p, dg.as<T>(), ws.p),
-              "fft_spread");
-    CudaCheck(cudaDeviceSynchronize(), "fft_spread");
-    Download(g, dg.p, ng * sizeof(T));
-#endif
+  std::vector<py::ssize_t> shape = {a.batch, a.n, a.c};
+  if (spread) {
+    shape = {a.batch, a.c, mm};
+    if (a.d == 2) shape.push_back(mm);
   }
-  return grid;
-}
-
-template <typename T>
-py::array GatherT(const FftArgs& a, int64_t n_boxes, int p, bool cuda, const py::module_& m) {
-  CheckGrid<T>(a, n_boxes, p);
-  py::array_t<T> phi(std::vector<py::ssize_t>{a.batch, a.n, a.c});
+  py::array_t<T> result(shape);
   const T* y = static_cast<const T*>(a.y.data());
   const T* v = static_cast<const T*>(a.values.data());
   const T* o = static_cast<const T*>(a.origin.data());
   const T* h = static_cast<const T*>(a.box_width.data());
-  T* out = phi.mutable_data();
+  T* out = result.mutable_data();
   if (!cuda) {
     const kn::ParallelFor pf = CpuFor();
     py::gil_scoped_release release;
-    kn::FftGatherCpu<T>(y, v, o, h, a.batch, a.n, a.d, a.c, n_boxes, p, out, pf);
+    if (spread) {
+      kn::FftSpreadCpu<T>(y, v, o, h, a.batch, a.n, a.d, a.c, n_boxes, p, out, pf);
+    } else {
+      kn::FftGatherCpu<T>(y, v, o, h, a.batch, a.n, a.d, a.c, n_boxes, p, out, pf);
+    }
   } else {
 #ifdef TSNE_OPS_WITH_CUDA
     py::gil_scoped_release release;
-    const size_t ny = a.y.size(), nv = a.values.size(), np_ = phi.size();
-    Buf dy(ny * sizeof(T)), dv(nv * sizeof(T)), dor(a.origin.size() * sizeof(T));
-    Buf dh(a.batch * sizeof(T)), dp(np_ * sizeof(T));
+    const size_t ny = a.y.size(), nv = a.values.size(), no = a.origin.size(), nr = result.size();
+    Buf dy(ny * sizeof(T)), dv(nv * sizeof(T)), dor(no * sizeof(T));
+    Buf dh(a.batch * sizeof(T)), dr(nr * sizeof(T));
+    Buf ws(spread ? kn::FftSpreadWorkspaceBytes(a.batch, a.n, a.d, n_boxes) : 0);
     Upload(dy.p, y, ny * sizeof(T));
     Upload(dv.p, v, nv * sizeof(T));
-    Upload(dor.p, o, a.origin.size() * sizeof(T));
+    Upload(dor.p, o, no * sizeof(T));
     Upload(dh.p, h, a.batch * sizeof(T));
-    CudaCheck(kn::LaunchFftGather<T>(nullptr, dy.as<T>(), dv.as<T>(), dor.as<T>(), dh.as<T>(),
-                                     a.batch, a.n, a.d, a.c, n_boxes, p, dp.as<T>()),
-              "fft_gather");
-    CudaCheck(cudaDeviceSynchronize(), "fft_gather");
-    Download(out, dp.p, np_ * sizeof(T));
+    const char* what = spread ? "fft_spread" : "fft_gather";
+    CudaCheck(spread ? kn::LaunchFftSpread<T>(nullptr, dy.as<T>(), dv.as<T>(), dor.as<T>(),
+                                              dh.as<T>(), a.batch, a.n, a.d, a.c, n_boxes, p,
+                                              dr.as<T>(), ws.p)
+                     : kn::LaunchFftGather<T>(nullptr, dy.as<T>(), dv.as<T>(), dor.as<T>(),
+                                              dh.as<T>(), a.batch, a.n, a.d, a.c, n_boxes, p,
+                                              dr.as<T>()),
+              what);
+    CudaCheck(cudaDeviceSynchronize(), what);
+    Download(out, dr.p, nr * sizeof(T));
 #endif
   }
-  return phi;
+  return result;
 }
 
 bool IsF32(const py::array& a) { return a.dtype().is(py::dtype::of<float>()); }
@@ -141,18 +119,15 @@ bool IsF32(const py::array& a) { return a.dtype().is(py::dtype::of<float>()); }
 void BindFft(py::module_& m) {
   m.def(
       "fft_spread",
-      [m](py::object y, py::object charges, py::object origin, py::object box_width,
+      [](py::object y, py::object charges, py::object origin, py::object box_width,
           int64_t n_boxes, int interpolation_points, const std::string& device) {
         const bool cuda = UseCuda(device);
         FftArgs a = Take(y, charges, "charges", origin, box_width);
-        if (a.values.ndim() != 3 || a.values.shape(0) != a.batch || a.values.shape(1) != a.n) {
-          Fail("charges must be [batch, n, c] for y of shape " + Shape(a.y) + ", got shape " +
-               Shape(a.values));
-        }
+        CheckMessage(kn::CheckFftCharges(Dims(a.values), Dims(a.y)));
         a.c = a.values.shape(2);
-        if (n_boxes < 1) Fail("n_boxes must be >= 1, got " + std::to_string(n_boxes));
-        return IsF32(a.y) ? SpreadT<float>(a, n_boxes, interpolation_points, cuda, m)
-                          : SpreadT<double>(a, n_boxes, interpolation_points, cuda, m);
+        CheckMessage(kn::CheckFftBoxes(n_boxes, interpolation_points, a.d));
+        return IsF32(a.y) ? RunT<float>(a, n_boxes, interpolation_points, cuda, true)
+                          : RunT<double>(a, n_boxes, interpolation_points, cuda, true);
       },
       py::arg("y"), py::arg("charges"), py::arg("origin"), py::arg("box_width"),
       py::arg("n_boxes"), py::arg("interpolation_points") = 3, py::arg("device") = "cpu",
@@ -161,26 +136,16 @@ void BindFft(py::module_& m) {
       "m = n_boxes * interpolation_points.");
   m.def(
       "fft_gather",
-      [m](py::object y, py::object potentials, py::object origin, py::object box_width,
+      [](py::object y, py::object potentials, py::object origin, py::object box_width,
           int interpolation_points, const std::string& device) {
         const bool cuda = UseCuda(device);
         FftArgs a = Take(y, potentials, "potentials", origin, box_width);
         const int p = interpolation_points;
-        if (p < 1 || p > kn::kFftMaxNodes) {
-          Fail("interpolation_points must be in [1, 8], got " + std::to_string(p));
-        }
-        bool ok = a.values.ndim() == 2 + a.d && a.values.shape(0) == a.batch &&
-                  a.values.shape(2) >= p && a.values.shape(2) % p == 0;
-        if (ok && a.d == 2) ok = a.values.shape(3) == a.values.shape(2);
-        if (!ok) {
-          Fail("potentials must be [batch, c, m" + std::string(a.d == 2 ? ", m" : "") +
-               "] with m a multiple of interpolation_points for y of shape " + Shape(a.y) +
-               ", got shape " + Shape(a.values));
-        }
+        CheckMessage(kn::CheckFftPotentials(Dims(a.values), Dims(a.y), p));
         a.c = a.values.shape(1);
         const int64_t n_boxes = a.values.shape(2) / p;
-        return IsF32(a.y) ? GatherT<float>(a, n_boxes, p, cuda, m)
-                          : GatherT<double>(a, n_boxes, p, cuda, m);
+        return IsF32(a.y) ? RunT<float>(a, n_boxes, p, cuda, false)
+                          : RunT<double>(a, n_boxes, p, cuda, false);
       },
       py::arg("y"), py::arg("potentials"), py::arg("origin"), py::arg("box_width"),
       py::arg("interpolation_points") = 3, py::arg("device") = "cpu",

@@ -3,7 +3,8 @@
 // or device="cuda": copy in, launch, copy out) and `cuda.nearest_neighbors`
 // on raw device pointers. Same conventions as module.cc: rank 2 = a batch of
 // one (outputs drop the batch axis), ValueError naming the argument and the
-// value, the GIL released while kernels run.
+// value (the checks of cc/compute/validation.h, in the op library's words),
+// the GIL released while kernels run.
 //
 // Kept in its own file so that kernel families can be added to the module
 // without editing one shared list; module.cc calls BindNearestNeighbors once
@@ -12,79 +13,28 @@
 #include <pybind11/pybind11.h>
 
 #include <cstdint>
-#include <sstream>
 #include <string>
 #include <vector>
 
 #include "cc/compute/common.h"
-#include "cc/compute/validation.h"
 #include "cc/compute/nearest_neighbors.h"
-
-#ifdef TSNE_OPS_WITH_CUDA
-#include <cuda_runtime_api.h>
-#endif
+#include "cc/compute/validation.h"
+#include "python/binding_helpers.h"
 
 namespace py = pybind11;
 namespace kn = tsne_ops::kernels;
 
 namespace {
 
-[[noreturn]] void Fail(const std::string& msg) { throw py::value_error(msg); }
+using namespace tsne_ops_py;  // NOLINT: the shared helpers (binding_helpers.h)
 
-std::string Shape(const py::array& a) {
-  std::ostringstream s;
-  s << "(";
-  for (py::ssize_t q = 0; q < a.ndim(); ++q) s << (q ? ", " : "") << a.shape(q);
-  s << (a.ndim() == 1 ? ",)" : ")");
-  return s.str();
-}
-
-// A float32/float64 array of rank 2 or 3, C-contiguous; dtype must equal
-// `want` when given.
+// A float32/float64 array of rank 2 ([n, dim]) or 3 ([batch, n, dim]),
+// C-contiguous; with `want`, of x's dtype.
 py::array Points(const py::handle& obj, const char* name, const py::dtype* want) {
-  if (!py::isinstance<py::array>(obj)) {
-    Fail(std::string(name) + " must be a numpy array of float32 or float64, got " +
-         py::str(py::type::of(obj)).cast<std::string>());
-  }
-  py::array a = py::reinterpret_borrow<py::array>(obj);
-  const bool f32 = a.dtype().is(py::dtype::of<float>()), f64 = a.dtype().is(py::dtype::of<double>());
-  if (!f32 && !f64) {
-    Fail(std::string(name) + " must be float32 or float64, got dtype " +
-         py::str(a.dtype()).cast<std::string>());
-  }
-  if (want != nullptr && !a.dtype().is(*want)) {
-    Fail(std::string(name) + " has dtype " + py::str(a.dtype()).cast<std::string>() +
-         " but must match x's " + py::str(*want).cast<std::string>());
-  }
-  if (a.ndim() != 2 && a.ndim() != 3) {
-    Fail(std::string(name) + " must have rank 2 ([n, dim]) or 3 ([batch, n, dim]), got shape " +
-         Shape(a));
-  }
-  if (a.shape(a.ndim() - 1) < 1) Fail(std::string(name) + " must have dim >= 1, got shape " + Shape(a));
-  if (f32) return py::array_t<float, py::array::c_style>::ensure(a);
-  return py::array_t<double, py::array::c_style>::ensure(a);
+  py::array a = TakeFloat(py::reinterpret_borrow<py::object>(obj), name, want, "x");
+  CheckMessage(kn::CheckRank2Or3(Dims(a), name, "[n, dim]"));
+  return a;
 }
-
-#ifdef TSNE_OPS_WITH_CUDA
-void CudaCheck(cudaError_t err, const char* what) {
-  if (err != cudaSuccess) {
-    throw std::runtime_error(std::string("CUDA error in ") + what + ": " + cudaGetErrorName(err) +
-                             ": " + cudaGetErrorString(err));
-  }
-}
-
-struct DeviceMemory {  // synchronous scratch of the numpy front end
-  void* ptr = nullptr;
-  explicit DeviceMemory(size_t bytes) {
-    if (bytes > 0) CudaCheck(cudaMalloc(&ptr, bytes), "cudaMalloc");
-  }
-  ~DeviceMemory() {
-    if (ptr != nullptr) cudaFree(ptr);
-  }
-  DeviceMemory(const DeviceMemory&) = delete;
-  DeviceMemory& operator=(const DeviceMemory&) = delete;
-};
-#endif
 
 template <typename T>
 py::tuple Run(const py::array& x, const py::array* y, bool batched, int64_t batch, int64_t n,
@@ -114,17 +64,14 @@ py::tuple Run(const py::array& x, const py::array* y, bool batched, int64_t batc
 #ifdef TSNE_OPS_WITH_CUDA
       const size_t xb = sizeof(T) * batch * n * dim, yb = y ? sizeof(T) * batch * m * dim : 0;
       const size_t ib = sizeof(int64_t) * batch * n * k, db = sizeof(T) * batch * n * k;
-      DeviceMemory dx(xb), dy(yb), di(ib), dd(db);
-      CudaCheck(cudaMemcpy(dx.ptr, xp, xb, cudaMemcpyHostToDevice), "cudaMemcpy (host to device)");
-      if (y) CudaCheck(cudaMemcpy(dy.ptr, yp, yb, cudaMemcpyHostToDevice), "cudaMemcpy (host to device)");
-      CudaCheck(kn::LaunchNearestNeighbors<T>(nullptr, static_cast<const T*>(dx.ptr),
-                                              y ? static_cast<const T*>(dy.ptr) : nullptr, batch,
-                                              n, m, dim, k, static_cast<int64_t*>(di.ptr),
-                                              static_cast<T*>(dd.ptr)),
-                "nearest_neighbors");
-      CudaCheck(cudaStreamSynchronize(nullptr), "nearest_neighbors");
-      CudaCheck(cudaMemcpy(ip, di.ptr, ib, cudaMemcpyDeviceToHost), "cudaMemcpy (device to host)");
-      CudaCheck(cudaMemcpy(dp, dd.ptr, db, cudaMemcpyDeviceToHost), "cudaMemcpy (device to host)");
+      Buf dx(xb), dy(yb), di(ib), dd(db);
+      Upload(dx.p, xp, xb);
+      if (y) Upload(dy.p, yp, yb);
+      Finish(kn::LaunchNearestNeighbors<T>(nullptr, dx.as<T>(), y ? dy.as<T>() : nullptr, batch,
+                                           n, m, dim, k, di.as<int64_t>(), dd.as<T>()),
+             "nearest_neighbors");
+      Download(ip, di.p, ib);
+      Download(dp, dd.p, db);
 #endif
     }
   }
@@ -133,19 +80,7 @@ py::tuple Run(const py::array& x, const py::array* y, bool batched, int64_t batc
 
 py::tuple NearestNeighbors(py::object x_obj, py::object k_obj, py::object y_obj,
                            const std::string& device, kn::ParallelFor (*cpu_for)()) {
-  bool cuda = false;
-  if (device == "cuda" || device == "gpu" || device == "cuda:0") {
-    cuda = true;
-  } else if (device != "cpu") {
-    Fail("device must be 'cpu' or 'cuda', got '" + device + "'");
-  }
-#ifndef TSNE_OPS_WITH_CUDA
-  if (cuda) {
-    throw std::runtime_error(
-        "device='cuda' requested but _tsne_kernels was built without CUDA (no nvcc at build time, "
-        "or -DTSNE_OPS_WITH_CUDA=OFF)");
-  }
-#endif
+  const bool cuda = UseCuda(device);
   // Python and numpy integers (anything with __index__), not bool.
   if (py::isinstance<py::bool_>(k_obj) || !PyIndex_Check(k_obj.ptr())) {
     Fail("k must be an int, got " + py::repr(k_obj).cast<std::string>());
@@ -161,19 +96,11 @@ py::tuple NearestNeighbors(py::object x_obj, py::object k_obj, py::object y_obj,
   if (has_y) {
     py::dtype xd = x.dtype();
     y = Points(y_obj, "y", &xd);
-    const int64_t yb = y.ndim() == 3 ? y.shape(0) : 1;
-    if (y.ndim() != x.ndim() || yb != batch || y.shape(y.ndim() - 1) != dim) {
-      Fail("y must have the rank, batch size and dim of x: x has shape " + Shape(x) +
-           ", y has shape " + Shape(y));
-    }
     m = y.shape(y.ndim() - 2);
   }
-  if (n < (has_y ? 1 : 2)) {
-    Fail(std::string("x needs at least ") + (has_y ? "1 point" : "2 points") + ", got shape " +
-         Shape(x));
-  }
-  const std::string k_msg = kn::CheckNearestNeighborsK(k, n, m, !has_y);
-  if (!k_msg.empty()) Fail(k_msg);
+  const std::vector<int64_t> y_dims = has_y ? Dims(y) : std::vector<int64_t>();
+  CheckMessage(kn::CheckNearestNeighborsShapes(Dims(x), has_y ? &y_dims : nullptr));
+  CheckMessage(kn::CheckNearestNeighborsK(k, n, m, !has_y));
   const kn::ParallelFor pf = cpu_for();
   if (x.dtype().is(py::dtype::of<float>()))
     return Run<float>(x, has_y ? &y : nullptr, batched, batch, n, m, dim, k, cuda, pf);
@@ -181,33 +108,19 @@ py::tuple NearestNeighbors(py::object x_obj, py::object k_obj, py::object y_obj,
 }
 
 #ifdef TSNE_OPS_WITH_CUDA
-uintptr_t Pointer(const py::object& o, const char* name, bool required) {
-  if (o.is_none()) {
-    if (required) Fail(std::string(name) + " must be a device pointer (int), got None");
-    return 0;
-  }
-  const uintptr_t v = o.cast<uintptr_t>();
-  if (required && v == 0) Fail(std::string(name) + " must be a non-null device pointer, got 0");
-  return v;
-}
-
 void RawNearestNeighbors(py::object x, py::object y, py::object indices, py::object sq_distances,
                          int64_t batch, int64_t n, int64_t m, int64_t dim, int64_t k,
                          const std::string& dtype, uintptr_t stream) {
-  const bool f32 = dtype == "float32" || dtype == "float";
-  if (!f32 && dtype != "float64" && dtype != "double") {
-    Fail("dtype must be 'float32' or 'float64', got '" + dtype + "'");
-  }
-  const uintptr_t px = Pointer(x, "x", true), py_ = Pointer(y, "y", false);
-  const uintptr_t pi = Pointer(indices, "indices", true), pd = Pointer(sq_distances, "sq_distances", true);
-  if (batch < 1) Fail("batch must be >= 1, got " + std::to_string(batch));
-  if (dim < 1) Fail("dim must be >= 1, got " + std::to_string(dim));
+  const bool f32 = RawIsF32(dtype);
+  const uintptr_t px = Ptr(x, "x", true), py_ = Ptr(y, "y", false);
+  const uintptr_t pi = Ptr(indices, "indices", true), pd = Ptr(sq_distances, "sq_distances", true);
+  CheckMessage(kn::CheckAtLeast(batch, 1, "batch"));
+  CheckMessage(kn::CheckAtLeast(dim, 1, "dim"));
   if (py_ == 0) m = n;
-  const std::string k_msg = kn::CheckNearestNeighborsK(k, n, m, py_ == 0);
-  if (!k_msg.empty()) Fail(k_msg);
+  CheckMessage(kn::CheckNearestNeighborsK(k, n, m, py_ == 0));
   py::gil_scoped_release release;
-  auto s = reinterpret_cast<cudaStream_t>(stream);
-  auto* ip = reinterpret_cast<int64_t*>(pi);
+  const cudaStream_t s = Stream(stream);
+  auto* ip = As<int64_t>(pi);
   const cudaError_t err =
       f32 ? kn::LaunchNearestNeighbors<float>(s, reinterpret_cast<const float*>(px),
                                               reinterpret_cast<const float*>(py_), batch, n, m,

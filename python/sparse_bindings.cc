@@ -227,14 +227,10 @@ py::tuple SparseGrad(py::object pi_obj, py::object pv_obj, py::object y_obj, dou
   if (pv.ndim() != 1 || pv.shape(0) != pi.shape(0)) {
     Fail("p_values must be [nnz] = [" + std::to_string(pi.shape(0)) + "], got shape " + Shape(pv));
   }
-  CheckMessage(kn::CheckPositiveFinite(exaggeration, "exaggeration"));
-  CheckMessage(kn::CheckPositiveFinite(dof, "dof"));
+  const kn::TsneGradientOptions opt =
+      GradientOptions(exaggeration, dof, scale_repulsion_by_p_sum);
   std::vector<int64_t> row_ptr, cols;
   PToCsr(pi, pi.shape(0), batched, batch, n, &row_ptr, &cols);
-  kn::TsneGradientOptions opt;
-  opt.exaggeration = exaggeration;
-  opt.dof = dof;
-  opt.scale_repulsion_by_p_sum = scale_repulsion_by_p_sum;
   const kn::ParallelFor pf = CpuFor();
   py::array rep, z;
   const bool given = !rep_obj.is_none();
@@ -418,12 +414,8 @@ void BindSparse(py::module_& m) {
         CheckNonNull(workspace, "workspace");
         CheckMessage(kn::CheckAtLeast(batch, 1, "batch"));
         CheckMessage(kn::CheckPoints({batch, n, d}, "y", 2));
-        CheckMessage(kn::CheckPositiveFinite(exaggeration, "exaggeration"));
-        CheckMessage(kn::CheckPositiveFinite(dof, "dof"));
-        kn::TsneGradientOptions opt;
-        opt.exaggeration = exaggeration;
-        opt.dof = dof;
-        opt.scale_repulsion_by_p_sum = scale_repulsion_by_p_sum;
+        const kn::TsneGradientOptions opt =
+            GradientOptions(exaggeration, dof, scale_repulsion_by_p_sum);
         const bool f32 = RawIsF32(dtype);
         py::gil_scoped_release release;
         const cudaError_t err =

@@ -73,6 +73,10 @@ def _bad_inputs():
     p = np.full((1, 5, 5), 0.05)
     y = np.zeros((1, 4, 2))
     big = np.array([[[0.0], [3e19]]], np.float32)
+    fy = np.linspace(0.0, 1.0, 10).reshape(1, 5, 2)   # FFT points in the grid [0, 1]^2
+    fy3 = np.zeros((1, 5, 3))
+    fq, fo, fo3, fh = np.ones((1, 5, 1)), np.zeros((1, 2)), np.zeros((1, 3)), np.full((1,), 0.25)
+    fft_op = tsne_ops.ops._ops
     return [
         ("perplexity", lambda m: m.perplexity_affinities(d, 5.0),
          lambda: tsne_ops.perplexity_affinities(d, 5.0)),
@@ -90,6 +94,34 @@ def _bad_inputs():
          lambda: tsne_ops.tsne_gradient(p[:, :4, :4], y, dof=-0.5)),
         ("exaggeration", lambda m: m.tsne_gradient(p[:, :4, :4], y, exaggeration=float("inf")),
          lambda: tsne_ops.tsne_gradient(p[:, :4, :4], y, exaggeration=float("inf"))),
+        # exact nearest neighbours
+        ("knn points", lambda m: m.nearest_neighbors(x[:, :1], 1),
+         lambda: tsne_ops.nearest_neighbors(x[:, :1], 1)),
+        ("knn dim", lambda m: m.nearest_neighbors(x[:, :, :0], 1),
+         lambda: tsne_ops.nearest_neighbors(x[:, :, :0], 1)),
+        ("knn k", lambda m: m.nearest_neighbors(y, 4), lambda: tsne_ops.nearest_neighbors(y, 4)),
+        ("knn cross k", lambda m: m.nearest_neighbors(y, 3, y[:, :2]),
+         lambda: tsne_ops.nearest_neighbors(y, 3, y=y[:, :2])),
+        ("knn cross dim", lambda m: m.nearest_neighbors(x[..., :2], 1, y[..., :1]),
+         lambda: tsne_ops.nearest_neighbors(x[..., :2], 1, y=y[..., :1])),
+        ("knn nan", lambda m: m.nearest_neighbors(x, 2), lambda: tsne_ops.nearest_neighbors(x, 2)),
+        # the FFT interpolation's spread and gather
+        ("fft d", lambda m: m.fft_spread(fy3, fq, fo3, fh, 4),
+         lambda: fft_op.tsne_fft_spread(fy3, fq, fo3, fh, 4)),
+        ("fft origin", lambda m: m.fft_spread(fy, fq, fo[:, :1], fh, 4),
+         lambda: fft_op.tsne_fft_spread(fy, fq, fo[:, :1], fh, 4)),
+        ("fft box_width", lambda m: m.fft_spread(fy, fq, fo, fh[:0], 4),
+         lambda: fft_op.tsne_fft_spread(fy, fq, fo, fh[:0], 4)),
+        ("fft charges", lambda m: m.fft_spread(fy, fq[:, :3], fo, fh, 4),
+         lambda: fft_op.tsne_fft_spread(fy, fq[:, :3], fo, fh, 4)),
+        ("fft n_boxes", lambda m: m.fft_spread(fy, fq, fo, fh, 0),
+         lambda: fft_op.tsne_fft_spread(fy, fq, fo, fh, 0)),
+        ("fft outside", lambda m: m.fft_spread(9 + fy, fq, fo, fh, 4),
+         lambda: fft_op.tsne_fft_spread(9 + fy, fq, fo, fh, 4)),
+        ("fft potentials", lambda m: m.fft_gather(fy, np.zeros((1, 1, 12, 11)), fo, fh),
+         lambda: fft_op.tsne_fft_gather(fy, np.zeros((1, 1, 12, 11)), fo, fh)),
+        ("fft interpolation_points", lambda m: m.fft_gather(fy, np.zeros((1, 1, 18, 18)), fo, fh, 9),
+         lambda: fft_op.tsne_fft_gather(fy, np.zeros((1, 1, 18, 18)), fo, fh, interpolation_points=9)),
     ]
 
 

@@ -298,13 +298,31 @@ def _check_method(method, options=None):
     return entry, {**entry.options, **(options or {})}
 
 
-def _check_method_dims(method, entry, y):
+def _approximate_p_and_y(method, entry, p, y):
+    """``_sparse_p_and_y`` for an approximate repulsion ``method``: ``p`` must
+    be sparse and ``y`` of a dimension the method supports."""
+    if not isinstance(p, tf.SparseTensor):
+        raise _invalid(
+            f"method {method!r} needs a sparse p (a tf.SparseTensor, as "
+            f"knn_joint_probabilities returns); a dense p is always exact"
+        )
+    p, y, squeeze = _sparse_p_and_y(p, y)
     d = y.shape[-1]
     if entry.dims and d is not None and d not in entry.dims:
         raise _invalid(
             f"method {method!r} supports embedding dimensions d in {entry.dims}, but y has "
             f"d = {d} (shape {y.shape})"
         )
+    return p, y, squeeze
+
+
+def _dense_p_and_y(p, y):
+    """A dense ``p`` ``[B, N, N]`` and ``y`` ``[B, N, d]`` of one rank and dtype."""
+    p, squeeze = _batched(p, "p", "[n, n]")
+    y, squeeze_y = _batched(y, "y", "[n, d]", dtype=p.dtype)
+    if squeeze != squeeze_y:
+        raise _invalid(f"p and y must have the same rank, but have shapes {p.shape} and {y.shape}")
+    return p, y, squeeze
 
 
 def _approximate_gradient(entry, options, p, y, exaggeration, dof, compute_kl,
@@ -392,13 +410,7 @@ def tsne_gradient(p, y, exaggeration=1.0, dof=1.0, compute_kl=True, method="exac
     with tf.name_scope(name or "tsne_gradient"):
         entry, options = _check_method(method, method_options)
         if entry is not None:
-            if not isinstance(p, tf.SparseTensor):
-                raise _invalid(
-                    f"method {method!r} needs a sparse p (a tf.SparseTensor, as "
-                    f"knn_joint_probabilities returns); a dense p is always exact"
-                )
-            p, y, squeeze = _sparse_p_and_y(p, y)
-            _check_method_dims(method, entry, y)
+            p, y, squeeze = _approximate_p_and_y(method, entry, p, y)
             grad, kl = _approximate_gradient(entry, options, p, y, exaggeration, dof,
                                              compute_kl, False)
             return _unbatch(grad, squeeze), (_unbatch(kl, squeeze) if compute_kl else None)
@@ -414,10 +426,7 @@ def tsne_gradient(p, y, exaggeration=1.0, dof=1.0, compute_kl=True, method="exac
                 compute_kl=bool(compute_kl),
             )
             return _unbatch(grad, squeeze), (_unbatch(kl, squeeze) if compute_kl else None)
-        p, squeeze = _batched(p, "p", "[n, n]")
-        y, squeeze_y = _batched(y, "y", "[n, d]", dtype=p.dtype)
-        if squeeze != squeeze_y:
-            raise _invalid(f"p and y must have the same rank, but have shapes {p.shape} and {y.shape}")
+        p, y, squeeze = _dense_p_and_y(p, y)
         grad, kl = _ops.tsne_tsne_gradient(
             p,
             y,
@@ -454,13 +463,7 @@ def tsne_loss(p, y, dof=1.0, method="exact", name=None, **method_options):
     with tf.name_scope(name or "tsne_loss"):
         entry, options = _check_method(method, method_options)
         if entry is not None:
-            if not isinstance(p, tf.SparseTensor):
-                raise _invalid(
-                    f"method {method!r} needs a sparse p (a tf.SparseTensor, as "
-                    f"knn_joint_probabilities returns); a dense p is always exact"
-                )
-            p, y, squeeze = _sparse_p_and_y(p, y)
-            _check_method_dims(method, entry, y)
+            p, y, squeeze = _approximate_p_and_y(method, entry, p, y)
             return _unbatch(_approximate_loss(entry, options, p, y, dof), squeeze)
         if isinstance(p, tf.SparseTensor):
             p, y, squeeze = _sparse_p_and_y(p, y)
@@ -468,10 +471,7 @@ def tsne_loss(p, y, dof=1.0, method="exact", name=None, **method_options):
                 p.indices, p.values, p.dense_shape, y, _scalar(dof, "dof", y.dtype)
             )
             return _unbatch(kl, squeeze)
-        p, squeeze = _batched(p, "p", "[n, n]")
-        y, squeeze_y = _batched(y, "y", "[n, d]", dtype=p.dtype)
-        if squeeze != squeeze_y:
-            raise _invalid(f"p and y must have the same rank, but have shapes {p.shape} and {y.shape}")
+        p, y, squeeze = _dense_p_and_y(p, y)
         kl = _ops.tsne_tsne_loss(p, y, _scalar(dof, "dof", p.dtype))
         return _unbatch(kl, squeeze)
 

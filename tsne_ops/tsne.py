@@ -27,7 +27,6 @@ pybind11 module, the same optimiser as a C++ loop), and TensorFlow is not
 imported at all.
 """
 import math
-import numbers
 import sys
 import time
 import warnings

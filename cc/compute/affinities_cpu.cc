@@ -28,6 +28,17 @@ struct RowStats {
   double sum;
 };
 
+// The row's statistics from s0 = sum_j e_j, s1 = sum_j e_j d_j and
+// s2 = sum_j e_j d_j^2, e_j = exp(-beta d_j).
+RowStats FromSums(double s0, double s1, double s2, double beta) {
+  const double mean = s1 / s0;
+  RowStats r;
+  r.sum = s0;
+  r.entropy = std::log(s0) + beta * mean;
+  r.variance = std::max(0.0, s2 / s0 - mean * mean);
+  return r;
+}
+
 // Fills e[j] = exp(-beta * d[j]) (d already shifted to min 0, diagonal excluded
 // by the caller) and returns the entropy and variance of the normalised row.
 // Vectorised in double (simd.h Exp, ~1 ulp); the lanes' partial sums are
@@ -56,12 +67,7 @@ RowStats Evaluate(const double* __restrict d, int64_t len, double beta, double* 
     s1 += ej * dj;
     s2 += ej * dj * dj;
   }
-  const double mean = s1 / s0;
-  RowStats r;
-  r.sum = s0;
-  r.entropy = std::log(s0) + beta * mean;
-  r.variance = std::max(0.0, s2 / s0 - mean * mean);
-  return r;
+  return FromSums(s0, s1, s2, beta);
 }
 
 // Float rows: exp in float, 8 lanes (AVX2). The lane sums are kept in float
@@ -98,12 +104,7 @@ RowStats Evaluate(const float* __restrict d, int64_t len, double beta, float* __
     s1 += ej * dj;
     s2 += ej * dj * dj;
   }
-  const double mean = s1 / s0;
-  RowStats r;
-  r.sum = s0;
-  r.entropy = std::log(s0) + beta * mean;
-  r.variance = std::max(0.0, s2 / s0 - mean * mean);
-  return r;
+  return FromSums(s0, s1, s2, beta);
 }
 
 }  // namespace

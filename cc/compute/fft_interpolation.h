@@ -50,8 +50,9 @@ namespace kernels {
 constexpr int kFftMaxNodes = 8;
 constexpr int64_t kFftMaxCharges = 8;
 
-// "" or a message naming the argument: d in {1, 2}, 1 <= p <= kFftMaxNodes,
-// 1 <= c <= kFftMaxCharges, n_boxes >= 1, every box_width finite and > 0,
+// "" or a message naming the argument: the sizes (validation.h's
+// CheckFftSizes: d in {1, 2}, 1 <= p <= kFftMaxNodes, 1 <= c <=
+// kFftMaxCharges, n_boxes >= 1), every box_width finite and > 0,
 // every origin finite, and every point of y inside the grid (to a relative
 // 1e-6 of its side).
 template <typename T>

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "cc/compute/fft_interpolation.h"
+#include "cc/compute/validation.h"
 
 namespace tsne_ops {
 namespace kernels {
@@ -14,16 +15,8 @@ namespace kernels {
 template <typename T>
 std::string CheckFftGrid(const T* y, const T* origin, const T* box_width, int64_t batch,
                          int64_t n, int64_t d, int64_t n_charges, int64_t n_boxes, int p) {
-  if (d != 1 && d != 2) return "y must have d = 1 or 2, but d = " + std::to_string(d);
-  if (p < 1 || p > kFftMaxNodes) {
-    return "interpolation_points must be in [1, " + std::to_string(kFftMaxNodes) +
-           "], but is " + std::to_string(p);
-  }
-  if (n_charges < 1 || n_charges > kFftMaxCharges) {
-    return "charges must have 1 to " + std::to_string(kFftMaxCharges) +
-           " columns, but has " + std::to_string(n_charges);
-  }
-  if (n_boxes < 1) return "n_boxes must be >= 1, but is " + std::to_string(n_boxes);
+  std::string msg = CheckFftSizes(d, p, n_charges, n_boxes);
+  if (!msg.empty()) return msg;
   for (int64_t b = 0; b < batch; ++b) {
     const double h = static_cast<double>(box_width[b]);
     if (!(h > 0) || !std::isfinite(h)) {

@@ -30,18 +30,6 @@
 namespace tsne_ops {
 namespace kernels {
 
-// The one statement of which k are allowed, for every front end: an empty
-// string when k is fine, else a message naming k, its value and the limit.
-inline std::string CheckNearestNeighborsK(int64_t k, int64_t n, int64_t m, bool self) {
-  const int64_t limit = self ? n - 1 : m;
-  if (k >= 1 && k <= limit) return "";
-  std::string msg = "k must be in [1, " + std::to_string(limit) + "] (";
-  msg += self ? "n - 1 for the neighbours of x among its own " + std::to_string(n) + " points"
-              : "m, the number of points in y";
-  msg += "), but k = " + std::to_string(k);
-  return msg;
-}
-
 #define TSNE_OPS_NEAREST_NEIGHBORS_CPU_DECLS                                        \
   template <typename T>                                                             \
   void NearestNeighborsCpu(const T* x, const T* y, int64_t batch, int64_t n,        \

@@ -1,5 +1,7 @@
 #include "cc/compute/validation.h"
 
+#include "cc/compute/fft_interpolation.h"
+
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
@@ -257,6 +259,92 @@ std::string CheckKnnPerplexity(double perplexity, int64_t k) {
   }
   return "perplexity must be in (0, k) = (0, " + std::to_string(k) + ") for k = " +
          std::to_string(k) + " neighbours, but is " + NumberString(perplexity);
+}
+
+// ------------------------------------------------ exact nearest neighbours --
+
+std::string CheckNearestNeighborsShapes(const Shape& x, const Shape* y) {
+  std::string msg = CheckPoints(x, "x", y ? 1 : 2);
+  if (msg.empty() && y) msg = CheckPoints(*y, "y", 1);
+  if (msg.empty() && y) msg = CheckSameBatchAndDim(x, "x", *y, "y");
+  return msg;
+}
+
+std::string CheckNearestNeighborsK(int64_t k, int64_t n, int64_t m, bool self) {
+  const int64_t limit = self ? n - 1 : m;
+  if (k >= 1 && k <= limit) return "";
+  std::string msg = "k must be in [1, " + std::to_string(limit) + "] (";
+  msg += self ? "n - 1 for the neighbours of x among its own " + std::to_string(n) + " points"
+              : "m, the number of points in y";
+  msg += "), but k = " + std::to_string(k);
+  return msg;
+}
+
+// ---------------------------------------------------- FFT interpolation ----
+
+std::string CheckFftShapes(const Shape& y, const Shape& origin, const Shape& box_width) {
+  std::string msg = CheckRank(y, 3, "y", "[batch, n, d]");
+  if (!msg.empty()) return msg;
+  const int64_t batch = y[0], d = y[2];
+  if (d != 1 && d != 2) {
+    return "the FFT interpolation supports d = 1 or 2, but y has shape " + ShapeString(y);
+  }
+  if (origin != Shape{batch, d}) {
+    return "origin must be [batch, d] = [" + std::to_string(batch) + ", " + std::to_string(d) +
+           "], but has shape " + ShapeString(origin);
+  }
+  if (box_width != Shape{batch}) {
+    return "box_width must be [batch] = [" + std::to_string(batch) + "], but has shape " +
+           ShapeString(box_width);
+  }
+  return "";
+}
+
+std::string CheckFftCharges(const Shape& charges, const Shape& y) {
+  std::string msg = CheckRank(charges, 3, "charges", "[batch, n, c]");
+  if (!msg.empty()) return msg;
+  if (charges[0] != y[0] || charges[1] != y[1]) {
+    return "charges must be [batch, n, c] with [batch, n] = [" + std::to_string(y[0]) + ", " +
+           std::to_string(y[1]) + "] from y, but has shape " + ShapeString(charges);
+  }
+  return "";
+}
+
+std::string CheckFftBoxes(int64_t n_boxes, int p, int64_t d) {
+  // Bounds the grid a caller can ask for: 2^31 nodes (16 GiB of float64).
+  if (n_boxes >= 1 && n_boxes * p <= (d == 2 ? 46340 : (int64_t{1} << 31))) return "";
+  return "n_boxes must be >= 1 and give at most 2^31 grid nodes, but is " +
+         std::to_string(n_boxes);
+}
+
+std::string CheckFftPotentials(const Shape& v, const Shape& y, int p) {
+  if (p < 1 || p > kFftMaxNodes) {
+    return "interpolation_points must be in [1, " + std::to_string(kFftMaxNodes) + "], but is " +
+           std::to_string(p);
+  }
+  const int64_t batch = y[0], d = y[2];
+  bool ok = static_cast<int64_t>(v.size()) == 2 + d && v[0] == batch && v[1] >= 1 &&
+            v[2] >= p && v[2] % p == 0;
+  if (ok && d == 2) ok = v[3] == v[2];
+  if (ok) return "";
+  return std::string("potentials must be [batch, c") + (d == 2 ? ", m, m" : ", m") +
+         "] with batch = " + std::to_string(batch) +
+         " and m a multiple of interpolation_points = " + std::to_string(p) +
+         ", but has shape " + ShapeString(v);
+}
+
+std::string CheckFftSizes(int64_t d, int p, int64_t n_charges, int64_t n_boxes) {
+  if (d != 1 && d != 2) return "y must have d = 1 or 2, but d = " + std::to_string(d);
+  if (p < 1 || p > kFftMaxNodes) {
+    return "interpolation_points must be in [1, " + std::to_string(kFftMaxNodes) + "], but is " +
+           std::to_string(p);
+  }
+  if (n_charges < 1 || n_charges > kFftMaxCharges) {
+    return "charges must have 1 to " + std::to_string(kFftMaxCharges) + " columns, but has " +
+           std::to_string(n_charges);
+  }
+  if (n_boxes < 1) return "n_boxes must be >= 1, but is " + std::to_string(n_boxes);
+  return "";
 }
 
 }  // namespace kernels

@@ -85,6 +85,33 @@ std::string CheckKnnShapes(const Shape& indices, const Shape& sq_distances);
 // perplexity in (0, k) for k neighbours.
 std::string CheckKnnPerplexity(double perplexity, int64_t k);
 
+// ------------------------------------------------ exact nearest neighbours --
+
+// The points of nearest_neighbors (rank checked by the front end: the op
+// takes [batch, n, dim], the module also [n, dim]): x with dim >= 1 and at
+// least 2 points (1 with `y`), y (may be null) with dim >= 1 and one point,
+// paired with x batch by batch.
+std::string CheckNearestNeighborsShapes(const Shape& x, const Shape* y);
+// 1 <= k <= n - 1 (`self`: the neighbours of x among its own n points) or
+// 1 <= k <= m (among the m points of y).
+std::string CheckNearestNeighborsK(int64_t k, int64_t n, int64_t m, bool self);
+
+// ---------------------------------------------------- FFT interpolation ----
+
+// y [batch, n, d] with d = 1 or 2, origin [batch, d], box_width [batch].
+std::string CheckFftShapes(const Shape& y, const Shape& origin, const Shape& box_width);
+// The spread's charges [batch, n, c], paired with y [batch, n, d].
+std::string CheckFftCharges(const Shape& charges, const Shape& y);
+// n_boxes >= 1, and at most 2^31 grid nodes (n_boxes p per dimension).
+std::string CheckFftBoxes(int64_t n_boxes, int p, int64_t d);
+// The gather's potentials [batch, c, m] (d = 1) or [batch, c, m, m] (d = 2)
+// with m a multiple of p, for y [batch, n, d]; p in [1, kFftMaxNodes].
+std::string CheckFftPotentials(const Shape& potentials, const Shape& y, int p);
+// The sizes the kernels take: d in {1, 2}, 1 <= p <= 8 nodes per box,
+// 1 <= c <= 8 charges, n_boxes >= 1 (cc/compute/fft_interpolation.h's
+// kFftMaxNodes and kFftMaxCharges; CheckFftGrid also checks the values).
+std::string CheckFftSizes(int64_t d, int p, int64_t n_charges, int64_t n_boxes);
+
 }  // namespace kernels
 }  // namespace tsne_ops
 

@@ -82,10 +82,7 @@ template <typename Device, typename T, bool Joint>
 class AffinityOp : public OpKernel {
  public:
   explicit AffinityOp(OpKernelConstruction* ctx) : OpKernel(ctx) {
-    OP_REQUIRES_OK(ctx, ctx->GetAttr("perplexity", &perplexity_));
-    OP_REQUIRES_OK(ctx, ctx->GetAttr("tolerance", &tolerance_));
-    OP_REQUIRES_OK(ctx, ctx->GetAttr("max_iter", &max_iter_));
-    OP_REQUIRES_OK(ctx, CheckMessage(kernels::CheckPerplexitySearch(tolerance_, max_iter_)));
+    OP_REQUIRES_OK(ctx, search_.Read(ctx));
   }
 
   void Compute(OpKernelContext* ctx) override {
@@ -93,7 +90,7 @@ class AffinityOp : public OpKernel {
     const Tensor& d = ctx->input(0);
     OP_REQUIRES_OK(ctx, CheckSquareDistances(d, "sq_dist"));
     const int64_t batch = d.dim_size(0), n = d.dim_size(1);
-    OP_REQUIRES_OK(ctx, CheckMessage(kernels::CheckPerplexity(perplexity_, n)));
+    OP_REQUIRES_OK(ctx, CheckMessage(kernels::CheckPerplexity(search_.perplexity, n)));
     kernels::ParallelFor pf;
     if (kCpu) {
       pf = CpuParallelFor(ctx);
@@ -118,13 +115,13 @@ class AffinityOp : public OpKernel {
     if (batch == 0) return;
     if constexpr (kCpu) {
       const int64_t unconverged = kernels::PerplexityAffinitiesCpu<T>(
-          d.flat<T>().data(), batch, n, perplexity_, tolerance_, max_iter_,
+          d.flat<T>().data(), batch, n, search_.perplexity, search_.tolerance, search_.max_iter,
           p_cond->flat<T>().data(), beta->flat<T>().data(), pf);
       if (unconverged > 0) {
         LOG(WARNING) << "tsne_ops: " << unconverged << " of " << batch * n
-                     << " rows did not reach perplexity " << perplexity_ << " within "
-                     << tolerance_ << " nats in " << max_iter_
-                     << " steps. Where more than " << perplexity_
+                     << " rows did not reach perplexity " << search_.perplexity << " within "
+                     << search_.tolerance << " nats in " << search_.max_iter
+                     << " steps. Where more than " << search_.perplexity
                      << " points tie at a row's smallest distance (duplicates, binary or"
                      << " integer data) no beta can: such rows are uniform on their tied"
                      << " points; any other keeps its closest beta.";
@@ -142,7 +139,7 @@ class AffinityOp : public OpKernel {
                                           &scratch, &ws));
       OP_REQUIRES_OK(ctx, CudaStatus(kernels::LaunchPerplexityAffinities<T>(
                                          GpuStream(ctx), d.flat<T>().data(), batch, n,
-                                         perplexity_, tolerance_, max_iter_,
+                                         search_.perplexity, search_.tolerance, search_.max_iter,
                                          p_cond->flat<T>().data(), beta->flat<T>().data(),
                                          nullptr, ws),
                                      "PerplexityAffinities"));
@@ -162,9 +159,7 @@ class AffinityOp : public OpKernel {
   }
 
  private:
-  float perplexity_ = 30.f;
-  float tolerance_ = 1e-5f;
-  int max_iter_ = 200;
+  PerplexitySearchAttrs search_;
 };
 
 #define TSNE_OPS_REGISTER(DEV, DEVICE, T)                                                   \

@@ -12,32 +12,6 @@
 
 namespace tsne_ops {
 
-namespace {
-
-// y [batch, n, d], per-point values [batch, n, c], origin [batch, d],
-// box_width [batch]; the checks both ops share.
-absl::Status FftInputs(const Tensor& y, const Tensor& origin, const Tensor& box_width) {
-  TF_RETURN_IF_ERROR(CheckRank(y, 3, "y", "[batch, n, d]"));
-  const int64_t batch = y.dim_size(0), d = y.dim_size(2);
-  if (d != 1 && d != 2) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "the FFT interpolation supports d = 1 or 2, but y has shape ", y.shape().DebugString()));
-  }
-  if (origin.dims() != 2 || origin.dim_size(0) != batch || origin.dim_size(1) != d) {
-    return absl::InvalidArgumentError(absl::StrCat("origin must be [batch, d] = [", batch, ", ",
-                                                   d, "], but has shape ",
-                                                   origin.shape().DebugString()));
-  }
-  if (box_width.dims() != 1 || box_width.dim_size(0) != batch) {
-    return absl::InvalidArgumentError(absl::StrCat("box_width must be [batch] = [", batch,
-                                                   "], but has shape ",
-                                                   box_width.shape().DebugString()));
-  }
-  return absl::OkStatus();
-}
-
-}  // namespace
-
 REGISTER_OP("TSNE>FftSpread")
     .Input("y: T")
     .Input("charges: T")
@@ -119,22 +93,16 @@ class FftSpreadOp : public OpKernel {
     const Tensor& origin = ctx->input(2);
     const Tensor& box_width = ctx->input(3);
     const Tensor& nb_t = ctx->input(4);
-    OP_REQUIRES_OK(ctx, FftInputs(y, origin, box_width));
+    OP_REQUIRES_OK(ctx, CheckMessage(kernels::CheckFftShapes(Dims(y), Dims(origin),
+                                                              Dims(box_width))));
     const int64_t batch = y.dim_size(0), n = y.dim_size(1), d = y.dim_size(2);
-    OP_REQUIRES_OK(ctx, CheckRank(q, 3, "charges", "[batch, n, c]"));
-    OP_REQUIRES(ctx, q.dim_size(0) == batch && q.dim_size(1) == n,
-                absl::InvalidArgumentError(absl::StrCat(
-                    "charges must be [batch, n, c] with [batch, n] = [", batch, ", ", n,
-                    "] from y, but has shape ", q.shape().DebugString())));
+    OP_REQUIRES_OK(ctx, CheckMessage(kernels::CheckFftCharges(Dims(q), Dims(y))));
     OP_REQUIRES(ctx, nb_t.dims() == 0,
                 absl::InvalidArgumentError(absl::StrCat("n_boxes must be a scalar, but has shape ",
                                                         nb_t.shape().DebugString())));
     const int64_t n_boxes = nb_t.scalar<int64_t>()();
     const int64_t c = q.dim_size(2);
-    // Bounds the grid a caller can ask for: 2^31 nodes (16 GiB of float64).
-    OP_REQUIRES(ctx, n_boxes >= 1 && n_boxes * p_ <= (d == 2 ? 46340 : (int64_t{1} << 31)),
-                absl::InvalidArgumentError(absl::StrCat(
-                    "n_boxes must be >= 1 and give at most 2^31 grid nodes, but is ", n_boxes)));
+    OP_REQUIRES_OK(ctx, CheckMessage(kernels::CheckFftBoxes(n_boxes, p_, d)));
     const int64_t m = n_boxes * p_;
     TensorShape shape({batch, c, m});
     if (d == 2) shape.AddDim(m);
@@ -159,12 +127,7 @@ class FftSpreadOp : public OpKernel {
                                grid->flat<T>().data(), pf);
     } else {
 #ifdef TSNE_OPS_WITH_CUDA
-      OP_REQUIRES(ctx, p_ >= 1 && p_ <= kernels::kFftMaxNodes && c >= 1 &&
-                           c <= kernels::kFftMaxCharges,
-                  absl::InvalidArgumentError(absl::StrCat(
-                      "interpolation_points must be in [1, 8] and charges have 1 to 8 columns, "
-                      "but interpolation_points = ", p_, " and charges has shape ",
-                      q.shape().DebugString())));
+      OP_REQUIRES_OK(ctx, CheckMessage(kernels::CheckFftSizes(d, p_, c, n_boxes)));
       cudaStream_t stream = GpuStream(ctx);
       if (n == 0) {
         OP_REQUIRES_OK(ctx, CudaStatus(cudaMemsetAsync(grid->flat<T>().data(), 0,
@@ -203,19 +166,11 @@ class FftGatherOp : public OpKernel {
     const Tensor& v = ctx->input(1);
     const Tensor& origin = ctx->input(2);
     const Tensor& box_width = ctx->input(3);
-    OP_REQUIRES_OK(ctx, FftInputs(y, origin, box_width));
+    OP_REQUIRES_OK(ctx, CheckMessage(kernels::CheckFftShapes(Dims(y), Dims(origin),
+                                                              Dims(box_width))));
     const int64_t batch = y.dim_size(0), n = y.dim_size(1), d = y.dim_size(2);
-    OP_REQUIRES(ctx, p_ >= 1 && p_ <= kernels::kFftMaxNodes,
-                absl::InvalidArgumentError(absl::StrCat(
-                    "interpolation_points must be in [1, 8], but is ", p_)));
-    bool ok = v.dims() == 2 + d && v.dim_size(0) == batch && v.dim_size(1) >= 1 &&
-              v.dim_size(2) >= p_ && v.dim_size(2) % p_ == 0;
-    if (ok && d == 2) ok = v.dim_size(3) == v.dim_size(2);
-    OP_REQUIRES(ctx, ok,
-                absl::InvalidArgumentError(absl::StrCat(
-                    "potentials must be [batch, c", d == 2 ? ", m, m" : ", m",
-                    "] with batch = ", batch, " and m a multiple of interpolation_points = ", p_,
-                    ", but has shape ", v.shape().DebugString())));
+    OP_REQUIRES_OK(ctx,
+                   CheckMessage(kernels::CheckFftPotentials(Dims(v), Dims(y), p_)));
     const int64_t c = v.dim_size(1), n_boxes = v.dim_size(2) / p_;
     Tensor* phi = nullptr;
     OP_REQUIRES_OK(ctx, ctx->allocate_output(0, TensorShape({batch, n, c}), &phi));
@@ -232,10 +187,7 @@ class FftGatherOp : public OpKernel {
                                phi->flat<T>().data(), pf);
     } else {
 #ifdef TSNE_OPS_WITH_CUDA
-      OP_REQUIRES(ctx, c <= kernels::kFftMaxCharges,
-                  absl::InvalidArgumentError(absl::StrCat(
-                      "potentials must have 1 to 8 charges, but has shape ",
-                      v.shape().DebugString())));
+      OP_REQUIRES_OK(ctx, CheckMessage(kernels::CheckFftSizes(d, p_, c, n_boxes)));
       OP_REQUIRES_OK(ctx, CudaStatus(kernels::LaunchFftGather<T>(
                                          GpuStream(ctx), y.flat<T>().data(), v.flat<T>().data(),
                                          origin.flat<T>().data(), box_width.flat<T>().data(),

@@ -9,15 +9,6 @@
 
 namespace tsne_ops {
 
-using tensorflow::OpKernel;
-using tensorflow::OpKernelConstruction;
-using tensorflow::OpKernelContext;
-using tensorflow::Tensor;
-using tensorflow::TensorShape;
-using tensorflow::shape_inference::DimensionHandle;
-using tensorflow::shape_inference::InferenceContext;
-using tensorflow::shape_inference::ShapeHandle;
-
 namespace {
 
 absl::Status NearestNeighborsShape(InferenceContext* c, bool cross) {
@@ -101,14 +92,11 @@ class NearestNeighborsOp : public OpKernel {
     constexpr bool kCpu = std::is_same<Device, CPUDevice>::value;
     const Tensor& x = ctx->input(0);
     const Tensor* y = Cross ? &ctx->input(1) : nullptr;
-    OP_REQUIRES_OK(ctx, CheckPoints(x, "x", Cross ? 1 : 2));
-    if (Cross) {
-      OP_REQUIRES_OK(ctx, CheckPoints(*y, "y", 1));
-      OP_REQUIRES(ctx, x.dim_size(0) == y->dim_size(0) && x.dim_size(2) == y->dim_size(2),
-                  absl::InvalidArgumentError(absl::StrCat(
-                      "x and y must have the same batch size and dim, but x has shape ",
-                      x.shape().DebugString(), " and y has shape ", y->shape().DebugString())));
-    }
+    OP_REQUIRES_OK(ctx, CheckRank(x, 3, "x", "[batch, points, dim]"));
+    if (Cross) OP_REQUIRES_OK(ctx, CheckRank(*y, 3, "y", "[batch, points, dim]"));
+    const kernels::Shape y_dims = Cross ? Dims(*y) : kernels::Shape();
+    OP_REQUIRES_OK(ctx, CheckMessage(kernels::CheckNearestNeighborsShapes(
+                            Dims(x), Cross ? &y_dims : nullptr)));
     const int64_t batch = x.dim_size(0), n = x.dim_size(1), dim = x.dim_size(2);
     const int64_t m = Cross ? y->dim_size(1) : n;
     OP_REQUIRES_OK(ctx, CheckMessage(kernels::CheckNearestNeighborsK(k_, n, m, !Cross)));
@@ -143,23 +131,6 @@ class NearestNeighborsOp : public OpKernel {
   }
 
  private:
-  // Rank 3, dim >= 1, at least min_points points.
-  static absl::Status CheckPoints(const Tensor& t, const char* name, int64_t min_points) {
-    auto s = CheckRank(t, 3, name, "[batch, points, dim]");
-    if (!s.ok()) return s;
-    if (t.dim_size(2) < 1) {
-      return absl::InvalidArgumentError(
-          absl::StrCat(name, " must have dim >= 1, but has shape ", t.shape().DebugString()));
-    }
-    if (t.dim_size(1) < min_points) {
-      return absl::InvalidArgumentError(absl::StrCat(name, " needs at least ", min_points,
-                                                     min_points == 1 ? " point" : " points",
-                                                     ", but has shape ",
-                                                     t.shape().DebugString()));
-    }
-    return absl::OkStatus();
-  }
-
   int64_t k_;
 };
 
@@ -173,12 +144,7 @@ class NearestNeighborsOp : public OpKernel {
                               .TypeConstraint<T>("T"),                                     \
                           NearestNeighborsOp<DEVICE, T, true>);
 
-TSNE_OPS_REGISTER(DEVICE_CPU, CPUDevice, float)
-TSNE_OPS_REGISTER(DEVICE_CPU, CPUDevice, double)
-#ifdef TSNE_OPS_WITH_CUDA
-TSNE_OPS_REGISTER(DEVICE_GPU, GPUDevice, float)
-TSNE_OPS_REGISTER(DEVICE_GPU, GPUDevice, double)
-#endif
+TSNE_OPS_REGISTER_ALL_TYPES(TSNE_OPS_REGISTER)
 #undef TSNE_OPS_REGISTER
 
 }  // namespace tsne_ops

@@ -134,6 +134,21 @@ absl::Status AllocateGradientOutputs(tensorflow::OpKernelContext* ctx, const ten
   return absl::OkStatus();
 }
 
+// The perplexity search's attributes of the dense and the kNN affinity ops,
+// read and checked (tolerance > 0, max_iter >= 1) when the kernel is built.
+struct PerplexitySearchAttrs {
+  float perplexity = 30.f;
+  float tolerance = 1e-5f;
+  int max_iter = 200;
+
+  absl::Status Read(tensorflow::OpKernelConstruction* ctx) {
+    TF_RETURN_IF_ERROR(ctx->GetAttr("perplexity", &perplexity));
+    TF_RETURN_IF_ERROR(ctx->GetAttr("tolerance", &tolerance));
+    TF_RETURN_IF_ERROR(ctx->GetAttr("max_iter", &max_iter));
+    return CheckMessage(kernels::CheckPerplexitySearch(tolerance, max_iter));
+  }
+};
+
 // A self-distance matrix: rank 3, square, N >= 2.
 inline absl::Status CheckSquareDistances(const tensorflow::Tensor& d, const char* name) {
   auto s = CheckRank(d, 3, name, "[batch, n, n]");

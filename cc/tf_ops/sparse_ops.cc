@@ -19,27 +19,36 @@ namespace tsne_ops {
 namespace {
 
 #ifdef TSNE_OPS_WITH_CUDA
-// Scratch for a sparse gradient kernel on the GPU: the kernel's workspace of
-// `ws_bytes`, then P's CSR view (built on the host: p_indices is HostMemory)
-// copied after it on the op's stream. The host vectors must outlive the copy
-// (the callers synchronise before returning).
-absl::Status CsrOnDevice(OpKernelContext* ctx, size_t ws_bytes, const std::vector<int64_t>& row_ptr,
-                         const std::vector<int64_t>& cols, const char* what, Tensor* scratch,
-                         void** ws, int64_t** rp_dev, int64_t** cols_dev) {
+// Scratch for a sparse gradient kernel on the GPU: the kernel's workspace,
+// then P's CSR view (built on the host: p_indices is HostMemory) copied after
+// it on the op's stream. The host vectors must outlive the copy (the callers
+// synchronise before returning).
+struct DeviceCsr {
+  Tensor scratch;
+  void* ws = nullptr;
+  int64_t* row_ptr = nullptr;
+  int64_t* cols = nullptr;
+};
+
+template <typename T>
+absl::Status CsrOnDevice(OpKernelContext* ctx, int64_t batch, int64_t n, int64_t d,
+                         const std::vector<int64_t>& row_ptr, const std::vector<int64_t>& cols,
+                         const char* what, DeviceCsr* out) {
+  const size_t ws_bytes = kernels::SparseTsneGradientWorkspaceBytes<T>(batch, n, d);
   const size_t off_rp = ((ws_bytes + 63) / 64) * 64;
   const size_t rp_bytes = sizeof(int64_t) * row_ptr.size();
   const size_t off_cols = off_rp + ((rp_bytes + 63) / 64) * 64;
   TF_RETURN_IF_ERROR(AllocateScratch(ctx, off_cols + sizeof(int64_t) * (cols.size() + 1),
-                                     scratch, ws));
-  char* base = static_cast<char*>(*ws);
-  *rp_dev = reinterpret_cast<int64_t*>(base + off_rp);
-  *cols_dev = reinterpret_cast<int64_t*>(base + off_cols);
+                                     &out->scratch, &out->ws));
+  char* base = static_cast<char*>(out->ws);
+  out->row_ptr = reinterpret_cast<int64_t*>(base + off_rp);
+  out->cols = reinterpret_cast<int64_t*>(base + off_cols);
   cudaStream_t stream = GpuStream(ctx);
   const std::string copy = absl::StrCat(what, " (copy of p)");
-  TF_RETURN_IF_ERROR(CudaStatus(cudaMemcpyAsync(*rp_dev, row_ptr.data(), rp_bytes,
+  TF_RETURN_IF_ERROR(CudaStatus(cudaMemcpyAsync(out->row_ptr, row_ptr.data(), rp_bytes,
                                                 cudaMemcpyHostToDevice, stream), copy.c_str()));
   if (!cols.empty()) {
-    TF_RETURN_IF_ERROR(CudaStatus(cudaMemcpyAsync(*cols_dev, cols.data(),
+    TF_RETURN_IF_ERROR(CudaStatus(cudaMemcpyAsync(out->cols, cols.data(),
                                                   sizeof(int64_t) * cols.size(),
                                                   cudaMemcpyHostToDevice, stream), copy.c_str()));
   }
@@ -92,6 +101,16 @@ absl::Status SparsePInputs(const Tensor& indices, const Tensor& values, const Te
   return CheckMessage(kernels::CooToCsr(indices.flat<int64_t>().data(), nnz, y.dim_size(0),
                                         y.dim_size(1), "p", row_ptr->data(), cols->data(),
                                         &pf));
+}
+
+// The values both sparse gradient ops check on the CPU before the kernel
+// runs (cheap next to the repulsion): p's values finite and >= 0, y finite.
+template <typename T>
+absl::Status CheckSparseValues(const Tensor& p_val, const Tensor& y,
+                               const kernels::ParallelFor* pf) {
+  TF_RETURN_IF_ERROR(CheckMessage(kernels::CheckNonNegativeFinite<T>(
+      p_val.flat<T>().data(), Dims(p_val), "p values", pf)));
+  return CheckMessage(kernels::CheckAllFinite<T>(y.flat<T>().data(), Dims(y), "y", pf));
 }
 
 }  // namespace
@@ -258,10 +277,7 @@ template <typename Device, typename T>
 class KnnJointProbabilitiesOp : public OpKernel {
  public:
   explicit KnnJointProbabilitiesOp(OpKernelConstruction* ctx) : OpKernel(ctx) {
-    OP_REQUIRES_OK(ctx, ctx->GetAttr("perplexity", &perplexity_));
-    OP_REQUIRES_OK(ctx, ctx->GetAttr("tolerance", &tolerance_));
-    OP_REQUIRES_OK(ctx, ctx->GetAttr("max_iter", &max_iter_));
-    OP_REQUIRES_OK(ctx, CheckMessage(kernels::CheckPerplexitySearch(tolerance_, max_iter_)));
+    OP_REQUIRES_OK(ctx, search_.Read(ctx));
   }
 
   void Compute(OpKernelContext* ctx) override {
@@ -272,7 +288,7 @@ class KnnJointProbabilitiesOp : public OpKernel {
     OP_REQUIRES_OK(ctx, CheckRank(d2, 3, "sq_distances", "[batch, n, k]"));
     OP_REQUIRES_OK(ctx, CheckMessage(kernels::CheckKnnShapes(Dims(idx), Dims(d2))));
     const int64_t batch = idx.dim_size(0), n = idx.dim_size(1), k = idx.dim_size(2);
-    OP_REQUIRES_OK(ctx, CheckMessage(kernels::CheckKnnPerplexity(perplexity_, k)));
+    OP_REQUIRES_OK(ctx, CheckMessage(kernels::CheckKnnPerplexity(search_.perplexity, k)));
     // indices stay on the host on every device (HostMemory): they are checked
     // here, and nnz must be known on the host to allocate the outputs.
     kernels::ParallelFor pf = kCpu ? CpuParallelFor(ctx) : kernels::SerialFor();
@@ -300,8 +316,8 @@ class KnnJointProbabilitiesOp : public OpKernel {
         return true;
       };
       kernels::KnnJointProbabilitiesCpu<T>(idx.flat<int64_t>().data(), d2.flat<T>().data(),
-                                           batch, n, k, perplexity_, tolerance_, max_iter_,
-                                           allocate, &unconverged, pf);
+                                           batch, n, k, search_.perplexity, search_.tolerance,
+                                           search_.max_iter, allocate, &unconverged, pf);
       OP_REQUIRES_OK(ctx, alloc_status);
     } else {
 #ifdef TSNE_OPS_WITH_CUDA
@@ -322,7 +338,7 @@ class KnnJointProbabilitiesOp : public OpKernel {
       int64_t nnz = 0;
       OP_REQUIRES_OK(ctx, CudaStatus(kernels::LaunchKnnJointPrepare<T>(
                                          stream, idx_dev, d2.flat<T>().data(), batch, n, k,
-                                         perplexity_, tolerance_, max_iter_,
+                                         search_.perplexity, search_.tolerance, search_.max_iter,
                                          count_t.flat<int64_t>().data(), ws, &nnz),
                                      "KnnJointProbabilities"));
       OP_REQUIRES_OK(ctx, CudaStatus(cudaMemcpy(&unconverged, count_t.flat<int64_t>().data(),
@@ -340,16 +356,14 @@ class KnnJointProbabilitiesOp : public OpKernel {
     }
     if (unconverged > 0) {
       LOG(WARNING) << "tsne_ops: " << unconverged << " of " << batch * n
-                   << " rows did not reach perplexity " << perplexity_ << " within "
-                   << tolerance_ << " nats in " << max_iter_
+                   << " rows did not reach perplexity " << search_.perplexity << " within "
+                   << search_.tolerance << " nats in " << search_.max_iter
                    << " steps (duplicate points or ties?); the closest beta was kept.";
     }
   }
 
  private:
-  float perplexity_ = 30.f;
-  float tolerance_ = 1e-5f;
-  int max_iter_ = 200;
+  PerplexitySearchAttrs search_;
 };
 
 template <typename Device, typename T, bool LossOnly>
@@ -378,11 +392,7 @@ class SparseTsneGradientOp : public OpKernel {
     T* kl_ptr = out.kl;
     if constexpr (kCpu) {
       kernels::ParallelFor pf = CpuParallelFor(ctx);
-      // Both are cheap next to the O(n^2) repulsion, so both are checked up front.
-      OP_REQUIRES_OK(ctx, CheckMessage(kernels::CheckNonNegativeFinite<T>(
-                              p_val.flat<T>().data(), Dims(p_val), "p values", &pf)));
-      OP_REQUIRES_OK(ctx, CheckMessage(kernels::CheckAllFinite<T>(y.flat<T>().data(), Dims(y),
-                                                                  "y", &pf)));
+      OP_REQUIRES_OK(ctx, CheckSparseValues<T>(p_val, y, &pf));
       kernels::SparseTsneGradientCpu<T>(row_ptr.data(), cols.data(), p_val.flat<T>().data(),
                                         y.flat<T>().data(), batch, n, d, options, grad_ptr,
                                         kl_ptr, pf);
@@ -394,17 +404,14 @@ class SparseTsneGradientOp : public OpKernel {
 #ifdef TSNE_OPS_WITH_CUDA
       // The CSR view is built on the host (p_indices is HostMemory) and
       // copied next to the kernel's workspace.
-      Tensor scratch;
-      void* ws = nullptr;
-      int64_t* rp_dev = nullptr;
-      int64_t* cols_dev = nullptr;
-      OP_REQUIRES_OK(ctx, CsrOnDevice(ctx, kernels::SparseTsneGradientWorkspaceBytes<T>(batch, n, d),
-                                      row_ptr, cols, "SparseTsneGradient", &scratch, &ws, &rp_dev, &cols_dev));
+      DeviceCsr csr;
+      OP_REQUIRES_OK(ctx, CsrOnDevice<T>(ctx, batch, n, d, row_ptr, cols, "SparseTsneGradient",
+                                         &csr));
       cudaStream_t stream = GpuStream(ctx);
       OP_REQUIRES_OK(ctx, CudaStatus(kernels::LaunchSparseTsneGradient<T>(
-                                         stream, rp_dev, cols_dev, p_val.flat<T>().data(),
+                                         stream, csr.row_ptr, csr.cols, p_val.flat<T>().data(),
                                          y.flat<T>().data(), batch, n, d, options, grad_ptr,
-                                         kl_ptr, ws),
+                                         kl_ptr, csr.ws),
                                      "SparseTsneGradient"));
       // row_ptr and cols are pageable host vectors freed on return.
       OP_REQUIRES_OK(ctx, CudaStatus(cudaStreamSynchronize(stream), "SparseTsneGradient"));
@@ -452,10 +459,7 @@ class SparseTsneGradientFromRepulsionOp : public OpKernel {
     T* kl_ptr = out.kl;
     if constexpr (kCpu) {
       kernels::ParallelFor pf = CpuParallelFor(ctx);
-      OP_REQUIRES_OK(ctx, CheckMessage(kernels::CheckNonNegativeFinite<T>(
-                              p_val.flat<T>().data(), Dims(p_val), "p values", &pf)));
-      OP_REQUIRES_OK(ctx, CheckMessage(kernels::CheckAllFinite<T>(y.flat<T>().data(), Dims(y),
-                                                                  "y", &pf)));
+      OP_REQUIRES_OK(ctx, CheckSparseValues<T>(p_val, y, &pf));
       OP_REQUIRES_OK(ctx, CheckMessage(kernels::CheckAllFinite<T>(
                               rep.flat<T>().data(), Dims(rep), "repulsion", &pf)));
       auto zv = z.flat<T>();
@@ -473,18 +477,15 @@ class SparseTsneGradientFromRepulsionOp : public OpKernel {
       // As SparseTsneGradientOp: CSR built on the host, copied after the
       // kernel's workspace. z stays on the device (it is the output of a
       // device reduction); the caller's approximation guarantees it is > 0.
-      Tensor scratch;
-      void* ws = nullptr;
-      int64_t* rp_dev = nullptr;
-      int64_t* cols_dev = nullptr;
-      OP_REQUIRES_OK(ctx, CsrOnDevice(ctx, kernels::SparseTsneGradientWorkspaceBytes<T>(batch, n, d),
-                                      row_ptr, cols, "SparseTsneGradientFromRepulsion", &scratch, &ws, &rp_dev, &cols_dev));
+      DeviceCsr csr;
+      OP_REQUIRES_OK(ctx, CsrOnDevice<T>(ctx, batch, n, d, row_ptr, cols,
+                                         "SparseTsneGradientFromRepulsion", &csr));
       cudaStream_t stream = GpuStream(ctx);
       OP_REQUIRES_OK(ctx, CudaStatus(kernels::LaunchSparseTsneGradientFromRepulsion<T>(
-                                         stream, rp_dev, cols_dev, p_val.flat<T>().data(),
+                                         stream, csr.row_ptr, csr.cols, p_val.flat<T>().data(),
                                          y.flat<T>().data(), batch, n, d, options,
                                          rep.flat<T>().data(), z.flat<T>().data(),
-                                         out.grad, kl_ptr, ws),
+                                         out.grad, kl_ptr, csr.ws),
                                      "SparseTsneGradientFromRepulsion"));
       OP_REQUIRES_OK(ctx, CudaStatus(cudaStreamSynchronize(stream),
                                      "SparseTsneGradientFromRepulsion"));
