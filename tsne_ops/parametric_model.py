@@ -15,6 +15,15 @@ from tsne_ops import ops
 from tsne_ops.affinities import exact_joint_probabilities, sparse_joint_probabilities
 
 
+def multi_worker(strategy):
+    """True when ``strategy``'s replicas span several processes (a
+    ``MultiWorkerMirroredStrategy`` with a cluster in ``TF_CONFIG``): the
+    test Keras itself makes before it reduces across workers."""
+    in_multi_worker_mode = getattr(getattr(strategy, "extended", None), "_in_multi_worker_mode",
+                                   None)
+    return bool(in_multi_worker_mode is not None and in_multi_worker_mode())
+
+
 def cosine_adam(learning_rate, epochs, n_samples, batch_size):
     """Adam whose rate decays from ``learning_rate`` to zero along a cosine
     over the steps of ``epochs`` epochs of ``n_samples`` points in batches of
@@ -302,16 +311,42 @@ class TSNEModel(keras.Model):
         grads = tape.gradient(scaled, self.trainable_variables)
         self.optimizer.apply(grads, self.trainable_variables)
         self.loss_tracker.update_state(kl)
-        return {"loss": self.loss_tracker.result()}
+        return self._logs()
 
     def test_step(self, data):
         x = data[0] if isinstance(data, (tuple, list)) else data
         self.loss_tracker.update_state(self.kl(x))
-        return {"loss": self.loss_tracker.result()}
+        return self._logs()
+
+    def _logs(self):
+        loss = self.loss_tracker.result()
+        if multi_worker(tf.distribute.get_strategy()):
+            # Keras averages a multi-worker run's metrics with
+            # strategy.reduce(..., axis=0), which needs an axis: one value
+            # per replica, averaged into the scalar over all replicas.
+            loss = tf.reshape(loss, [1])
+        return {"loss": loss}
 
     @property
     def metrics(self):
         return [self.loss_tracker]
+
+    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
+        # Keras 3 builds the model from the first batch, which under a
+        # strategy it first averages across replicas with one
+        # ``strategy.reduce`` of the whole batch; a multi-worker strategy's
+        # all-reduce takes one tensor, not the dict of a batch of groups.
+        # Only the batch's shapes matter here: build from this worker's first
+        # replica's share instead (no collective).
+        strategy = getattr(self, "_distribute_strategy", None)
+        if strategy is not None and iterator is not None and data_batch is None:
+            for _, _, it in iterator:
+                data_batch = tf.nest.map_structure(
+                    lambda v: (strategy.experimental_local_results(v)[0]
+                               if isinstance(v, tf.distribute.DistributedValues) else v), next(it))
+                break
+            iterator = None
+        return super()._maybe_symbolic_build(iterator=iterator, data_batch=data_batch)
 
     def get_config(self):
         config = super().get_config()
