@@ -181,7 +181,14 @@ class ParametricTSNE(TransformerMixin, BaseEstimator):
     callback_samples : int, default=2000
     strategy : tf.distribute.Strategy or None
         Builds and trains the model under this strategy (e.g.
-        ``tf.distribute.MirroredStrategy()``); None uses the current one.
+        ``tf.distribute.MirroredStrategy()``, or
+        ``tf.distribute.MultiWorkerMirroredStrategy()`` with ``TF_CONFIG``
+        set on each machine and the same script and data on every worker);
+        None uses the current one. ``batch_size`` is the global batch: each
+        replica trains on its share, and the gradients are averaged. Under
+        several workers all shuffle alike (``random_state``, or worker 0's
+        seed), ``transform`` and ``score`` must run on every worker, and the
+        progress bar shows on the chief only (docs/parametric_global.md).
 
     Attributes
     ----------
