@@ -25,9 +25,11 @@ Where P comes from (``affinities``):
 Both use this package's custom ops; the gradient of ``tsne_loss`` is the
 registered fused kernel, and backpropagation carries it into the encoder's
 weights. Training is a Keras ``fit`` on a ``tf.data`` pipeline, so it runs
-under a ``tf.distribute`` strategy (each replica takes its share of the
-batch; gradients are averaged across replicas). The fitted model saves to one
-``.keras`` file and loads back in any process that has imported ``tsne_ops``.
+under a ``tf.distribute`` strategy, on one machine or several (each
+replica embeds its share of the batch; with the global P the loss is that
+of the gathered batch, so a step is one worker's on the whole batch). The
+fitted model saves to one ``.keras`` file and loads back in any process that
+has imported ``tsne_ops``.
 The encoders are in :mod:`tsne_ops.encoders`, the Keras model and its
 callbacks in :mod:`tsne_ops.parametric_model`.
 """
@@ -185,7 +187,8 @@ class ParametricTSNE(TransformerMixin, BaseEstimator):
         ``tf.distribute.MultiWorkerMirroredStrategy()`` with ``TF_CONFIG``
         set on each machine and the same script and data on every worker);
         None uses the current one. ``batch_size`` is the global batch: each
-        replica trains on its share, and the gradients are averaged. Under
+        replica embeds its share and, with ``affinities='global'``, the loss
+        is that of the gathered global batch (a step as one worker's). Under
         several workers all shuffle alike (``random_state``, or worker 0's
         seed), ``transform`` and ``score`` must run on every worker, and the
         progress bar shows on the chief only (docs/parametric_global.md).

@@ -206,6 +206,22 @@ def group_affinities(blocks):
     return p / tf.reduce_sum(p)
 
 
+def _all_gather(replica, x):
+    """``x`` [n_r, ...] of every replica, concatenated in replica order, by
+    all-reduce sums (``ReplicaContext.all_gather`` fails inside a Keras train
+    step under a multi-worker strategy); differentiable, and the replicas'
+    ``n_r`` may differ."""
+    r = replica.num_replicas_in_sync
+    n = tf.shape(x, out_type=tf.int32)[0]
+    counts = tf.cast(replica.all_reduce("sum", tf.one_hot(replica.replica_id_in_sync_group, r)
+                                        * tf.cast(n, tf.float32)), tf.int32)
+    start = tf.reduce_sum(counts[:replica.replica_id_in_sync_group])
+    total = tf.reduce_sum(counts)
+    placed = tf.pad(x, tf.concat([[[start, total - start - n]],
+                                  tf.zeros([tf.rank(x) - 1, 2], tf.int32)], 0))
+    return replica.all_reduce("sum", placed)
+
+
 @keras.saving.register_keras_serializable(package="tsne_ops", name="TSNEModel")
 class TSNEModel(keras.Model):
     """An encoder trained on the t-SNE loss of each minibatch.
@@ -292,6 +308,12 @@ class TSNEModel(keras.Model):
         return kl + surrogate - tf.stop_gradient(surrogate), kl
 
     def train_step(self, data):
+        replica = tf.distribute.get_replica_context()
+        replicas = tf.distribute.get_strategy().num_replicas_in_sync
+        # With the global P and several replicas, each replica embeds its
+        # share of the batch and the loss is that of the whole (global)
+        # batch: its embedding and blocks gathered from every replica.
+        gather = isinstance(data, dict) and replicas > 1 and replica is not None
         if isinstance(data, dict):  # groups sampled from the global P
             x = self._points(tf.cast(data["x"], tf.float32))
             p = group_affinities(data["p"])
@@ -302,11 +324,14 @@ class TSNEModel(keras.Model):
             x = neighbor_mixup(tf.cast(x, tf.float32), p, self.neighbor_mixup)
         if self.shift_augmentation:
             x = random_shift(x, self.image_shape, self.shift_augmentation)
+        if gather:
+            p = group_affinities(_all_gather(replica, tf.cast(data["p"], tf.float32)))
         with tf.GradientTape() as tape:
             y = tf.cast(self(x, training=True), p.dtype)
+            if gather:  # differentiable: the gradient reaches each replica's share
+                y = _all_gather(replica, y)
             objective, kl = self.objective(p, y)
             # Keras sums gradients over replicas: average them instead.
-            replicas = tf.distribute.get_strategy().num_replicas_in_sync
             scaled = objective / tf.cast(replicas, kl.dtype)
         grads = tape.gradient(scaled, self.trainable_variables)
         self.optimizer.apply(grads, self.trainable_variables)
