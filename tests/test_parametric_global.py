@@ -105,3 +105,33 @@ def test_verbose_shows_a_progress_bar_over_the_epochs_with_the_loss(capsys):
     ParametricTSNE(batch_size=100, epochs=3, verbose=1, random_state=0).fit(X)
     err = capsys.readouterr().err
     assert "ParametricTSNE" in err and "3/3" in err and "loss=" in err
+
+
+def test_progress_bar_and_animation_of_clusters_forming(tmp_path, capsys):
+    """Item 5 of issue 19 with the global P: the CLI's pairing of a progress bar
+    (verbose=1) and an EmbeddingRecorder callback, and the GIF made from it."""
+    from PIL import Image
+
+    from tsne_ops import plotting
+
+    X, y = datasets.load_digits(n=400)
+    recorder = plotting.EmbeddingRecorder(max_frames=10)
+    model = ParametricTSNE(batch_size=50, epochs=4, learning_rate=2e-3, verbose=1,
+                           random_state=0, callback=recorder, callback_every=2,
+                           callback_samples=300).fit(X)
+    assert model.affinities == "global"
+    err = capsys.readouterr().err
+    assert "4/4" in err and "loss=" in err
+    steps = [step for step, _, _ in recorder.frames]
+    assert steps == [0, 2, 4]
+    assert recorder.frames[0][1] is None and recorder.frames[-1][1] == pytest.approx(
+        model.history_[-1])
+    labels = y[model.callback_indices_]
+    assert all(Y.shape == (300, 2) for _, _, Y in recorder.frames)
+    # clusters form: the snapshots' 10-NN accuracy rises from the random encoder's
+    acc = [metrics.knn_accuracy(Y, labels, k=10) for _, _, Y in recorder.frames]
+    assert acc[-1] > acc[0] + 0.2, acc
+    path = plotting.animate(recorder.frames, labels, tmp_path / "clusters.gif", unit="epoch",
+                            hold_last=0)
+    with Image.open(path) as im:  # one GIF frame per snapshot
+        assert im.n_frames == len(recorder.frames)

@@ -25,9 +25,11 @@ Where P comes from (``affinities``):
 Both use this package's custom ops; the gradient of ``tsne_loss`` is the
 registered fused kernel, and backpropagation carries it into the encoder's
 weights. Training is a Keras ``fit`` on a ``tf.data`` pipeline, so it runs
-under a ``tf.distribute`` strategy (each replica takes its share of the
-batch; gradients are averaged across replicas). The fitted model saves to one
-``.keras`` file and loads back in any process that has imported ``tsne_ops``.
+under a ``tf.distribute`` strategy, on one machine or several (each
+replica embeds its share of the batch; with the global P the loss is that
+of the gathered batch, so a step is one worker's on the whole batch). The
+fitted model saves to one ``.keras`` file and loads back in any process that
+has imported ``tsne_ops``.
 The encoders are in :mod:`tsne_ops.encoders`, the Keras model and its
 callbacks in :mod:`tsne_ops.parametric_model`.
 """
@@ -45,7 +47,7 @@ from tsne_ops._validation import (_bad, _is_int, _is_real, check_perplexity, usa
                                   validate_input)
 from tsne_ops.encoders import conv_encoder, dense_encoder, input_standardization
 from tsne_ops.parametric_model import (EdgeSampler, EmbeddingSnapshots, EndEarlyExaggeration,
-                                       EpochProgress, TSNEModel)
+                                       EpochProgress, TSNEModel, multi_worker)
 from tsne_ops.preprocessing import deskew as _deskew
 
 _ENCODERS = ("dense", "conv")
@@ -59,6 +61,31 @@ _DEFAULTS = {"global": dict(batch_size=125, epochs=8), "batch": dict(batch_size=
 # layers. On MNIST this beats both the dense network and the pooled CNN with
 # one 256-unit layer (conv_encoder's defaults); see docs/parametric_mnist.md.
 _CONV_DENSE_UNITS = (500, 500, 2000)
+
+
+def _shared_seed(strategy):
+    """A random seed drawn by worker 0 and all-reduced to every worker."""
+    local = tf.constant(float(np.random.randint(np.iinfo(np.int32).max)), tf.float64)
+
+    def first_replicas_seed():
+        first = tf.distribute.get_replica_context().replica_id_in_sync_group == 0
+        return tf.where(first, local, tf.zeros_like(local))
+
+    @tf.function
+    def all_reduced():
+        return strategy.reduce("SUM", strategy.run(first_replicas_seed), axis=None)
+
+    return int(all_reduced())
+
+
+def _is_chief(strategy):
+    """False on the workers of a multi-worker strategy other than the chief
+    (the ``chief`` task, or worker 0 when the cluster has none)."""
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if resolver is None or not multi_worker(strategy):
+        return True
+    has_chief = "chief" in resolver.cluster_spec().as_dict()
+    return resolver.task_type == "chief" or (not has_chief and resolver.task_id == 0)
 
 
 class ParametricTSNE(TransformerMixin, BaseEstimator):
@@ -156,7 +183,15 @@ class ParametricTSNE(TransformerMixin, BaseEstimator):
     callback_samples : int, default=2000
     strategy : tf.distribute.Strategy or None
         Builds and trains the model under this strategy (e.g.
-        ``tf.distribute.MirroredStrategy()``); None uses the current one.
+        ``tf.distribute.MirroredStrategy()``, or
+        ``tf.distribute.MultiWorkerMirroredStrategy()`` with ``TF_CONFIG``
+        set on each machine and the same script and data on every worker);
+        None uses the current one. ``batch_size`` is the global batch: each
+        replica embeds its share and, with ``affinities='global'``, the loss
+        is that of the gathered global batch (a step as one worker's). Under
+        several workers all shuffle alike (``random_state``, or worker 0's
+        seed), ``transform`` and ``score`` must run on every worker, and the
+        progress bar shows on the chief only (docs/parametric_global.md).
 
     Attributes
     ----------
@@ -401,6 +436,10 @@ class ParametricTSNE(TransformerMixin, BaseEstimator):
         seed = None if seed is None else int(seed)
         if seed is not None:
             keras.utils.set_random_seed(seed)
+        elif multi_worker(strategy):
+            # Every worker must shuffle the heads alike, so that the shards
+            # of a global batch are disjoint: worker 0 draws the seed.
+            seed = _shared_seed(strategy)
 
         shift_shape = None
         if self.shift_augmentation:
@@ -429,6 +468,12 @@ class ParametricTSNE(TransformerMixin, BaseEstimator):
                     .shuffle(n, seed=seed, reshuffle_each_iteration=True)
                     .batch(batch, drop_remainder=True)
                     .prefetch(tf.data.AUTOTUNE))
+        # Under a multi-worker strategy every worker builds the same pipeline
+        # (same P, same seeded shuffle) and keeps its replicas' shares of each
+        # global batch: shard by data, as there are no files to shard by.
+        options = tf.data.Options()
+        options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+        data = data.with_options(options)
         callbacks = []
         self.early_exaggeration_epochs_ = 0
         if self.early_exaggeration != 1.0:
@@ -443,7 +488,7 @@ class ParametricTSNE(TransformerMixin, BaseEstimator):
             self.callback_indices_ = idx
             monitor = X[idx]
             callbacks.append(EmbeddingSnapshots(self.callback, self.callback_every, monitor, batch))
-        if self.verbose == 1:
+        if self.verbose == 1 and _is_chief(strategy):
             callbacks.append(EpochProgress(epochs))
         history = model.fit(data, epochs=epochs, verbose=0 if self.verbose == 1 else self.verbose,
                             callbacks=callbacks,

@@ -15,6 +15,15 @@ from tsne_ops import ops
 from tsne_ops.affinities import exact_joint_probabilities, sparse_joint_probabilities
 
 
+def multi_worker(strategy):
+    """True when ``strategy``'s replicas span several processes (a
+    ``MultiWorkerMirroredStrategy`` with a cluster in ``TF_CONFIG``): the
+    test Keras itself makes before it reduces across workers."""
+    in_multi_worker_mode = getattr(getattr(strategy, "extended", None), "_in_multi_worker_mode",
+                                   None)
+    return bool(in_multi_worker_mode is not None and in_multi_worker_mode())
+
+
 def cosine_adam(learning_rate, epochs, n_samples, batch_size):
     """Adam whose rate decays from ``learning_rate`` to zero along a cosine
     over the steps of ``epochs`` epochs of ``n_samples`` points in batches of
@@ -197,6 +206,22 @@ def group_affinities(blocks):
     return p / tf.reduce_sum(p)
 
 
+def _all_gather(replica, x):
+    """``x`` [n_r, ...] of every replica, concatenated in replica order, by
+    all-reduce sums (``ReplicaContext.all_gather`` fails inside a Keras train
+    step under a multi-worker strategy); differentiable, and the replicas'
+    ``n_r`` may differ."""
+    r = replica.num_replicas_in_sync
+    n = tf.shape(x, out_type=tf.int32)[0]
+    counts = tf.cast(replica.all_reduce("sum", tf.one_hot(replica.replica_id_in_sync_group, r)
+                                        * tf.cast(n, tf.float32)), tf.int32)
+    start = tf.reduce_sum(counts[:replica.replica_id_in_sync_group])
+    total = tf.reduce_sum(counts)
+    placed = tf.pad(x, tf.concat([[[start, total - start - n]],
+                                  tf.zeros([tf.rank(x) - 1, 2], tf.int32)], 0))
+    return replica.all_reduce("sum", placed)
+
+
 @keras.saving.register_keras_serializable(package="tsne_ops", name="TSNEModel")
 class TSNEModel(keras.Model):
     """An encoder trained on the t-SNE loss of each minibatch.
@@ -283,6 +308,12 @@ class TSNEModel(keras.Model):
         return kl + surrogate - tf.stop_gradient(surrogate), kl
 
     def train_step(self, data):
+        replica = tf.distribute.get_replica_context()
+        replicas = tf.distribute.get_strategy().num_replicas_in_sync
+        # With the global P and several replicas, each replica embeds its
+        # share of the batch and the loss is that of the whole (global)
+        # batch: its embedding and blocks gathered from every replica.
+        gather = isinstance(data, dict) and replicas > 1 and replica is not None
         if isinstance(data, dict):  # groups sampled from the global P
             x = self._points(tf.cast(data["x"], tf.float32))
             p = group_affinities(data["p"])
@@ -293,25 +324,54 @@ class TSNEModel(keras.Model):
             x = neighbor_mixup(tf.cast(x, tf.float32), p, self.neighbor_mixup)
         if self.shift_augmentation:
             x = random_shift(x, self.image_shape, self.shift_augmentation)
+        if gather:
+            p = group_affinities(_all_gather(replica, tf.cast(data["p"], tf.float32)))
         with tf.GradientTape() as tape:
             y = tf.cast(self(x, training=True), p.dtype)
+            if gather:  # differentiable: the gradient reaches each replica's share
+                y = _all_gather(replica, y)
             objective, kl = self.objective(p, y)
             # Keras sums gradients over replicas: average them instead.
-            replicas = tf.distribute.get_strategy().num_replicas_in_sync
             scaled = objective / tf.cast(replicas, kl.dtype)
         grads = tape.gradient(scaled, self.trainable_variables)
         self.optimizer.apply(grads, self.trainable_variables)
         self.loss_tracker.update_state(kl)
-        return {"loss": self.loss_tracker.result()}
+        return self._logs()
 
     def test_step(self, data):
         x = data[0] if isinstance(data, (tuple, list)) else data
         self.loss_tracker.update_state(self.kl(x))
-        return {"loss": self.loss_tracker.result()}
+        return self._logs()
+
+    def _logs(self):
+        loss = self.loss_tracker.result()
+        if multi_worker(tf.distribute.get_strategy()):
+            # Keras averages a multi-worker run's metrics with
+            # strategy.reduce(..., axis=0), which needs an axis: one value
+            # per replica, averaged into the scalar over all replicas.
+            loss = tf.reshape(loss, [1])
+        return {"loss": loss}
 
     @property
     def metrics(self):
         return [self.loss_tracker]
+
+    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
+        # Keras 3 builds the model from the first batch, which under a
+        # strategy it first averages across replicas with one
+        # ``strategy.reduce`` of the whole batch; a multi-worker strategy's
+        # all-reduce takes one tensor, not the dict of a batch of groups.
+        # Only the batch's shapes matter here: build from this worker's first
+        # replica's share instead (no collective).
+        strategy = getattr(self, "_distribute_strategy", None)
+        if strategy is not None and iterator is not None and data_batch is None:
+            for _, _, it in iterator:
+                data_batch = tf.nest.map_structure(
+                    lambda v: (strategy.experimental_local_results(v)[0]
+                               if isinstance(v, tf.distribute.DistributedValues) else v), next(it))
+                break
+            iterator = None
+        return super()._maybe_symbolic_build(iterator=iterator, data_batch=data_batch)
 
     def get_config(self):
         config = super().get_config()
