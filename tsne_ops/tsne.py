@@ -120,8 +120,9 @@ class GradientDescent:
         if isinstance(P, tf.SparseTensor):
             self.P = P
             # The sparse ops take P batched ([nnz, 3] indices): build that
-            # copy once, not in every iteration (at 70,000 points the
-            # per-call concatenation was 40% of an fft iteration).
+            # copy once for the gradient and the loss, not in every call (at
+            # 70,000 points the per-call concatenation was 40% of an fft
+            # iteration).
             self._p_batched = tf.sparse.expand_dims(P, 0) if P.shape.rank == 2 else None
         else:
             self._p_batched = None
@@ -154,14 +155,15 @@ class GradientDescent:
         """``tsne_gradient`` of this optimiser's P, dof and method at ``Y``."""
         from tsne_ops import ops
 
-        if self._p_batched is not None:
-            grad, kl = ops.tsne_gradient(self._p_batched, Y[self._tf.newaxis], exaggeration=exaggeration,
-                                         dof=self.dof, compute_kl=compute_kl, method=self.method,
-                                         **self.method_options)
-            return grad[0], (kl[0] if compute_kl else None)
-        return ops.tsne_gradient(self.P, Y, exaggeration=exaggeration, dof=self.dof,
-                                 compute_kl=compute_kl, method=self.method,
-                                 **self.method_options)
+        if self._p_batched is None:
+            return ops.tsne_gradient(self.P, Y, exaggeration=exaggeration, dof=self.dof,
+                                     compute_kl=compute_kl, method=self.method,
+                                     **self.method_options)
+        grad, kl = ops.tsne_gradient(self._p_batched, Y[self._tf.newaxis],
+                                     exaggeration=exaggeration, dof=self.dof,
+                                     compute_kl=compute_kl, method=self.method,
+                                     **self.method_options)
+        return grad[0], (kl[0] if compute_kl else None)
 
     def loss(self, Y=None):
         """KL(P || Q) at ``Y`` (default: the current embedding), with Z from
@@ -169,8 +171,11 @@ class GradientDescent:
         from tsne_ops import ops
 
         Y = self.Y if Y is None else Y
-        return float(ops.tsne_loss(self.P, Y, dof=self.dof, method=self.method,
-                                   **self.method_options))
+        if self._p_batched is None:
+            return float(ops.tsne_loss(self.P, Y, dof=self.dof, method=self.method,
+                                       **self.method_options))
+        return float(ops.tsne_loss(self._p_batched, Y[self._tf.newaxis], dof=self.dof,
+                                   method=self.method, **self.method_options)[0])
 
     def _run_impl(self, p, n_steps, lr, momentum, exaggeration):
         # Every argument is a tensor: one trace per optimiser.
