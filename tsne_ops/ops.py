@@ -4,6 +4,8 @@ Every op takes a leading batch dimension ``[B, ...]``; a rank-2 input is a
 batch of one, and then the result has no batch dimension either. Inputs must
 be float32 or float64 (the same for every tensor argument of a call).
 """
+import collections
+
 import numpy as np
 import tensorflow as tf
 
@@ -298,15 +300,42 @@ def _check_method(method, options=None):
     return entry, {**entry.options, **(options or {})}
 
 
+# P's CSR view for the approximate methods, built once by ``_sparse_csr``
+# when P serves many calls (GradientDescent's iterations): row_ptr
+# [B * N + 1] and cols [nnz] (SparseCsr), P's values, dense_shape [B, N, N],
+# and batched (False when P was rank 2: results then lose the batch axis).
+_SparseCsr = collections.namedtuple("_SparseCsr", "row_ptr cols values dense_shape batched")
+
+
+def _sparse_csr(p):
+    """The CSR view of a canonical rank-2 or rank-3 ``tf.SparseTensor`` ``p``,
+    checked and converted once (the SparseCsr op); ``tsne_gradient`` and
+    ``tsne_loss`` take it in place of ``p`` for an approximate method."""
+    if not isinstance(p, tf.SparseTensor):
+        raise _invalid(f"p must be a tf.SparseTensor, but is {type(p).__name__}")
+    if p.dtype not in (tf.float32, tf.float64):
+        raise _invalid(f"p must be float32 or float64, but has dtype {p.dtype.name}")
+    p3, squeeze = _batched_sparse(p)
+    row_ptr, cols = _ops.tsne_sparse_csr(p3.indices, p3.dense_shape)
+    return _SparseCsr(row_ptr, cols, p3.values, p3.dense_shape, not squeeze)
+
+
 def _approximate_p_and_y(method, entry, p, y):
     """``_sparse_p_and_y`` for an approximate repulsion ``method``: ``p`` must
-    be sparse and ``y`` of a dimension the method supports."""
-    if not isinstance(p, tf.SparseTensor):
+    be sparse (or its ``_SparseCsr`` view) and ``y`` of a dimension the
+    method supports."""
+    if isinstance(p, _SparseCsr):
+        y, squeeze = _batched(y, "y", "[n, d]", dtype=p.values.dtype)
+        if squeeze == p.batched:
+            raise _invalid(f"p and y must have the same rank, but p is rank "
+                           f"{3 if p.batched else 2} and y has shape {y.shape}")
+    elif not isinstance(p, tf.SparseTensor):
         raise _invalid(
             f"method {method!r} needs a sparse p (a tf.SparseTensor, as "
             f"knn_joint_probabilities returns); a dense p is always exact"
         )
-    p, y, squeeze = _sparse_p_and_y(p, y)
+    else:
+        p, y, squeeze = _sparse_p_and_y(p, y)
     d = y.shape[-1]
     if entry.dims and d is not None and d not in entry.dims:
         raise _invalid(
@@ -318,6 +347,9 @@ def _approximate_p_and_y(method, entry, p, y):
 
 def _dense_p_and_y(p, y):
     """A dense ``p`` ``[B, N, N]`` and ``y`` ``[B, N, d]`` of one rank and dtype."""
+    if isinstance(p, _SparseCsr):
+        raise _invalid("p's CSR view (_sparse_csr) serves the approximate methods only; "
+                       "method 'exact' takes the tf.SparseTensor")
     p, squeeze = _batched(p, "p", "[n, n]")
     y, squeeze_y = _batched(y, "y", "[n, d]", dtype=p.dtype)
     if squeeze != squeeze_y:
@@ -327,13 +359,19 @@ def _dense_p_and_y(p, y):
 
 def _approximate_gradient(entry, options, p, y, exaggeration, dof, compute_kl,
                           scale_repulsion_by_p_sum):
+    """The approximate gradient and KL for a batched sparse ``p`` (a
+    ``tf.SparseTensor``, converted by the op in every call, or its
+    ``_SparseCsr`` view, only checked: the same kernel and bits)."""
     dof_t = _scalar(dof, "dof", y.dtype)
     rep, z = entry.fn(tf.stop_gradient(y), dof_t, **options)
-    return _ops.tsne_sparse_tsne_gradient_from_repulsion(
-        p.indices, p.values, p.dense_shape, y, tf.stop_gradient(rep), tf.stop_gradient(z),
-        _scalar(exaggeration, "exaggeration", y.dtype), dof_t,
-        compute_kl=bool(compute_kl), scale_repulsion_by_p_sum=scale_repulsion_by_p_sum,
-    )
+    args = (y, tf.stop_gradient(rep), tf.stop_gradient(z),
+            _scalar(exaggeration, "exaggeration", y.dtype), dof_t)
+    attrs = dict(compute_kl=bool(compute_kl), scale_repulsion_by_p_sum=scale_repulsion_by_p_sum)
+    if isinstance(p, _SparseCsr):
+        return _ops.tsne_csr_tsne_gradient_from_repulsion(p.row_ptr, p.cols, p.values, *args,
+                                                          **attrs)
+    return _ops.tsne_sparse_tsne_gradient_from_repulsion(p.indices, p.values, p.dense_shape,
+                                                         *args, **attrs)
 
 
 def _approximate_loss(entry, options, p, y, dof):
@@ -351,27 +389,31 @@ def _approximate_loss(entry, options, p, y, dof):
     return loss(y)
 
 
+def _batched_sparse(p):
+    """A sparse ``p`` with a batch axis (indices ``[nnz, 3]``, dense shape
+    ``[B, N, N]``) and whether it had none (rank 2)."""
+    rank = p.shape.rank
+    if rank == 2:
+        zeros = tf.zeros_like(p.indices[:, :1])
+        return tf.SparseTensor(
+            tf.concat([zeros, p.indices], axis=1),
+            p.values,
+            tf.concat([tf.ones([1], tf.int64), p.dense_shape], axis=0),
+        ), True
+    if rank == 3:
+        return p, False
+    raise _invalid(f"p must be rank 2 [n, n] or rank 3 [batch, n, n], but has shape {p.shape}")
+
+
 def _sparse_p_and_y(p, y):
     """A sparse ``p`` and ``y`` as the sparse ops take them: p's indices
     ``[nnz, 3]`` and dense shape ``[B, N, N]``, y rank 3, one dtype."""
     if p.dtype not in (tf.float32, tf.float64):
         raise _invalid(f"p must be float32 or float64, but has dtype {p.dtype.name}")
     y, squeeze = _batched(y, "y", "[n, d]", dtype=p.dtype)
-    rank = p.shape.rank
-    if rank == 2:
-        if not squeeze:
-            raise _invalid(f"p and y must have the same rank, but have shapes {p.shape} and {y.shape}")
-        zeros = tf.zeros_like(p.indices[:, :1])
-        p = tf.SparseTensor(
-            tf.concat([zeros, p.indices], axis=1),
-            p.values,
-            tf.concat([tf.ones([1], tf.int64), p.dense_shape], axis=0),
-        )
-    elif rank == 3:
-        if squeeze:
-            raise _invalid(f"p and y must have the same rank, but have shapes {p.shape} and {y.shape}")
-    else:
-        raise _invalid(f"p must be rank 2 [n, n] or rank 3 [batch, n, n], but has shape {p.shape}")
+    if p.shape.rank in (2, 3) and (p.shape.rank == 2) != squeeze:
+        raise _invalid(f"p and y must have the same rank, but have shapes {p.shape} and {y.shape}")
+    p, _ = _batched_sparse(p)
     return p, y, squeeze
 
 
@@ -590,6 +632,10 @@ def _sparse_tsne_loss_grad(op, grad):
 
 
 tf.no_gradient("TSNE>KnnJointProbabilities")
+tf.no_gradient("TSNE>SparseCsr")
+tf.RegisterGradient("TSNE>CsrTsneGradientFromRepulsion")(
+    _not_differentiable("tsne_gradient", "second derivatives of t-SNE are not implemented")
+)
 tf.RegisterGradient("TSNE>SparseTsneGradient")(
     _not_differentiable("tsne_gradient", "second derivatives of t-SNE are not implemented")
 )

@@ -156,5 +156,56 @@ std::string CooToCsr(const int64_t* indices, int64_t nnz, int64_t batch, int64_t
   return "";
 }
 
+std::string CsrRowPtrMessage(int64_t u, int64_t prev, int64_t value, int64_t rows,
+                             int64_t nnz) {
+  std::ostringstream m;
+  if (u == 0 && value != 0) {
+    m << "row_ptr[0] must be 0, but is " << value;
+  } else if (u > 0 && value < prev) {
+    m << "row_ptr must be non-decreasing, but row_ptr[" << u << "] = " << value << " < row_ptr["
+      << u - 1 << "] = " << prev;
+  } else {
+    m << "row_ptr's last entry row_ptr[" << rows << "] must equal nnz = " << nnz
+      << " (the size of cols and p_values), but is " << value;
+  }
+  return m.str();
+}
+
+std::string CsrColumnMessage(int64_t e, int64_t value, int64_t n) {
+  std::ostringstream m;
+  m << "cols must be in [0, n) = [0, " << n << "), but cols[" << e << "] = " << value;
+  return m.str();
+}
+
+std::string CheckCsr(const int64_t* row_ptr, int64_t rows, const int64_t* cols, int64_t nnz,
+                     int64_t n, const ParallelFor* parallel_for) {
+  for (int64_t u = 0; u <= rows; ++u) {
+    if (CsrRowPtrBad(row_ptr, u, rows, nnz)) {
+      return CsrRowPtrMessage(u, u > 0 ? row_ptr[u - 1] : 0, row_ptr[u], rows, nnz);
+    }
+  }
+  std::atomic<int64_t> first_bad{nnz};
+  auto scan = [&](int64_t begin, int64_t end) {
+    // A branch-free count per range (vectorises); the position only when
+    // the range holds a bad column.
+    int64_t bad = 0;
+    for (int64_t e = begin; e < end; ++e) bad += CsrColumnBad(cols[e], n);
+    if (bad == 0) return;
+    for (int64_t e = begin; e < end; ++e) {
+      if (CsrColumnBad(cols[e], n)) {
+        RecordFirstBad(&first_bad, e);
+        return;
+      }
+    }
+  };
+  if (parallel_for != nullptr && *parallel_for) {
+    (*parallel_for)(nnz, 2, scan);
+  } else {
+    scan(0, nnz);
+  }
+  const int64_t e = first_bad.load();
+  return e < nnz ? CsrColumnMessage(e, cols[e], n) : "";
+}
+
 }  // namespace kernels
 }  // namespace tsne_ops

@@ -48,10 +48,13 @@ template <typename T>
 __global__ void AttractionKernel(const int64_t* __restrict__ row_ptr,
                                  const int64_t* __restrict__ cols, const T* __restrict__ pv,
                                  const T* __restrict__ y, int64_t batch, int64_t n, int64_t d,
-                                 double inv_alpha, bool want_kl, Workspace w) {
+                                 double inv_alpha, bool want_kl, Workspace w,
+                                 const unsigned long long* __restrict__ guard) {
   const int64_t rows = batch * n;
   const int64_t u = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (u >= rows) return;
+  // A CSR that failed LaunchCheckCsr is not read.
+  if (guard != nullptr && (guard[0] != ~0ull || guard[1] != ~0ull)) return;
   const int64_t b = u / n, i = u % n;
   const T* yb = y + b * n * d;
   double* att = w.att + u * d;
@@ -227,7 +230,7 @@ cudaError_t LaunchSparseTsneGradient(cudaStream_t stream, const int64_t* row_ptr
   Workspace w = Carve(workspace, batch, n, d);
   const int64_t rows = batch * n;
   AttractionKernel<T><<<static_cast<unsigned>(CeilDiv(rows, kThreads)), kThreads, 0, stream>>>(
-      row_ptr, cols, p_values, y, batch, n, d, 1.0 / alpha, want_kl, w);
+      row_ptr, cols, p_values, y, batch, n, d, 1.0 / alpha, want_kl, w, nullptr);
   cudaError_t err = cudaGetLastError();
   if (err != cudaSuccess) return err;
   const T inv_alpha = static_cast<T>(1.0 / alpha);
@@ -253,7 +256,8 @@ template <typename T>
 cudaError_t LaunchSparseTsneGradientFromRepulsion(
     cudaStream_t stream, const int64_t* row_ptr, const int64_t* cols, const T* p_values,
     const T* y, int64_t batch, int64_t n, int64_t d, const TsneGradientOptions& options,
-    const T* repulsion, const T* z, T* grad, T* kl, void* workspace) {
+    const T* repulsion, const T* z, T* grad, T* kl, void* workspace,
+    const unsigned long long* csr_guard) {
   if (batch <= 0 || n <= 0) return cudaSuccess;
   if (batch > 65535) return cudaErrorInvalidValue;
   const double alpha = options.dof;
@@ -263,7 +267,7 @@ cudaError_t LaunchSparseTsneGradientFromRepulsion(
   // The attraction pass of the exact kernel, then the same reduction and
   // finish with the given R and Z in place of the tiled repulsion.
   AttractionKernel<T><<<static_cast<unsigned>(CeilDiv(rows, kThreads)), kThreads, 0, stream>>>(
-      row_ptr, cols, p_values, y, batch, n, d, 1.0 / alpha, want_kl, w);
+      row_ptr, cols, p_values, y, batch, n, d, 1.0 / alpha, want_kl, w, csr_guard);
   cudaError_t err = cudaGetLastError();
   if (err != cudaSuccess) return err;
   ReduceKernel<<<static_cast<unsigned>(batch), kReduceThreads, 0, stream>>>(
@@ -276,6 +280,38 @@ cudaError_t LaunchSparseTsneGradientFromRepulsion(
   return cudaGetLastError();
 }
 
+namespace {
+
+// One thread per index t: row_ptr entry t (t <= rows) and column t (t < nnz);
+// the smallest bad index of each wins (atomicMin), as CheckCsr reports it.
+__global__ void CheckCsrKernel(const int64_t* __restrict__ row_ptr, int64_t rows,
+                               const int64_t* __restrict__ cols, int64_t nnz, int64_t n,
+                               unsigned long long* first_bad) {
+  const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
+  const int64_t last = rows + 1 > nnz ? rows + 1 : nnz;
+  for (int64_t t = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; t < last;
+       t += stride) {
+    if (t <= rows && CsrRowPtrBad(row_ptr, t, rows, nnz))
+      atomicMin(&first_bad[0], static_cast<unsigned long long>(t));
+    if (t < nnz && CsrColumnBad(cols[t], n))
+      atomicMin(&first_bad[1], static_cast<unsigned long long>(t));
+  }
+}
+
+}  // namespace
+
+cudaError_t LaunchCheckCsr(cudaStream_t stream, const int64_t* row_ptr, int64_t rows,
+                           const int64_t* cols, int64_t nnz, int64_t n,
+                           unsigned long long* first_bad) {
+  cudaError_t err = cudaMemsetAsync(first_bad, 0xff, 2 * sizeof(unsigned long long), stream);
+  if (err != cudaSuccess) return err;
+  const int64_t last = rows + 1 > nnz ? rows + 1 : nnz;
+  const int64_t blocks = CeilDiv(last, 256) < 4096 ? CeilDiv(last, 256) : 4096;
+  CheckCsrKernel<<<static_cast<unsigned>(blocks), 256, 0, stream>>>(row_ptr, rows, cols, nnz, n,
+                                                                     first_bad);
+  return cudaGetLastError();
+}
+
 #define TSNE_OPS_INSTANTIATE(T)                                                              \
   template size_t SparseTsneGradientWorkspaceBytes<T>(int64_t, int64_t, int64_t);            \
   template cudaError_t LaunchSparseTsneGradient<T>(cudaStream_t, const int64_t*,             \
@@ -284,7 +320,8 @@ cudaError_t LaunchSparseTsneGradientFromRepulsion(
                                                    const TsneGradientOptions&, T*, T*, void*); \
   template cudaError_t LaunchSparseTsneGradientFromRepulsion<T>(                             \
       cudaStream_t, const int64_t*, const int64_t*, const T*, const T*, int64_t, int64_t,     \
-      int64_t, const TsneGradientOptions&, const T*, const T*, T*, T*, void*);
+      int64_t, const TsneGradientOptions&, const T*, const T*, T*, T*, void*,                \
+      const unsigned long long*);
 TSNE_OPS_INSTANTIATE(float)
 TSNE_OPS_INSTANTIATE(double)
 #undef TSNE_OPS_INSTANTIATE

@@ -40,6 +40,36 @@ std::string CooToCsr(const int64_t* indices, int64_t nnz, int64_t batch, int64_t
                      const char* name, int64_t* row_ptr, int64_t* cols,
                      const ParallelFor* parallel_for = nullptr);
 
+#if defined(__CUDACC__)
+#define TSNE_OPS_HOST_DEVICE __host__ __device__
+#else
+#define TSNE_OPS_HOST_DEVICE
+#endif
+
+// A CSR view given by the caller (the SparseCsr op's output, reused across
+// calls) over rows = batch * n rows of n columns each is safe to walk when
+// row_ptr [rows + 1] starts at 0, never decreases and ends at nnz (then
+// every offset lies in [0, nnz]) and every column lies in [0, n).
+// CsrRowPtrBad is the test of entry u (the CPU check and the CUDA check
+// kernel share it); the messages name the argument and the first bad value.
+TSNE_OPS_HOST_DEVICE inline bool CsrRowPtrBad(const int64_t* row_ptr, int64_t u, int64_t rows,
+                                              int64_t nnz) {
+  const int64_t v = row_ptr[u];
+  return (u == 0 && v != 0) || (u > 0 && v < row_ptr[u - 1]) || (u == rows && v != nnz);
+}
+TSNE_OPS_HOST_DEVICE inline bool CsrColumnBad(int64_t column, int64_t n) {
+  return column < 0 || column >= n;
+}
+// The message for bad entry u of row_ptr (value = row_ptr[u], prev =
+// row_ptr[u - 1], unused for u = 0) and bad entry e of cols.
+std::string CsrRowPtrMessage(int64_t u, int64_t prev, int64_t value, int64_t rows, int64_t nnz);
+std::string CsrColumnMessage(int64_t e, int64_t value, int64_t n);
+// Both checks on host memory: row_ptr serially (O(rows)), then cols (O(nnz),
+// in parallel with a parallel_for; the message is that of the first bad
+// entry whatever the sharding). Returns "" or the message.
+std::string CheckCsr(const int64_t* row_ptr, int64_t rows, const int64_t* cols, int64_t nnz,
+                     int64_t n, const ParallelFor* parallel_for = nullptr);
+
 #define TSNE_OPS_SPARSE_GRADIENT_CPU_DECLS                                      \
   /* grad [batch, n, d] and kl [batch] may each be nullptr to skip them. */     \
   template <typename T>                                                         \
@@ -72,11 +102,21 @@ cudaError_t LaunchSparseTsneGradient(cudaStream_t stream, const int64_t* row_ptr
                                      const TsneGradientOptions& options, T* grad, T* kl,
                                      void* workspace);
 // SparseTsneGradientFromRepulsionCpu on the device (same workspace size).
+// With csr_guard (the flags LaunchCheckCsr wrote earlier on the stream), the
+// attraction pass does not read row_ptr or cols when a flag is set (the
+// results are then meaningless; the caller reports the flags).
 template <typename T>
 cudaError_t LaunchSparseTsneGradientFromRepulsion(
     cudaStream_t stream, const int64_t* row_ptr, const int64_t* cols, const T* p_values,
     const T* y, int64_t batch, int64_t n, int64_t d, const TsneGradientOptions& options,
-    const T* repulsion, const T* z, T* grad, T* kl, void* workspace);
+    const T* repulsion, const T* z, T* grad, T* kl, void* workspace,
+    const unsigned long long* csr_guard = nullptr);
+// CheckCsr on the device, without copying the CSR back: first_bad[0] (the
+// first bad entry of row_ptr) and first_bad[1] (of cols), two device
+// values, end as ~0ull when fine.
+cudaError_t LaunchCheckCsr(cudaStream_t stream, const int64_t* row_ptr, int64_t rows,
+                           const int64_t* cols, int64_t nnz, int64_t n,
+                           unsigned long long* first_bad);
 #endif
 
 }  // namespace kernels

@@ -1,9 +1,12 @@
 // The sparse-P path: joint probabilities over a kNN graph, and the t-SNE
-// gradient and loss on a sparse P (exact repulsion). Op definitions, shape
-// functions, kernels and registrations. A sparse P travels as the three
-// components of a tf.SparseTensor (indices [nnz, 3] int64 in canonical
-// row-major order, values [nnz], dense_shape [3] = [batch, n, n]); the Python
-// wrappers build and take the tf.SparseTensor. The loss's gradient
+// gradient and loss on a sparse P (exact repulsion, or one computed
+// elsewhere). Op definitions, shape functions, kernels and registrations. A
+// sparse P travels as the three components of a tf.SparseTensor (indices
+// [nnz, 3] int64 in canonical row-major order, values [nnz], dense_shape [3]
+// = [batch, n, n]); the Python wrappers build and take the tf.SparseTensor.
+// An optimiser that calls the attraction with the same P in every iteration
+// converts P once (SparseCsr) and calls CsrTsneGradientFromRepulsion, which
+// checks the CSR cheaply instead of converting it again. The loss's gradient
 // (registered in Python) runs SparseTsneGradient with
 // scale_repulsion_by_p_sum, as the dense loss does.
 #include <vector>
@@ -26,8 +29,8 @@ namespace {
 struct DeviceCsr {
   Tensor scratch;
   void* ws = nullptr;
-  int64_t* row_ptr = nullptr;
-  int64_t* cols = nullptr;
+  const int64_t* row_ptr = nullptr;
+  const int64_t* cols = nullptr;
 };
 
 template <typename T>
@@ -41,35 +44,53 @@ absl::Status CsrOnDevice(OpKernelContext* ctx, int64_t batch, int64_t n, int64_t
   TF_RETURN_IF_ERROR(AllocateScratch(ctx, off_cols + sizeof(int64_t) * (cols.size() + 1),
                                      &out->scratch, &out->ws));
   char* base = static_cast<char*>(out->ws);
-  out->row_ptr = reinterpret_cast<int64_t*>(base + off_rp);
-  out->cols = reinterpret_cast<int64_t*>(base + off_cols);
+  int64_t* rp_dev = reinterpret_cast<int64_t*>(base + off_rp);
+  int64_t* cols_dev = reinterpret_cast<int64_t*>(base + off_cols);
+  out->row_ptr = rp_dev;
+  out->cols = cols_dev;
   cudaStream_t stream = GpuStream(ctx);
   const std::string copy = absl::StrCat(what, " (copy of p)");
-  TF_RETURN_IF_ERROR(CudaStatus(cudaMemcpyAsync(out->row_ptr, row_ptr.data(), rp_bytes,
+  TF_RETURN_IF_ERROR(CudaStatus(cudaMemcpyAsync(rp_dev, row_ptr.data(), rp_bytes,
                                                 cudaMemcpyHostToDevice, stream), copy.c_str()));
   if (!cols.empty()) {
-    TF_RETURN_IF_ERROR(CudaStatus(cudaMemcpyAsync(out->cols, cols.data(),
+    TF_RETURN_IF_ERROR(CudaStatus(cudaMemcpyAsync(cols_dev, cols.data(),
                                                   sizeof(int64_t) * cols.size(),
                                                   cudaMemcpyHostToDevice, stream), copy.c_str()));
   }
   return absl::OkStatus();
 }
+
+// The message for the flags LaunchCheckCsr left (first_bad, on the host):
+// the few values it names are copied back (an error path only).
+absl::Status DeviceCsrProblem(const int64_t* row_ptr, const int64_t* cols, int64_t rows,
+                              int64_t nnz, int64_t n, const unsigned long long* first_bad,
+                              const char* what) {
+  if (first_bad[0] != ~0ull) {
+    const int64_t u = static_cast<int64_t>(first_bad[0]);
+    int64_t v[2] = {0, 0};  // row_ptr[u - 1], row_ptr[u]
+    const int64_t from = u > 0 ? u - 1 : u;
+    TF_RETURN_IF_ERROR(CudaStatus(cudaMemcpy(v + (u > 0 ? 0 : 1), row_ptr + from,
+                                             sizeof(int64_t) * (u - from + 1),
+                                             cudaMemcpyDeviceToHost), what));
+    return absl::InvalidArgumentError(kernels::CsrRowPtrMessage(u, v[0], v[1], rows, nnz));
+  }
+  const int64_t e = static_cast<int64_t>(first_bad[1]);
+  int64_t value = 0;
+  TF_RETURN_IF_ERROR(CudaStatus(cudaMemcpy(&value, cols + e, sizeof(int64_t),
+                                           cudaMemcpyDeviceToHost), what));
+  return absl::InvalidArgumentError(kernels::CsrColumnMessage(e, value, n));
+}
 #endif
 
-// p's components against y [batch, n, d]; on success fills the CSR view.
-absl::Status SparsePInputs(const Tensor& indices, const Tensor& values, const Tensor& shape,
-                           const Tensor& y, const kernels::ParallelFor& pf,
-                           std::vector<int64_t>* row_ptr, std::vector<int64_t>* cols) {
+// p's indices [nnz, 3] and dense_shape [3] = [batch, n, n] (square, sizes
+// >= 0, batch n n within int64): batch and n. The COO ops and SparseCsr
+// check p's structure here.
+absl::Status SparsePShape(const Tensor& indices, const Tensor& shape, int64_t* batch,
+                          int64_t* n) {
   if (indices.dims() != 2 || indices.dim_size(1) != 3) {
     return absl::InvalidArgumentError(absl::StrCat(
         "p indices must be [nnz, 3] (batch, row, column), but have shape ",
         indices.shape().DebugString()));
-  }
-  const int64_t nnz = indices.dim_size(0);
-  if (values.dims() != 1 || values.dim_size(0) != nnz) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("p values must be [nnz] = [", nnz, "] to match p indices, but have shape ",
-                     values.shape().DebugString()));
   }
   if (shape.dims() != 1 || shape.dim_size(0) != 3) {
     return absl::InvalidArgumentError(absl::StrCat(
@@ -81,13 +102,29 @@ absl::Status SparsePInputs(const Tensor& indices, const Tensor& values, const Te
         "p must be square [batch, n, n], but has dense shape [", ds(0), ", ", ds(1), ", ", ds(2),
         "]"));
   }
-  TF_RETURN_IF_ERROR(CheckRank(y, 3, "y", "[batch, n, d]"));
-  if (ds(0) != y.dim_size(0) || ds(1) != y.dim_size(1)) {
+  int64_t size = 0;
+  if (ds(0) < 0 || ds(1) < 0 || __builtin_mul_overflow(ds(0), ds(1), &size) ||
+      __builtin_mul_overflow(size, ds(1), &size)) {
     return absl::InvalidArgumentError(absl::StrCat(
-        "p must have dense shape [batch, n, n] = [", y.dim_size(0), ", ", y.dim_size(1), ", ",
-        y.dim_size(1), "] to match y of shape ", y.shape().DebugString(),
-        ", but has dense shape [", ds(0), ", ", ds(1), ", ", ds(2), "]"));
+        "p dense_shape must be >= 0 with batch n n < 2^63, but is [", ds(0), ", ", ds(1), ", ",
+        ds(2), "]"));
   }
+  *batch = ds(0);
+  *n = ds(1);
+  return absl::OkStatus();
+}
+
+// p's indices converted to CSR: row_ptr [batch n + 1], cols [nnz] (the
+// canonical-order and range checks of CooToCsr).
+absl::Status SparsePToCsr(const Tensor& indices, int64_t batch, int64_t n,
+                          const kernels::ParallelFor& pf, int64_t* row_ptr, int64_t* cols) {
+  return CheckMessage(kernels::CooToCsr(indices.flat<int64_t>().data(), indices.dim_size(0),
+                                        batch, n, "p", row_ptr, cols, &pf));
+}
+
+// The embedding y [batch, n, d] of a sparse gradient op: n >= 2, d >= 1.
+absl::Status CheckSparseY(const Tensor& y) {
+  TF_RETURN_IF_ERROR(CheckRank(y, 3, "y", "[batch, n, d]"));
   if (y.dim_size(1) < 2) {
     return absl::InvalidArgumentError(
         absl::StrCat("y needs at least 2 points, but n = ", y.dim_size(1)));
@@ -96,11 +133,87 @@ absl::Status SparsePInputs(const Tensor& indices, const Tensor& values, const Te
     return absl::InvalidArgumentError(
         absl::StrCat("y must have d >= 1, but has shape ", y.shape().DebugString()));
   }
-  row_ptr->resize(y.dim_size(0) * y.dim_size(1) + 1);
+  return absl::OkStatus();
+}
+
+// p's components against y [batch, n, d]; on success fills the CSR view.
+absl::Status SparsePInputs(const Tensor& indices, const Tensor& values, const Tensor& shape,
+                           const Tensor& y, const kernels::ParallelFor& pf,
+                           std::vector<int64_t>* row_ptr, std::vector<int64_t>* cols) {
+  int64_t batch = 0, n = 0;
+  TF_RETURN_IF_ERROR(SparsePShape(indices, shape, &batch, &n));
+  const int64_t nnz = indices.dim_size(0);
+  if (values.dims() != 1 || values.dim_size(0) != nnz) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("p values must be [nnz] = [", nnz, "] to match p indices, but have shape ",
+                     values.shape().DebugString()));
+  }
+  TF_RETURN_IF_ERROR(CheckRank(y, 3, "y", "[batch, n, d]"));
+  if (batch != y.dim_size(0) || n != y.dim_size(1)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "p must have dense shape [batch, n, n] = [", y.dim_size(0), ", ", y.dim_size(1), ", ",
+        y.dim_size(1), "] to match y of shape ", y.shape().DebugString(),
+        ", but has dense shape [", batch, ", ", n, ", ", n, "]"));
+  }
+  TF_RETURN_IF_ERROR(CheckSparseY(y));
+  row_ptr->resize(batch * n + 1);
   cols->resize(nnz);
-  return CheckMessage(kernels::CooToCsr(indices.flat<int64_t>().data(), nnz, y.dim_size(0),
-                                        y.dim_size(1), "p", row_ptr->data(), cols->data(),
-                                        &pf));
+  return SparsePToCsr(indices, batch, n, pf, row_ptr->data(), cols->data());
+}
+
+// The CSR inputs (row_ptr, cols, p_values) of CsrTsneGradientFromRepulsion
+// against y: their sizes only (O(1)); the entries are checked by CheckCsr,
+// on the device that runs the kernel.
+absl::Status CsrPInputs(const Tensor& row_ptr, const Tensor& cols, const Tensor& values,
+                        const Tensor& y) {
+  TF_RETURN_IF_ERROR(CheckSparseY(y));
+  const int64_t rows = y.dim_size(0) * y.dim_size(1);
+  if (row_ptr.dims() != 1 || row_ptr.dim_size(0) != rows + 1) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "row_ptr must be [batch * n + 1] = [", rows + 1, "] for y of shape ",
+        y.shape().DebugString(), ", but has shape ", row_ptr.shape().DebugString()));
+  }
+  if (cols.dims() != 1) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("cols must be [nnz], but has shape ", cols.shape().DebugString()));
+  }
+  if (values.dims() != 1 || values.dim_size(0) != cols.dim_size(0)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "p_values must be [nnz] = [", cols.dim_size(0), "] to match cols, but has shape ",
+        values.shape().DebugString()));
+  }
+  return absl::OkStatus();
+}
+
+// The repulsion R [batch, n, d] and Z [batch] given to a FromRepulsion op:
+// their shapes against y, and on the CPU (values in host memory) R finite
+// and Z finite and > 0.
+absl::Status CheckRepulsionShapes(const Tensor& rep, const Tensor& z, const Tensor& y) {
+  if (rep.shape() != y.shape()) {
+    return absl::InvalidArgumentError(absl::StrCat("repulsion must have the shape of y ",
+                                                   y.shape().DebugString(), ", but has shape ",
+                                                   rep.shape().DebugString()));
+  }
+  if (z.dims() != 1 || z.dim_size(0) != y.dim_size(0)) {
+    return absl::InvalidArgumentError(absl::StrCat("z must be [batch] = [", y.dim_size(0),
+                                                   "], but has shape ", z.shape().DebugString()));
+  }
+  return absl::OkStatus();
+}
+
+template <typename T>
+absl::Status CheckRepulsionValues(const Tensor& rep, const Tensor& z,
+                                  const kernels::ParallelFor* pf) {
+  TF_RETURN_IF_ERROR(CheckMessage(
+      kernels::CheckAllFinite<T>(rep.flat<T>().data(), Dims(rep), "repulsion", pf)));
+  auto zv = z.flat<T>();
+  for (int64_t b = 0; b < z.dim_size(0); ++b) {
+    if (!(zv(b) > 0 && std::isfinite(static_cast<double>(zv(b))))) {
+      return absl::InvalidArgumentError(absl::StrCat("z must be finite and > 0, but z[", b,
+                                                     "] = ", static_cast<double>(zv(b))));
+    }
+  }
+  return absl::OkStatus();
 }
 
 // The values both sparse gradient ops check on the CPU before the kernel
@@ -222,6 +335,26 @@ dof: scalar, degrees of freedom of the Student-t kernel, > 0.
 kl: [batch].
 )doc");
 
+namespace {
+
+// Both FromRepulsion ops take y, repulsion and z as inputs 3, 4 and 5.
+absl::Status FromRepulsionShape(InferenceContext* c) {
+  ShapeHandle y, r, z;
+  TF_RETURN_IF_ERROR(c->WithRank(c->input(3), 3, &y));
+  TF_RETURN_IF_ERROR(c->WithRank(c->input(4), 3, &r));
+  TF_RETURN_IF_ERROR(c->Merge(y, r, &y));
+  TF_RETURN_IF_ERROR(c->WithRank(c->input(5), 1, &z));
+  DimensionHandle b;
+  TF_RETURN_IF_ERROR(c->Merge(c->Dim(y, 0), c->Dim(z, 0), &b));
+  bool compute_kl = true;
+  TF_RETURN_IF_ERROR(c->GetAttr("compute_kl", &compute_kl));
+  c->set_output(0, y);
+  c->set_output(1, compute_kl ? c->MakeShape({b}) : c->MakeShape({0}));
+  return absl::OkStatus();
+}
+
+}  // namespace
+
 REGISTER_OP("TSNE>SparseTsneGradientFromRepulsion")
     .Input("p_indices: int64")
     .Input("p_values: T")
@@ -236,20 +369,7 @@ REGISTER_OP("TSNE>SparseTsneGradientFromRepulsion")
     .Attr("T: {float, double}")
     .Attr("compute_kl: bool = true")
     .Attr("scale_repulsion_by_p_sum: bool = false")
-    .SetShapeFn([](InferenceContext* c) {
-      ShapeHandle y, r, z;
-      TF_RETURN_IF_ERROR(c->WithRank(c->input(3), 3, &y));
-      TF_RETURN_IF_ERROR(c->WithRank(c->input(4), 3, &r));
-      TF_RETURN_IF_ERROR(c->Merge(y, r, &y));
-      TF_RETURN_IF_ERROR(c->WithRank(c->input(5), 1, &z));
-      DimensionHandle b;
-      TF_RETURN_IF_ERROR(c->Merge(c->Dim(y, 0), c->Dim(z, 0), &b));
-      bool compute_kl = true;
-      TF_RETURN_IF_ERROR(c->GetAttr("compute_kl", &compute_kl));
-      c->set_output(0, y);
-      c->set_output(1, compute_kl ? c->MakeShape({b}) : c->MakeShape({0}));
-      return absl::OkStatus();
-    })
+    .SetShapeFn(FromRepulsionShape)
     .Doc(R"doc(
 The t-SNE gradient and KL for a sparse P from a repulsion computed elsewhere.
 
@@ -262,6 +382,72 @@ equals SparseTsneGradient's.
 p_indices: [nnz, 3] int64, canonical row-major order, no duplicates.
 p_values: [nnz] joint probabilities (finite, >= 0).
 p_dense_shape: [batch, n, n].
+y: [batch, n, d] embedding.
+repulsion: [batch, n, d], R_i = sum_{j != i} w_ij u_ij (y_i - y_j) (finite).
+z: [batch], Z = sum_{i != j} w_ij (finite, > 0).
+exaggeration: scalar, multiplies the attractive term, > 0.
+dof: scalar, degrees of freedom of the Student-t kernel, > 0.
+grad: [batch, n, d].
+kl: [batch], or [0] when compute_kl is false.
+compute_kl: whether to compute kl.
+scale_repulsion_by_p_sum: scale the repulsive term by sum(p).
+)doc");
+
+REGISTER_OP("TSNE>SparseCsr")
+    .Input("p_indices: int64")
+    .Input("p_dense_shape: int64")
+    .Output("row_ptr: int64")
+    .Output("cols: int64")
+    .SetShapeFn([](InferenceContext* c) {
+      ShapeHandle idx, shape;
+      TF_RETURN_IF_ERROR(c->WithRank(c->input(0), 2, &idx));
+      DimensionHandle three;
+      TF_RETURN_IF_ERROR(c->WithValue(c->Dim(idx, 1), 3, &three));
+      TF_RETURN_IF_ERROR(c->WithRank(c->input(1), 1, &shape));
+      c->set_output(0, c->Vector(c->UnknownDim()));
+      c->set_output(1, c->Vector(c->Dim(idx, 0)));
+      return absl::OkStatus();
+    })
+    .Doc(R"doc(
+The CSR view of a sparse P, for CsrTsneGradientFromRepulsion: built once
+when P serves many calls (an optimiser's iterations), where the COO ops
+check and convert P's indices in every call. Checked as the COO ops check
+p (in range, canonical row-major order, no duplicates). Not differentiable.
+
+p_indices: [nnz, 3] int64, canonical row-major order, no duplicates.
+p_dense_shape: [batch, n, n].
+row_ptr: [batch * n + 1] int64, row u = b * n + i holds entries
+  [row_ptr[u], row_ptr[u + 1]) (absolute offsets; row_ptr[0] = 0,
+  row_ptr[batch * n] = nnz).
+cols: [nnz] int64, the column (in [0, n)) of each entry, in p's order (so
+  p's values serve the CSR view unchanged).
+)doc");
+
+REGISTER_OP("TSNE>CsrTsneGradientFromRepulsion")
+    .Input("row_ptr: int64")
+    .Input("cols: int64")
+    .Input("p_values: T")
+    .Input("y: T")
+    .Input("repulsion: T")
+    .Input("z: T")
+    .Input("exaggeration: T")
+    .Input("dof: T")
+    .Output("grad: T")
+    .Output("kl: T")
+    .Attr("T: {float, double}")
+    .Attr("compute_kl: bool = true")
+    .Attr("scale_repulsion_by_p_sum: bool = false")
+    .SetShapeFn(FromRepulsionShape)
+    .Doc(R"doc(
+SparseTsneGradientFromRepulsion on P's CSR view (SparseCsr's outputs): the
+same kernels and the same bits, without converting P in every call. The CSR
+is checked in every call, cheaply (row_ptr starts at 0, never decreases and
+ends at nnz, O(batch n); every column in [0, n), O(nnz) reads; on the GPU by
+a check kernel, with nothing copied back unless it fails).
+
+row_ptr: [batch * n + 1] int64 (SparseCsr's row_ptr).
+cols: [nnz] int64 (SparseCsr's cols).
+p_values: [nnz] joint probabilities (finite, >= 0), p's values.
 y: [batch, n, d] embedding.
 repulsion: [batch, n, d], R_i = sum_{j != i} w_ij u_ij (y_i - y_j) (finite).
 z: [batch], Z = sum_{i != j} w_ij (finite, > 0).
@@ -424,71 +610,138 @@ class SparseTsneGradientOp : public OpKernel {
   bool scale_by_p_sum_ = false;
 };
 
-template <typename Device, typename T>
-class SparseTsneGradientFromRepulsionOp : public OpKernel {
+template <typename Device>
+class SparseCsrOp : public OpKernel {
  public:
-  explicit SparseTsneGradientFromRepulsionOp(OpKernelConstruction* ctx) : OpKernel(ctx) {
+  explicit SparseCsrOp(OpKernelConstruction* ctx) : OpKernel(ctx) {}
+
+  void Compute(OpKernelContext* ctx) override {
+    constexpr bool kCpu = std::is_same<Device, CPUDevice>::value;
+    const Tensor& p_idx = ctx->input(0);
+    int64_t batch = 0, n = 0;
+    OP_REQUIRES_OK(ctx, SparsePShape(p_idx, ctx->input(1), &batch, &n));
+    const int64_t rows = batch * n, nnz = p_idx.dim_size(0);
+    Tensor* rp_t = nullptr;
+    Tensor* cols_t = nullptr;
+    OP_REQUIRES_OK(ctx, ctx->allocate_output(0, TensorShape({rows + 1}), &rp_t));
+    OP_REQUIRES_OK(ctx, ctx->allocate_output(1, TensorShape({nnz}), &cols_t));
+    const kernels::ParallelFor pf = CpuParallelFor(ctx);
+    if constexpr (kCpu) {
+      OP_REQUIRES_OK(ctx, SparsePToCsr(p_idx, batch, n, pf, rp_t->flat<int64_t>().data(),
+                                       cols_t->flat<int64_t>().data()));
+    } else {
+#ifdef TSNE_OPS_WITH_CUDA
+      // p_indices is HostMemory: build on the host, copy once.
+      std::vector<int64_t> row_ptr(rows + 1), cols(nnz);
+      OP_REQUIRES_OK(ctx, SparsePToCsr(p_idx, batch, n, pf, row_ptr.data(), cols.data()));
+      cudaStream_t stream = GpuStream(ctx);
+      OP_REQUIRES_OK(ctx, CudaStatus(cudaMemcpyAsync(rp_t->flat<int64_t>().data(), row_ptr.data(),
+                                                     sizeof(int64_t) * (rows + 1),
+                                                     cudaMemcpyHostToDevice, stream),
+                                     "SparseCsr (copy of row_ptr)"));
+      if (nnz > 0) {
+        OP_REQUIRES_OK(ctx, CudaStatus(cudaMemcpyAsync(cols_t->flat<int64_t>().data(),
+                                                       cols.data(), sizeof(int64_t) * nnz,
+                                                       cudaMemcpyHostToDevice, stream),
+                                       "SparseCsr (copy of cols)"));
+      }
+      // The host vectors are freed on return.
+      OP_REQUIRES_OK(ctx, CudaStatus(cudaStreamSynchronize(stream), "SparseCsr"));
+#endif
+    }
+  }
+};
+
+// SparseTsneGradientFromRepulsion (kCsr false: P as COO, converted on the
+// host in every call) and CsrTsneGradientFromRepulsion (kCsr true: P's CSR
+// view from SparseCsr, checked in every call): everything but P's inputs is
+// shared, and so is the kernel.
+template <typename Device, typename T, bool kCsr>
+class TsneGradientFromRepulsionOp : public OpKernel {
+ public:
+  explicit TsneGradientFromRepulsionOp(OpKernelConstruction* ctx) : OpKernel(ctx) {
     OP_REQUIRES_OK(ctx, ReadGradientAttrs(ctx, &compute_kl_, &scale_by_p_sum_));
   }
 
   void Compute(OpKernelContext* ctx) override {
     constexpr bool kCpu = std::is_same<Device, CPUDevice>::value;
-    const Tensor& p_idx = ctx->input(0);
-    const Tensor& p_val = ctx->input(1);
-    const Tensor& p_shape = ctx->input(2);
+    const char* name = kCsr ? "CsrTsneGradientFromRepulsion" : "SparseTsneGradientFromRepulsion";
+    const Tensor& p_val = ctx->input(kCsr ? 2 : 1);
     const Tensor& y = ctx->input(3);
     const Tensor& rep = ctx->input(4);
     const Tensor& z = ctx->input(5);
-    std::vector<int64_t> row_ptr, cols;
-    OP_REQUIRES_OK(ctx,
-                   SparsePInputs(p_idx, p_val, p_shape, y, CpuParallelFor(ctx), &row_ptr, &cols));
+    std::vector<int64_t> coo_row_ptr, coo_cols;  // COO: the CSR built here
+    const int64_t* row_ptr = nullptr;
+    const int64_t* cols = nullptr;
+    if constexpr (kCsr) {
+      OP_REQUIRES_OK(ctx, CsrPInputs(ctx->input(0), ctx->input(1), p_val, y));
+      row_ptr = ctx->input(0).flat<int64_t>().data();
+      cols = ctx->input(1).flat<int64_t>().data();
+    } else {
+      OP_REQUIRES_OK(ctx, SparsePInputs(ctx->input(0), p_val, ctx->input(2), y,
+                                        CpuParallelFor(ctx), &coo_row_ptr, &coo_cols));
+      row_ptr = coo_row_ptr.data();
+      cols = coo_cols.data();
+    }
     const int64_t batch = y.dim_size(0), n = y.dim_size(1), d = y.dim_size(2);
-    OP_REQUIRES(ctx, rep.shape() == y.shape(),
-                absl::InvalidArgumentError(absl::StrCat(
-                    "repulsion must have the shape of y ", y.shape().DebugString(),
-                    ", but has shape ", rep.shape().DebugString())));
-    OP_REQUIRES(ctx, z.dims() == 1 && z.dim_size(0) == batch,
-                absl::InvalidArgumentError(absl::StrCat("z must be [batch] = [", batch,
-                                                        "], but has shape ",
-                                                        z.shape().DebugString())));
+    const int64_t nnz = p_val.dim_size(0);
+    OP_REQUIRES_OK(ctx, CheckRepulsionShapes(rep, z, y));
     GradientOutputs<T> out;
     OP_REQUIRES_OK(ctx, AllocateGradientOutputs<T>(ctx, y, 6, 7, compute_kl_, scale_by_p_sum_,
                                                    &out));
     if (batch == 0) return;
-    const kernels::TsneGradientOptions& options = out.options;
-    T* kl_ptr = out.kl;
     if constexpr (kCpu) {
       kernels::ParallelFor pf = CpuParallelFor(ctx);
-      OP_REQUIRES_OK(ctx, CheckSparseValues<T>(p_val, y, &pf));
-      OP_REQUIRES_OK(ctx, CheckMessage(kernels::CheckAllFinite<T>(
-                              rep.flat<T>().data(), Dims(rep), "repulsion", &pf)));
-      auto zv = z.flat<T>();
-      for (int64_t b = 0; b < batch; ++b) {
-        OP_REQUIRES(ctx, zv(b) > 0 && std::isfinite(static_cast<double>(zv(b))),
-                    absl::InvalidArgumentError(absl::StrCat(
-                        "z must be finite and > 0, but z[", b, "] = ",
-                        static_cast<double>(zv(b)))));
+      if (kCsr) {
+        OP_REQUIRES_OK(ctx, CheckMessage(kernels::CheckCsr(row_ptr, batch * n, cols, nnz, n,
+                                                           &pf)));
       }
+      OP_REQUIRES_OK(ctx, CheckSparseValues<T>(p_val, y, &pf));
+      OP_REQUIRES_OK(ctx, CheckRepulsionValues<T>(rep, z, &pf));
       kernels::SparseTsneGradientFromRepulsionCpu<T>(
-          row_ptr.data(), cols.data(), p_val.flat<T>().data(), y.flat<T>().data(), batch, n, d,
-          options, rep.flat<T>().data(), z.flat<T>().data(), out.grad, kl_ptr, pf);
+          row_ptr, cols, p_val.flat<T>().data(), y.flat<T>().data(), batch, n, d, out.options,
+          rep.flat<T>().data(), z.flat<T>().data(), out.grad, out.kl, pf);
     } else {
 #ifdef TSNE_OPS_WITH_CUDA
-      // As SparseTsneGradientOp: CSR built on the host, copied after the
-      // kernel's workspace. z stays on the device (it is the output of a
-      // device reduction); the caller's approximation guarantees it is > 0.
-      DeviceCsr csr;
-      OP_REQUIRES_OK(ctx, CsrOnDevice<T>(ctx, batch, n, d, row_ptr, cols,
-                                         "SparseTsneGradientFromRepulsion", &csr));
+      // COO: the CSR built on the host is copied after the kernel's
+      // workspace. CSR: already on the device; a check kernel writes two
+      // flags after the workspace, the attraction pass skips a bad CSR, and
+      // the flags come back with the synchronisation the path already has.
+      // z stays on the device (the output of a device reduction); the
+      // caller's approximation guarantees it is > 0.
       cudaStream_t stream = GpuStream(ctx);
+      DeviceCsr csr;
+      unsigned long long* guard = nullptr;
+      if constexpr (kCsr) {
+        const size_t ws_bytes = kernels::SparseTsneGradientWorkspaceBytes<T>(batch, n, d);
+        const size_t off_guard = ((ws_bytes + 63) / 64) * 64;
+        OP_REQUIRES_OK(ctx, AllocateScratch(ctx, off_guard + 2 * sizeof(unsigned long long),
+                                            &csr.scratch, &csr.ws));
+        guard = reinterpret_cast<unsigned long long*>(static_cast<char*>(csr.ws) + off_guard);
+        csr.row_ptr = row_ptr;
+        csr.cols = cols;
+        OP_REQUIRES_OK(ctx, CudaStatus(kernels::LaunchCheckCsr(stream, row_ptr, batch * n, cols,
+                                                               nnz, n, guard),
+                                       name));
+      } else {
+        OP_REQUIRES_OK(ctx, CsrOnDevice<T>(ctx, batch, n, d, coo_row_ptr, coo_cols, name, &csr));
+      }
       OP_REQUIRES_OK(ctx, CudaStatus(kernels::LaunchSparseTsneGradientFromRepulsion<T>(
                                          stream, csr.row_ptr, csr.cols, p_val.flat<T>().data(),
-                                         y.flat<T>().data(), batch, n, d, options,
-                                         rep.flat<T>().data(), z.flat<T>().data(),
-                                         out.grad, kl_ptr, csr.ws),
-                                     "SparseTsneGradientFromRepulsion"));
-      OP_REQUIRES_OK(ctx, CudaStatus(cudaStreamSynchronize(stream),
-                                     "SparseTsneGradientFromRepulsion"));
+                                         y.flat<T>().data(), batch, n, d, out.options,
+                                         rep.flat<T>().data(), z.flat<T>().data(), out.grad,
+                                         out.kl, csr.ws, guard),
+                                     name));
+      unsigned long long first_bad[2] = {~0ull, ~0ull};
+      if (guard != nullptr) {
+        OP_REQUIRES_OK(ctx, CudaStatus(cudaMemcpyAsync(first_bad, guard, sizeof(first_bad),
+                                                       cudaMemcpyDeviceToHost, stream),
+                                       name));
+      }
+      OP_REQUIRES_OK(ctx, CudaStatus(cudaStreamSynchronize(stream), name));
+      if (first_bad[0] != ~0ull || first_bad[1] != ~0ull) {
+        OP_REQUIRES_OK(ctx, DeviceCsrProblem(row_ptr, cols, batch * n, nnz, n, first_bad, name));
+      }
 #endif
     }
   }
@@ -511,10 +764,16 @@ class SparseTsneGradientFromRepulsionOp : public OpKernel {
   REGISTER_KERNEL_BUILDER(Name("TSNE>SparseTsneGradientFromRepulsion")                       \
                               .Device(tensorflow::DEVICE_CPU)                                \
                               .TypeConstraint<T>("T"),                                       \
-                          SparseTsneGradientFromRepulsionOp<CPUDevice, T>);
+                          TsneGradientFromRepulsionOp<CPUDevice, T, false>);                 \
+  REGISTER_KERNEL_BUILDER(Name("TSNE>CsrTsneGradientFromRepulsion")                          \
+                              .Device(tensorflow::DEVICE_CPU)                                \
+                              .TypeConstraint<T>("T"),                                       \
+                          TsneGradientFromRepulsionOp<CPUDevice, T, true>);
 TSNE_OPS_REGISTER_CPU(float)
 TSNE_OPS_REGISTER_CPU(double)
 #undef TSNE_OPS_REGISTER_CPU
+REGISTER_KERNEL_BUILDER(Name("TSNE>SparseCsr").Device(tensorflow::DEVICE_CPU),
+                        SparseCsrOp<CPUDevice>);
 
 #ifdef TSNE_OPS_WITH_CUDA
 #define TSNE_OPS_REGISTER_GPU(T)                                                           \
@@ -546,10 +805,22 @@ TSNE_OPS_REGISTER_CPU(double)
                               .HostMemory("p_dense_shape")                                 \
                               .HostMemory("exaggeration")                                  \
                               .HostMemory("dof"),                                          \
-                          SparseTsneGradientFromRepulsionOp<GPUDevice, T>);
+                          TsneGradientFromRepulsionOp<GPUDevice, T, false>);               \
+  REGISTER_KERNEL_BUILDER(Name("TSNE>CsrTsneGradientFromRepulsion")                        \
+                              .Device(tensorflow::DEVICE_GPU)                              \
+                              .TypeConstraint<T>("T")                                      \
+                              .HostMemory("exaggeration")                                  \
+                              .HostMemory("dof"),                                          \
+                          TsneGradientFromRepulsionOp<GPUDevice, T, true>);
 TSNE_OPS_REGISTER_GPU(float)
 TSNE_OPS_REGISTER_GPU(double)
 #undef TSNE_OPS_REGISTER_GPU
+// The CSR is built on the host from host indices and lives on the device.
+REGISTER_KERNEL_BUILDER(Name("TSNE>SparseCsr")
+                            .Device(tensorflow::DEVICE_GPU)
+                            .HostMemory("p_indices")
+                            .HostMemory("p_dense_shape"),
+                        SparseCsrOp<GPUDevice>);
 #endif
 
 }  // namespace tsne_ops
