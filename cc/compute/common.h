@@ -4,6 +4,7 @@
 #ifndef TSNE_OPS_CC_COMPUTE_COMMON_H_
 #define TSNE_OPS_CC_COMPUTE_COMMON_H_
 
+#include <atomic>
 #include <cstdint>
 #include <functional>
 
@@ -19,6 +20,14 @@ namespace kernels {
 using ParallelFor = std::function<void(
     int64_t total, int64_t cost_per_unit,
     const std::function<void(int64_t begin, int64_t end)>& work)>;
+
+// *target = min(*target, value), from any thread: the first bad entry of a
+// parallel check, the same whatever the sharding.
+inline void AtomicMin(std::atomic<int64_t>* target, int64_t value) {
+  int64_t seen = target->load();
+  while (value < seen && !target->compare_exchange_weak(seen, value)) {
+  }
+}
 
 // A ParallelFor that runs everything on the calling thread.
 ParallelFor SerialFor();

@@ -62,9 +62,10 @@ void SparseTsneGradientFromRepulsionCpu(const int64_t* row_ptr, const int64_t* c
                                         const T* p_values, const T* y, int64_t batch,
                                         int64_t n, int64_t d, const TsneGradientOptions& options,
                                         const T* repulsion, const T* z, T* grad, T* kl,
-                                        const ParallelFor& parallel_for) {
+                                        const ParallelFor& parallel_for,
+                                        int64_t* first_bad_column) {
   TSNE_OPS_DISPATCH(SparseTsneGradientFromRepulsionCpu, row_ptr, cols, p_values, y, batch, n,
-                    d, options, repulsion, z, grad, kl, parallel_for);
+                    d, options, repulsion, z, grad, kl, parallel_for, first_bad_column);
 }
 
 #undef TSNE_OPS_DISPATCH
@@ -86,7 +87,7 @@ void SparseTsneGradientFromRepulsionCpu(const int64_t* row_ptr, const int64_t* c
                                          T*, T*, const ParallelFor&);                   \
   template void SparseTsneGradientFromRepulsionCpu<T>(                                      \
       const int64_t*, const int64_t*, const T*, const T*, int64_t, int64_t, int64_t,        \
-      const TsneGradientOptions&, const T*, const T*, T*, T*, const ParallelFor&);
+      const TsneGradientOptions&, const T*, const T*, T*, T*, const ParallelFor&, int64_t*);
 TSNE_OPS_INSTANTIATE(float)
 TSNE_OPS_INSTANTIATE(double)
 #undef TSNE_OPS_INSTANTIATE

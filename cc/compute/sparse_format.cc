@@ -68,13 +68,6 @@ bool CooInRange(const int64_t* ix, int64_t batch, int64_t n) {
   return ix[0] >= 0 && ix[0] < batch && ix[1] >= 0 && ix[1] < n && ix[2] >= 0 && ix[2] < n;
 }
 
-// first_bad = min(first_bad, e).
-void RecordFirstBad(std::atomic<int64_t>* first_bad, int64_t e) {
-  int64_t seen = first_bad->load();
-  while (e < seen && !first_bad->compare_exchange_weak(seen, e)) {
-  }
-}
-
 // The message for COO entry e, or "" when e is in range and after entry e - 1.
 std::string CooEntryProblem(const int64_t* indices, int64_t e, int64_t batch, int64_t n,
                             const char* name) {
@@ -130,13 +123,13 @@ std::string CooToCsr(const int64_t* indices, int64_t nnz, int64_t batch, int64_t
     for (int64_t e = begin; e < end; ++e) {
       const int64_t* ix = indices + 3 * e;
       if (!CooInRange(ix, batch, n)) {
-        RecordFirstBad(&first_bad, e);
+        AtomicMin(&first_bad, e);
         return;
       }
       const int64_t row = ix[0] * n + ix[1];
       const int64_t flat = row * n + ix[2];
       if (flat <= prev_flat) {
-        RecordFirstBad(&first_bad, e);
+        AtomicMin(&first_bad, e);
         return;
       }
       for (int64_t r = prev_row + 1; r <= row; ++r) row_ptr[r] = e;
@@ -177,34 +170,13 @@ std::string CsrColumnMessage(int64_t e, int64_t value, int64_t n) {
   return m.str();
 }
 
-std::string CheckCsr(const int64_t* row_ptr, int64_t rows, const int64_t* cols, int64_t nnz,
-                     int64_t n, const ParallelFor* parallel_for) {
+std::string CheckCsrRowPtr(const int64_t* row_ptr, int64_t rows, int64_t nnz) {
   for (int64_t u = 0; u <= rows; ++u) {
     if (CsrRowPtrBad(row_ptr, u, rows, nnz)) {
       return CsrRowPtrMessage(u, u > 0 ? row_ptr[u - 1] : 0, row_ptr[u], rows, nnz);
     }
   }
-  std::atomic<int64_t> first_bad{nnz};
-  auto scan = [&](int64_t begin, int64_t end) {
-    // A branch-free count per range (vectorises); the position only when
-    // the range holds a bad column.
-    int64_t bad = 0;
-    for (int64_t e = begin; e < end; ++e) bad += CsrColumnBad(cols[e], n);
-    if (bad == 0) return;
-    for (int64_t e = begin; e < end; ++e) {
-      if (CsrColumnBad(cols[e], n)) {
-        RecordFirstBad(&first_bad, e);
-        return;
-      }
-    }
-  };
-  if (parallel_for != nullptr && *parallel_for) {
-    (*parallel_for)(nnz, 2, scan);
-  } else {
-    scan(0, nnz);
-  }
-  const int64_t e = first_bad.load();
-  return e < nnz ? CsrColumnMessage(e, cols[e], n) : "";
+  return "";
 }
 
 }  // namespace kernels

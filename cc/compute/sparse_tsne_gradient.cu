@@ -283,7 +283,7 @@ cudaError_t LaunchSparseTsneGradientFromRepulsion(
 namespace {
 
 // One thread per index t: row_ptr entry t (t <= rows) and column t (t < nnz);
-// the smallest bad index of each wins (atomicMin), as CheckCsr reports it.
+// the smallest bad index of each wins (atomicMin), as the CPU checks report it.
 __global__ void CheckCsrKernel(const int64_t* __restrict__ row_ptr, int64_t rows,
                                const int64_t* __restrict__ cols, int64_t nnz, int64_t n,
                                unsigned long long* first_bad) {

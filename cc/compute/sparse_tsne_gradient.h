@@ -50,8 +50,9 @@ std::string CooToCsr(const int64_t* indices, int64_t nnz, int64_t batch, int64_t
 // calls) over rows = batch * n rows of n columns each is safe to walk when
 // row_ptr [rows + 1] starts at 0, never decreases and ends at nnz (then
 // every offset lies in [0, nnz]) and every column lies in [0, n).
-// CsrRowPtrBad is the test of entry u (the CPU check and the CUDA check
-// kernel share it); the messages name the argument and the first bad value.
+// CsrRowPtrBad and CsrColumnBad are the tests of one entry (shared by the
+// CPU checks and the CUDA check kernel); the messages name the argument and
+// the first bad value.
 TSNE_OPS_HOST_DEVICE inline bool CsrRowPtrBad(const int64_t* row_ptr, int64_t u, int64_t rows,
                                               int64_t nnz) {
   const int64_t v = row_ptr[u];
@@ -64,11 +65,10 @@ TSNE_OPS_HOST_DEVICE inline bool CsrColumnBad(int64_t column, int64_t n) {
 // row_ptr[u - 1], unused for u = 0) and bad entry e of cols.
 std::string CsrRowPtrMessage(int64_t u, int64_t prev, int64_t value, int64_t rows, int64_t nnz);
 std::string CsrColumnMessage(int64_t e, int64_t value, int64_t n);
-// Both checks on host memory: row_ptr serially (O(rows)), then cols (O(nnz),
-// in parallel with a parallel_for; the message is that of the first bad
-// entry whatever the sharding). Returns "" or the message.
-std::string CheckCsr(const int64_t* row_ptr, int64_t rows, const int64_t* cols, int64_t nnz,
-                     int64_t n, const ParallelFor* parallel_for = nullptr);
+// row_ptr on the host, O(rows): "" or the message of its first bad entry.
+// (On the CPU the columns are checked as the attraction reads them:
+// SparseTsneGradientFromRepulsionCpu's first_bad_column.)
+std::string CheckCsrRowPtr(const int64_t* row_ptr, int64_t rows, int64_t nnz);
 
 #define TSNE_OPS_SPARSE_GRADIENT_CPU_DECLS                                      \
   /* grad [batch, n, d] and kl [batch] may each be nullptr to skip them. */     \
@@ -80,12 +80,17 @@ std::string CheckCsr(const int64_t* row_ptr, int64_t rows, const int64_t* cols, 
                              T* kl, const ParallelFor& parallel_for);             \
   /* The same grad and kl from a repulsion computed elsewhere (FFT, Barnes-Hut): */ \
   /* repulsion [batch, n, d] = R (unnormalised) and z [batch] = Z > 0; only the  */ \
-  /* attraction over P's stored entries runs here, O(nnz d).                     */ \
+  /* attraction over P's stored entries runs here, O(nnz d). With               */ \
+  /* first_bad_column, cols are the caller's, unchecked (row_ptr checked): each  */ \
+  /* column is checked against [0, n) as the attraction reads it, and the first */ \
+  /* bad entry (nnz when none) is stored there; with one, the results are       */ \
+  /* meaningless, but no memory outside the inputs is read.                     */ \
   template <typename T>                                                         \
   void SparseTsneGradientFromRepulsionCpu(                                      \
       const int64_t* row_ptr, const int64_t* cols, const T* p_values, const T* y, \
       int64_t batch, int64_t n, int64_t d, const TsneGradientOptions& options,   \
-      const T* repulsion, const T* z, T* grad, T* kl, const ParallelFor& parallel_for);
+      const T* repulsion, const T* z, T* grad, T* kl, const ParallelFor& parallel_for, \
+      int64_t* first_bad_column = nullptr);
 
 TSNE_OPS_SPARSE_GRADIENT_CPU_DECLS
 namespace baseline { TSNE_OPS_SPARSE_GRADIENT_CPU_DECLS }
@@ -111,7 +116,7 @@ cudaError_t LaunchSparseTsneGradientFromRepulsion(
     const T* y, int64_t batch, int64_t n, int64_t d, const TsneGradientOptions& options,
     const T* repulsion, const T* z, T* grad, T* kl, void* workspace,
     const unsigned long long* csr_guard = nullptr);
-// CheckCsr on the device, without copying the CSR back: first_bad[0] (the
+// The CSR checks on the device, without copying the CSR back: first_bad[0] (the
 // first bad entry of row_ptr) and first_bad[1] (of cols), two device
 // values, end as ~0ull when fine.
 cudaError_t LaunchCheckCsr(cudaStream_t stream, const int64_t* row_ptr, int64_t rows,

@@ -21,6 +21,7 @@
 // values serially, in row order. So the result is bit-identical whatever the
 // thread count.
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <vector>
 
@@ -148,10 +149,12 @@ void RepulsionBlock(bool one, const T* yt, int64_t n, int64_t d, int64_t i0, int
 // transposed copy (sk = n, sp = 1), the attraction-only kernel y itself
 // (sk = 1, sp = d: one cache line per neighbour, not d).
 // D > 0 fixes d at compile time (the loops over k unroll); D == 0 reads d.
-template <typename T, int D>
-void AttractionD(const int64_t* row_ptr, const int64_t* cols, const T* pv, const T* yb,
-                 int64_t sk, int64_t sp, int64_t dd, int64_t u, int64_t i, double inv_alpha,
-                 bool want_kl, double* att, RowSums& s) {
+// kCheck: the columns are the caller's, unchecked; the row stops at the
+// first outside [0, n) and returns its entry (else -1), before reading y.
+template <typename T, int D, bool kCheck>
+int64_t AttractionD(const int64_t* row_ptr, const int64_t* cols, const T* pv, const T* yb,
+                    int64_t sk, int64_t sp, int64_t dd, int64_t n, int64_t u, int64_t i,
+                    double inv_alpha, bool want_kl, double* att, RowSums& s) {
   const int64_t d = D > 0 ? D : dd;
   // Local accumulators (added to att and s at the end: both start at zero
   // for the row, so the bits are those of summing in place) keep the sums in
@@ -159,8 +162,13 @@ void AttractionD(const int64_t* row_ptr, const int64_t* cols, const T* pv, const
   double local[D > 0 ? D : 1] = {};
   double* acc = D > 0 ? local : att;
   double p_sum = 0, p_log_p = 0, p_log_u = 0;
+  int64_t bad = -1;
   for (int64_t e = row_ptr[u]; e < row_ptr[u + 1]; ++e) {
     const int64_t j = cols[e];
+    if (kCheck && CsrColumnBad(j, n)) {
+      bad = e;
+      break;
+    }
     if (j == i) continue;
     const double p = pv[e];
     double dist = 0;
@@ -185,22 +193,22 @@ void AttractionD(const int64_t* row_ptr, const int64_t* cols, const T* pv, const
   s.p_sum += p_sum;
   s.p_log_p += p_log_p;
   s.p_log_u += p_log_u;
+  return bad;
 }
 
-template <typename T>
-void Attraction(const int64_t* row_ptr, const int64_t* cols, const T* pv, const T* yb,
-                int64_t sk, int64_t sp, int64_t d, int64_t u, int64_t i, double inv_alpha,
-                bool want_kl, double* att, RowSums& s) {
+template <typename T, bool kCheck = false>
+int64_t Attraction(const int64_t* row_ptr, const int64_t* cols, const T* pv, const T* yb,
+                   int64_t sk, int64_t sp, int64_t d, int64_t n, int64_t u, int64_t i,
+                   double inv_alpha, bool want_kl, double* att, RowSums& s) {
+#define TSNE_ATT(DD) \
+  AttractionD<T, DD, kCheck>(row_ptr, cols, pv, yb, sk, sp, d, n, u, i, inv_alpha, want_kl, att, s)
   switch (d) {
-    case 1:
-      return AttractionD<T, 1>(row_ptr, cols, pv, yb, sk, sp, d, u, i, inv_alpha, want_kl, att, s);
-    case 2:
-      return AttractionD<T, 2>(row_ptr, cols, pv, yb, sk, sp, d, u, i, inv_alpha, want_kl, att, s);
-    case 3:
-      return AttractionD<T, 3>(row_ptr, cols, pv, yb, sk, sp, d, u, i, inv_alpha, want_kl, att, s);
-    default:
-      return AttractionD<T, 0>(row_ptr, cols, pv, yb, sk, sp, d, u, i, inv_alpha, want_kl, att, s);
+    case 1: return TSNE_ATT(1);
+    case 2: return TSNE_ATT(2);
+    case 3: return TSNE_ATT(3);
+    default: return TSNE_ATT(0);
   }
+#undef TSNE_ATT
 }
 
 }  // namespace
@@ -232,7 +240,7 @@ void SparseTsneGradientCpu(const int64_t* row_ptr, const int64_t* cols, const T*
       RepulsionBlock<T>(one, ytb, n, d, i0, i1, inv_alpha, half_exp,
                         rep.data() + (b * n + i0) * d, sums.data() + b * n + i0);
       for (int64_t i = i0; i < i1; ++i) {
-        Attraction<T>(row_ptr, cols, p_values, ytb, n, 1, d, b * n + i, i, 1.0 / alpha,
+        Attraction<T>(row_ptr, cols, p_values, ytb, n, 1, d, n, b * n + i, i, 1.0 / alpha,
                       want_kl, att.data() + (b * n + i) * d, sums[b * n + i]);
       }
     }
@@ -265,7 +273,8 @@ void SparseTsneGradientFromRepulsionCpu(const int64_t* row_ptr, const int64_t* c
                                         const T* p_values, const T* y, int64_t batch,
                                         int64_t n, int64_t d, const TsneGradientOptions& options,
                                         const T* repulsion, const T* z, T* grad, T* kl,
-                                        const ParallelFor& parallel_for) {
+                                        const ParallelFor& parallel_for,
+                                        int64_t* first_bad_column) {
   const double alpha = options.dof;
   const bool want_kl = (kl != nullptr);
   const double c = 2.0 * (alpha + 1.0) / alpha;
@@ -273,13 +282,28 @@ void SparseTsneGradientFromRepulsionCpu(const int64_t* row_ptr, const int64_t* c
   std::vector<RowSums> sums(batch * n);
   // Only the attraction runs here (O(nnz d)); the same row function as the
   // exact kernel, so the two paths differ only in where R and Z come from.
+  // Checking the caller's columns there costs a compare per entry it reads
+  // anyway (a separate pass would read cols twice).
+  const int64_t nnz = row_ptr[batch * n];
+  std::atomic<int64_t> first_bad{nnz};
   parallel_for(batch * n, 64 * d * 8, [&](int64_t begin, int64_t end) {
     for (int64_t u = begin; u < end; ++u) {
       const int64_t b = u / n, i = u % n;
-      Attraction<T>(row_ptr, cols, p_values, y + b * n * d, 1, d, d, u, i, 1.0 / alpha,
-                    want_kl, att.data() + u * d, sums[u]);
+      if (first_bad_column == nullptr) {
+        Attraction<T>(row_ptr, cols, p_values, y + b * n * d, 1, d, d, n, u, i, 1.0 / alpha,
+                      want_kl, att.data() + u * d, sums[u]);
+      } else {
+        const int64_t bad = Attraction<T, true>(row_ptr, cols, p_values, y + b * n * d, 1, d, d,
+                                                n, u, i, 1.0 / alpha, want_kl,
+                                                att.data() + u * d, sums[u]);
+        if (bad >= 0) AtomicMin(&first_bad, bad);
+      }
     }
   });
+  if (first_bad_column != nullptr) {
+    *first_bad_column = first_bad.load();
+    if (*first_bad_column < nnz) return;
+  }
   for (int64_t b = 0; b < batch; ++b) {
     double s = 0, plp = 0, plu = 0;
     for (int64_t i = 0; i < n; ++i) {
@@ -302,7 +326,7 @@ void SparseTsneGradientFromRepulsionCpu(const int64_t* row_ptr, const int64_t* c
 #define TSNE_OPS_INSTANTIATE_FROM_REP(T)                                                      \
   template void SparseTsneGradientFromRepulsionCpu<T>(                                        \
       const int64_t*, const int64_t*, const T*, const T*, int64_t, int64_t, int64_t,          \
-      const TsneGradientOptions&, const T*, const T*, T*, T*, const ParallelFor&);
+      const TsneGradientOptions&, const T*, const T*, T*, T*, const ParallelFor&, int64_t*);
 TSNE_OPS_INSTANTIATE_FROM_REP(float)
 TSNE_OPS_INSTANTIATE_FROM_REP(double)
 #undef TSNE_OPS_INSTANTIATE_FROM_REP

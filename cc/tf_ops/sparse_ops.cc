@@ -162,8 +162,8 @@ absl::Status SparsePInputs(const Tensor& indices, const Tensor& values, const Te
 }
 
 // The CSR inputs (row_ptr, cols, p_values) of CsrTsneGradientFromRepulsion
-// against y: their sizes only (O(1)); the entries are checked by CheckCsr,
-// on the device that runs the kernel.
+// against y: their sizes only (O(1)); the entries are checked on the device
+// that runs the kernel.
 absl::Status CsrPInputs(const Tensor& row_ptr, const Tensor& cols, const Tensor& values,
                         const Tensor& y) {
   TF_RETURN_IF_ERROR(CheckSparseY(y));
@@ -692,15 +692,21 @@ class TsneGradientFromRepulsionOp : public OpKernel {
     if (batch == 0) return;
     if constexpr (kCpu) {
       kernels::ParallelFor pf = CpuParallelFor(ctx);
+      // CSR: row_ptr checked here (O(batch n)); the columns by the kernel as
+      // it reads them (first_bad_column), with no second pass over cols.
       if (kCsr) {
-        OP_REQUIRES_OK(ctx, CheckMessage(kernels::CheckCsr(row_ptr, batch * n, cols, nnz, n,
-                                                           &pf)));
+        OP_REQUIRES_OK(ctx, CheckMessage(kernels::CheckCsrRowPtr(row_ptr, batch * n, nnz)));
       }
       OP_REQUIRES_OK(ctx, CheckSparseValues<T>(p_val, y, &pf));
       OP_REQUIRES_OK(ctx, CheckRepulsionValues<T>(rep, z, &pf));
+      int64_t first_bad_column = nnz;
       kernels::SparseTsneGradientFromRepulsionCpu<T>(
           row_ptr, cols, p_val.flat<T>().data(), y.flat<T>().data(), batch, n, d, out.options,
-          rep.flat<T>().data(), z.flat<T>().data(), out.grad, out.kl, pf);
+          rep.flat<T>().data(), z.flat<T>().data(), out.grad, out.kl, pf,
+          kCsr ? &first_bad_column : nullptr);
+      OP_REQUIRES(ctx, first_bad_column == nnz,
+                  absl::InvalidArgumentError(kernels::CsrColumnMessage(
+                      first_bad_column, cols[first_bad_column < nnz ? first_bad_column : 0], n)));
     } else {
 #ifdef TSNE_OPS_WITH_CUDA
       // COO: the CSR built on the host is copied after the kernel's
