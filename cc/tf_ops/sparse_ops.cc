@@ -186,8 +186,7 @@ absl::Status CsrPInputs(const Tensor& row_ptr, const Tensor& cols, const Tensor&
 }
 
 // The repulsion R [batch, n, d] and Z [batch] given to a FromRepulsion op:
-// their shapes against y, and on the CPU (values in host memory) R finite
-// and Z finite and > 0.
+// their shapes against y (both ops, every device) ...
 absl::Status CheckRepulsionShapes(const Tensor& rep, const Tensor& z, const Tensor& y) {
   if (rep.shape() != y.shape()) {
     return absl::InvalidArgumentError(absl::StrCat("repulsion must have the shape of y ",
@@ -201,6 +200,7 @@ absl::Status CheckRepulsionShapes(const Tensor& rep, const Tensor& z, const Tens
   return absl::OkStatus();
 }
 
+// ... and their values, on the CPU (host memory): R finite, Z finite and > 0.
 template <typename T>
 absl::Status CheckRepulsionValues(const Tensor& rep, const Tensor& z,
                                   const kernels::ParallelFor* pf) {
@@ -441,9 +441,10 @@ REGISTER_OP("TSNE>CsrTsneGradientFromRepulsion")
     .Doc(R"doc(
 SparseTsneGradientFromRepulsion on P's CSR view (SparseCsr's outputs): the
 same kernels and the same bits, without converting P in every call. The CSR
-is checked in every call, cheaply (row_ptr starts at 0, never decreases and
-ends at nnz, O(batch n); every column in [0, n), O(nnz) reads; on the GPU by
-a check kernel, with nothing copied back unless it fails).
+is checked in every call, cheaply: row_ptr starts at 0, never decreases and
+ends at nnz (O(batch n)); every column lies in [0, n) (on the CPU checked as
+the attraction reads it; on the GPU by a check kernel that the attraction
+waits on, nothing copied back unless it fails).
 
 row_ptr: [batch * n + 1] int64 (SparseCsr's row_ptr).
 cols: [nnz] int64 (SparseCsr's cols).
