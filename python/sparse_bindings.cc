@@ -438,5 +438,21 @@ void BindSparse(py::module_& m) {
       py::arg("stream") = 0,
       "CSR (row_ptr [batch * n + 1] absolute offsets, cols [nnz], from coo_to_csr) on the "
       "device; workspace of sparse_tsne_gradient_workspace_bytes bytes is required.");
+  cuda.def(
+      "check_csr",
+      [](uintptr_t row_ptr, uintptr_t cols, int64_t rows, int64_t nnz, int64_t n,
+         uintptr_t first_bad, uintptr_t stream) {
+        CheckNonNull(row_ptr, "row_ptr");
+        CheckNonNull(first_bad, "first_bad");
+        py::gil_scoped_release release;
+        CudaCheck(kn::LaunchCheckCsr(Stream(stream), As<int64_t>(row_ptr), rows,
+                                     As<int64_t>(cols), nnz, n,
+                                     reinterpret_cast<unsigned long long*>(first_bad)),
+                  "cuda.check_csr");
+      },
+      py::arg("row_ptr"), py::arg("cols"), py::arg("rows"), py::arg("nnz"), py::arg("n"),
+      py::arg("first_bad"), py::arg("stream") = 0,
+      "The op library's CSR check on the device: writes first_bad (2 x uint64 on the device) "
+      "= the first bad entry of row_ptr [rows + 1] and of cols [nnz], 2^64 - 1 when fine.");
 #endif
 }

@@ -311,6 +311,37 @@ def test_raw_pointers_torch(rng):
     assert_close(out.cpu().numpy(), tk.pairwise_squared_distance(x.cpu().numpy()), 1e-10, "torch distances")
 
 
+def test_csr_check_kernel_finds_the_first_bad_entries(rng):
+    # The check CsrTsneGradientFromRepulsion runs on the GPU (the op library
+    # has no TensorFlow on the GPU machine; the kernel is the same).
+    torch = _torch()
+    if torch is None:
+        pytest.skip("PyTorch with CUDA not installed")
+    n, k, batch = 300, 9, 2
+    idx = np.stack([rng.choice(n, k, replace=False) for _ in range(batch * n)])
+    coo = np.array([(u // n, u % n, j) for u in range(batch * n) for j in sorted(idx[u])],
+                   np.int64)
+    rp, cols = tk.coo_to_csr(coo, batch, n)
+    rows, nnz, none = batch * n, cols.size, 2**64 - 1
+    cases = [(rp, cols, none, none)]
+    bad_rp = rp.copy()
+    bad_rp[100] = bad_rp[99] - 1
+    cases.append((bad_rp, cols, 100, none))
+    bad_last = rp.copy()
+    bad_last[-1] += 1
+    cases.append((bad_last, cols, rows, none))
+    bad_cols = cols.copy()
+    bad_cols[[nnz // 3, nnz // 2, nnz - 1]] = [n, -1, 10**12]
+    cases.append((rp, bad_cols, none, nnz // 3))
+    for r, c, want_rp, want_cols in cases:
+        dr, dc = torch.from_numpy(r).cuda(), torch.from_numpy(c).cuda()
+        flags = torch.zeros(2, dtype=torch.int64, device="cuda")
+        tk.cuda.check_csr(dr.data_ptr(), dc.data_ptr(), rows, nnz, n, flags.data_ptr(),
+                          stream=torch.cuda.current_stream().cuda_stream)
+        got = flags.cpu().numpy().view(np.uint64)
+        assert got.tolist() == [want_rp, want_cols]
+
+
 def test_raw_pointers_cupy(rng):
     cp = _cupy()
     if cp is None:
