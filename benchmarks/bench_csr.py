@@ -73,7 +73,6 @@ def load_average():
 def bench_op(n, repeats):
     import tensorflow as tf
 
-    import tsne_ops
     from tsne_ops import ops
     from tsne_ops.affinities import sparse_joint_probabilities
 
@@ -140,7 +139,8 @@ def bench_fit(baseline, n, iters, rounds):
            for k, v in runs.items()}
     hashes = {r["embedding_sha256"] for v in runs.values() for r in v}
     return {"n": n, "max_iter": iters, "rounds": rounds, "baseline": baseline, "runs": runs,
-            "before_s": round(med["before"]["fit_s"], 2), "after_s": round(med["after"]["fit_s"], 2),
+            "before_s": round(med["before"]["fit_s"], 2),
+            "after_s": round(med["after"]["fit_s"], 2),
             "before_over_after": round(med["before"]["fit_s"] / med["after"]["fit_s"], 3),
             "optimizer_after_first_run_before_s": round(med["before"]["later_runs_s"], 2),
             "optimizer_after_first_run_after_s": round(med["after"]["later_runs_s"], 2),

@@ -225,7 +225,8 @@ def test_bad_row_ptr_names_it_and_the_value(good):
         csr_op(changed(rp, (50, 2**62)), cols, vals, y, rep, z)
     for last in (nnz - 1, nnz + 3):
         with pytest.raises(BAD, match=rf"row_ptr's last entry row_ptr\[80\] must equal nnz = "
-                                      rf"{nnz} \(the size of cols and p_values\), but is {last}(?!\d)"):
+                                      rf"{nnz} \(the size of cols and p_values\), "
+                                      rf"but is {last}(?!\d)"):
             csr_op(changed(rp, (80, last)), cols, vals, y, rep, z)
 
 
@@ -247,7 +248,8 @@ def test_bad_cols_name_them_and_the_value(good):
     # row_ptr is checked first; then the shared checks of the COO op.
     with pytest.raises(BAD, match=r"row_ptr\[0\] must be 0"):
         csr_op(changed(rp, (0, 1)), changed(cols, (0, -1)), vals, y, rep, z)
-    with pytest.raises(BAD, match=r"p values must be finite and non-negative, but p values\[3\] = -1"):
+    with pytest.raises(BAD, match=r"p values must be finite and non-negative, "
+                                  r"but p values\[3\] = -1"):
         csr_op(rp, cols, changed(vals, (3, -1.0)), y, rep, z)
     with pytest.raises(BAD, match=r"repulsion must have the shape of y"):
         csr_op(rp, cols, vals, y, rep[:, :, :1], z)
