@@ -29,14 +29,20 @@ def rel_err(a, b):
     return float(np.linalg.norm(np.asarray(a, np.float64) - b) / np.linalg.norm(b))
 
 
-def lagrange(t, p):
-    x = (np.arange(p) + 0.5) / p
-    w = np.ones((len(t), p))
+def stencil(s, m, p):
+    """First node and Lagrange weights of the p nodes (node k at k + 1/2)
+    nearest each grid coordinate ``s`` (in node spacings), clamped to
+    [0, m - p], written out independently of the kernels."""
+    u = s - 0.5
+    first = (np.floor(u + 0.5) if p % 2 else np.floor(u)).astype(int) - (p - 1) // 2
+    first = np.clip(first, 0, m - p)
+    t = u - first
+    w = np.ones((len(s), p))
     for l in range(p):
         for k in range(p):
             if k != l:
-                w[:, l] *= (t - x[k]) / (x[l] - x[k])
-    return w
+                w[:, l] *= (t - k) / (l - k)
+    return first, w
 
 
 def grid_args(y, n_boxes):
@@ -49,8 +55,9 @@ def grid_args(y, n_boxes):
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("d", [1, 2])
-def test_spread_matches_numpy_lagrange_weights(rng, dtype, d):
-    b, n, nb, p, c = 2, 300, 7, 3, 3
+@pytest.mark.parametrize("p", [3, 4, 5])
+def test_spread_matches_numpy_lagrange_weights(rng, dtype, d, p):
+    b, n, nb, c = 2, 300, 7, 3
     y = rng.normal(size=(b, n, d)).astype(dtype)
     q = rng.normal(size=(b, n, c)).astype(dtype)
     origin, h = grid_args(y, nb)
@@ -59,17 +66,22 @@ def test_spread_matches_numpy_lagrange_weights(rng, dtype, d):
     m = nb * p
     ref = np.zeros((b, c) + (m,) * d)
     for bb in range(b):
-        s = (y[bb].astype(np.float64) - origin[bb]) / h[bb]
-        box = np.clip(np.floor(s), 0, nb - 1).astype(int)
-        w = [lagrange(s[:, k] - box[:, k], p) for k in range(d)]
+        s = (y[bb].astype(np.float64) - origin[bb]) / (h[bb] / p)
+        st = [stencil(s[:, k], m, p) for k in range(d)]
+        # Every point's stencil is the p nodes nearest it: within half a
+        # node of its middle (odd p) or between its two middle nodes.
+        mid = st[0][0] + (p - 1) / 2 + 0.5
+        inner = (s[:, 0] > p / 2) & (s[:, 0] < m - p / 2)
+        assert np.all(np.abs(s[inner, 0] - mid[inner]) <= 0.5 + 1e-9)
         for i in range(n):
             for lx in range(p):
+                gx = st[0][0][i] + lx
                 if d == 1:
-                    ref[bb, :, box[i, 0] * p + lx] += w[0][i, lx] * q[bb, i]
+                    ref[bb, :, gx] += st[0][1][i, lx] * q[bb, i]
                     continue
                 for ly in range(p):
-                    ref[bb, :, box[i, 0] * p + lx, box[i, 1] * p + ly] += (
-                        w[0][i, lx] * w[1][i, ly] * q[bb, i])
+                    ref[bb, :, gx, st[1][0][i] + ly] += (
+                        st[0][1][i, lx] * st[1][1][i, ly] * q[bb, i])
     kernels_module.assert_close(grid, ref, 1e-5 if dtype == np.float32 else 1e-12, "spread")
 
 
@@ -307,7 +319,8 @@ def test_d3_is_rejected_naming_the_method_and_d(rng):
     (dict(interpolation_points=0), r"method 'fft': interpolation_points must be an int in \[1, 8\], but is 0"),
     (dict(interpolation_points=2.5), r"interpolation_points must be an int in \[1, 8\], but is 2.5"),
     (dict(min_intervals=0), r"method 'fft': min_intervals must be an int >= 1, but is 0"),
-    (dict(max_intervals=10 ** 6), r"method 'fft': max_intervals must be an int in \[min_intervals, 640\]"),
+    (dict(max_intervals=10 ** 6), r"method 'fft': max_intervals must be an int in \[min_intervals, 384\] .*"
+                                 r"d = 2 and interpolation_points = 5, but is 1000000"),
     (dict(interval_width=-1.0), r"method 'fft': interval_width must be a finite number > 0, but is -1.0"),
     (dict(interval_width="wide"), r"interval_width must be a number, but is 'wide'"),
 ])

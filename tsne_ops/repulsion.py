@@ -25,22 +25,28 @@ __all__ = ["fft_repulsion", "barnes_hut_repulsion"]
 # 3 and 5), so the FFT length 2 p n_boxes (zero-padded to twice the grid for
 # a linear, not circular, convolution) is one that TensorFlow's FFTs (DUCC
 # on the CPU, cuFFT on the GPU) run at full speed, as FIt-SNE's list of
-# allowed sizes does. The caps bound the FFT: 6 x 20000 in 1D, 3840 x 3840 in
-# 2D (beyond them the boxes widen with the embedding).
-# The default box is half as wide as openTSNE's (1): with 3 nodes the error
-# falls as the cube of the width, and at width 1 the repulsion of a clustered
-# embedding 150-250 wide is off by 2-6% (measured; 0.04-0.8% at width 0.5).
-_FFT_MAX_INTERVALS = {1: 20000, 2: 640}
-# 1D grids are cheap (6 x 20000 nodes at most): finer boxes there, for
-# sparse 1D embeddings (N = 500, sd 50: 1.05e-2 at width 0.5, measured).
-_FFT_INTERVAL_WIDTH = {1: 0.25, 2: 0.5}
+# allowed sizes does. The caps bound the grid: 60000 nodes in 1D, 1920 x 1920
+# in 2D (beyond them the boxes widen with the embedding); max_intervals is
+# that many nodes over interpolation_points.
+# Defaults, from experiments/fft_interpolation_accuracy.py (the repulsion's
+# error against the exact sums on clustered and real t-SNE embeddings 80-340
+# wide, N = 1,000 and 10,000; results/fft_interpolation_accuracy.json): with
+# the stencil centred on each point (cc/compute/fft_interpolation.h), 5 nodes
+# in boxes 1.4 wide (3.6 nodes per unit) stay within 6e-3, where the
+# box-based stencil of FIt-SNE needed 3 nodes in boxes 0.5 wide (6 per unit,
+# 2.8 times the grid in 2D) for 1e-2 and openTSNE's 3 nodes in boxes 1 wide
+# are off by 2-7%. 1D grids are cheap: 3 nodes in boxes 0.25 wide, for
+# sparse 1D embeddings.
+_FFT_MAX_NODES = {1: 60000, 2: 1920}
+_FFT_INTERPOLATION_POINTS = {1: 3, 2: 5}
+_FFT_INTERVAL_WIDTH = {1: 0.25, 2: 1.4}
 _SMOOTH_SIZES = np.array(sorted(
     2 ** i * 3 ** j * 5 ** k
     for i in range(16) for j in range(10) for k in range(7)
-    if 2 ** i * 3 ** j * 5 ** k <= max(_FFT_MAX_INTERVALS.values())
+    if 2 ** i * 3 ** j * 5 ** k <= max(_FFT_MAX_NODES.values())
 ), np.int64)
 _FFT_OPTIONS = {
-    "interpolation_points": 3,
+    "interpolation_points": None,
     "min_intervals": 50,
     "interval_width": None,
     "max_intervals": None,
@@ -84,7 +90,7 @@ def _sum_over_points(x):
     return tf.reduce_sum(parts, axis=1)
 
 
-def fft_repulsion(y, dof=1.0, interpolation_points=3, min_intervals=50, interval_width=None,
+def fft_repulsion(y, dof=1.0, interpolation_points=None, min_intervals=50, interval_width=None,
                   max_intervals=None, name=None):
     """The t-SNE repulsion by FFT-accelerated interpolation (FIt-SNE), d = 1 or 2.
 
@@ -92,29 +98,33 @@ def fft_repulsion(y, dof=1.0, interpolation_points=3, min_intervals=50, interval
     ``Z = sum_{i != j} w_ij`` (``u = (1 + r^2 / dof)^-1``,
     ``w = u^((dof + 1) / 2)``) are kernel sums, and a smooth translation
     invariant kernel is well interpolated by polynomials on a regular grid:
-    a unit charge per point is spread onto ``interpolation_points`` Lagrange
-    nodes per box (``FftSpread``), convolved on the grid with the kernels
-    ``w(r)`` and ``w u r`` (each component of the offset ``r``) by
-    TensorFlow's FFT (zero-padded, so the convolution is not circular), and
-    the potentials are interpolated back (``FftGather``):
-    ``Z = sum_i (w * 1)_i - N`` and ``R_i = (w u r * 1)_i``. Cost
-    O(N p^d + G log G) for G grid nodes.
+    a unit charge per point is spread onto the ``interpolation_points``
+    Lagrange nodes per dimension nearest it (``FftSpread``), convolved on
+    the grid with the kernels ``w u r`` (each component of the offset ``r``)
+    by TensorFlow's FFT (zero-padded, so the convolution is not circular),
+    and the potentials are interpolated back (``FftGather``):
+    ``R_i = (w u r * 1)_i``. ``Z = sum_i (w * 1)_i - N`` is the grid's inner
+    product with its convolution by ``w``, summed in the frequency domain
+    (Parseval: no inverse FFT). Cost O(N p^d + G log G) for G grid nodes.
 
     The grid grows with the embedding as in FIt-SNE and openTSNE: at least
     ``min_intervals`` boxes per dimension, boxes no wider than
     ``interval_width`` while the embedding is large, a count with no prime
     factor above 5 (fast FFT lengths), and at most ``max_intervals`` (default:
-    20000 in 1D, 640 in 2D). One grid shape serves the whole batch.
+    60000 nodes in 1D, 1920 in 2D, over ``interpolation_points``). One grid
+    shape serves the whole batch.
 
     Args:
       y: ``[B, N, d]`` (or ``[N, d]``) embedding, d = 1 or 2, float32 or float64.
       dof: Student-t degrees of freedom, > 0.
-      interpolation_points: nodes per box (1 to 8).
+      interpolation_points: nodes per box and stencil (1 to 8; default 3 in
+        1D, 5 in 2D).
       min_intervals: the fewest boxes per dimension, >= 1.
       interval_width: the widest box while the cap allows, > 0 (default 0.25
-        in 1D, 0.5 in 2D), times ``sqrt(dof)`` when ``dof < 1`` (the kernel
+        in 1D, 1.4 in 2D), times ``sqrt(dof)`` when ``dof < 1`` (the kernel
         is that much narrower).
-      max_intervals: the most boxes per dimension.
+      max_intervals: the most boxes per dimension (at most the node cap over
+        ``interpolation_points``).
 
     Returns:
       ``(R, Z)``: ``R`` shaped like ``y``, ``Z`` ``[B]`` (a scalar for rank-2 input).
@@ -126,7 +136,7 @@ def fft_repulsion(y, dof=1.0, interpolation_points=3, min_intervals=50, interval
         return _unbatch(rep, squeeze), _unbatch(z, squeeze)
 
 
-def _fft_repulsion(y, dof, interpolation_points=3, min_intervals=50, interval_width=None,
+def _fft_repulsion(y, dof, interpolation_points=None, min_intervals=50, interval_width=None,
                    max_intervals=None):
     d = y.shape[-1]
     if d not in (1, 2):
@@ -134,6 +144,8 @@ def _fft_repulsion(y, dof, interpolation_points=3, min_intervals=50, interval_wi
             f"method 'fft' supports embedding dimensions d = 1 or 2, but y has d = {d} "
             f"(shape {y.shape}); use method='exact' (or 'barnes_hut' where registered)"
         )
+    if interpolation_points is None:
+        interpolation_points = _FFT_INTERPOLATION_POINTS[d]
     if isinstance(interpolation_points, (bool, np.bool_)) or not isinstance(
             interpolation_points, (int, np.integer)) or not 1 <= interpolation_points <= 8:
         raise _invalid(
@@ -142,14 +154,15 @@ def _fft_repulsion(y, dof, interpolation_points=3, min_intervals=50, interval_wi
     if isinstance(min_intervals, (bool, np.bool_)) or not isinstance(
             min_intervals, (int, np.integer)) or min_intervals < 1:
         raise _invalid(f"method 'fft': min_intervals must be an int >= 1, but is {min_intervals!r}")
-    cap = _FFT_MAX_INTERVALS[d]
+    cap = max(_FFT_MAX_NODES[d] // int(interpolation_points), int(min_intervals))
     if max_intervals is None:
         max_intervals = cap
     if isinstance(max_intervals, (bool, np.bool_)) or not isinstance(
             max_intervals, (int, np.integer)) or not min_intervals <= max_intervals <= cap:
         raise _invalid(
             f"method 'fft': max_intervals must be an int in [min_intervals, {cap}] = "
-            f"[{min_intervals}, {cap}] for d = {d}, but is {max_intervals!r}")
+            f"[{min_intervals}, {cap}] for d = {d} and interpolation_points = "
+            f"{interpolation_points}, but is {max_intervals!r}")
     if interval_width is None:
         interval_width = _FFT_INTERVAL_WIDTH[d]
     width = _real_number(interval_width, "interval_width", tf.float64)
@@ -191,11 +204,22 @@ def _fft_repulsion(y, dof, interpolation_points=3, min_intervals=50, interval_wi
     w = tf.pow(base, -0.5 * (dof + 1.0))
     wu = w / base
     kernels = tf.stack([w] + [wu * c for c in comps], axis=1)  # [B, 1 + d, L(, L)]
-    pot = ifft(fft(grid, fft_length) * fft(kernels, fft_length), fft_length)
+    g_hat = fft(grid, fft_length)  # [B, 1, L(, L/2 + 1)]
+    k_hat = fft(kernels, fft_length)
+    pot = ifft(g_hat * k_hat[:, 1:], fft_length)
     pot = pot[:, :, :m] if d == 1 else pot[:, :, :m, :m]
-    phi = _ops.tsne_fft_gather(y, pot, origin, box_width, interpolation_points=p)
-    z = _sum_over_points(phi[..., 0]) - tf.cast(n, dtype)
-    return phi[..., 1:], z
+    rep = _ops.tsne_fft_gather(y, pot, origin, box_width, interpolation_points=p)
+    # sum_i (w * 1)_i = <grid, w * grid> = sum_k |g_k|^2 Re(w_k) / L^d over
+    # the full spectrum; the half spectrum of rfft counts its inner columns
+    # twice (the real input's spectrum is conjugate-symmetric).
+    half = tf.shape(g_hat)[-1]
+    col = tf.range(half)
+    twice = tf.cast(tf.where((col == 0) | (2 * col == length), 1, 2), dtype)
+    power = tf.math.real(g_hat[:, 0]) ** 2 + tf.math.imag(g_hat[:, 0]) ** 2
+    terms = power * tf.math.real(k_hat[:, 0]) * twice
+    total = _sum_over_points(tf.reshape(terms, [tf.shape(terms)[0], -1]))
+    z = total / tf.cast(length, dtype) ** d - tf.cast(n, dtype)
+    return rep, z
 
 
 register_repulsion("fft", _fft_repulsion, _FFT_OPTIONS, dims=(1, 2))
