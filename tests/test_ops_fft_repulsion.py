@@ -348,7 +348,11 @@ def test_sparse_gaussian_embedding(rng, d):
 
 def test_grid_sizes_are_fft_friendly_and_grow_with_the_extent():
     y = tf.constant(np.linspace(0.0, 1.0, 50)[:, None] * np.array([[1.0, 0.5]]))[tf.newaxis]
-    for scale, expect in [(1e-3, 50), (1.0, 50), (40.0, 80), (113.0, 240), (1e4, 640)]:
+    # (scale, boxes, boxes exactly 0.5 wide): below 50 boxes of 0.5 and at
+    # the cap the boxes span the points; in between they are 0.5 wide and
+    # the grid reaches past the points (240 boxes of 0.5 for 113).
+    for scale, expect, fixed in [(1e-3, 50, False), (1.0, 50, False), (40.0, 80, True),
+                                 (113.0, 240, True), (1e4, 640, False)]:
         _, width, n_boxes, length = repulsion._fft_grid(y * scale, 3, 50, 0.5, 640)
         n_boxes = int(n_boxes)
         assert n_boxes == expect, (scale, n_boxes)
@@ -358,4 +362,38 @@ def test_grid_sizes_are_fft_friendly_and_grow_with_the_extent():
             while rest % f == 0:
                 rest //= f
         assert rest == 1, n_boxes
-        np.testing.assert_allclose(float(width[0]) * n_boxes, scale, rtol=1e-12)
+        if fixed:
+            assert float(width[0]) == 0.5 and n_boxes * 0.5 >= scale
+        else:
+            np.testing.assert_allclose(float(width[0]) * n_boxes, scale, rtol=1e-12)
+
+
+def test_kernel_cache_gives_the_same_bits_and_follows_the_grid(rng):
+    """A fit's loop with FftKernelCache: the same R and Z as without it, also
+    when the embedding grows past its grid (the cache refills)."""
+    y0 = tf.constant(embedding(rng, 3000, 2, 40.0)[None].astype(np.float32))
+    dof = tf.constant(1.0)
+    cache = repulsion.FftKernelCache(batch=1)
+
+    def run(use_cache):
+        @tf.function
+        def loop(y):
+            def body(i, y, zs):
+                r, z = repulsion._fft_repulsion(y, dof, cache=cache if use_cache else None)
+                # grow by 2% a step: the grid changes every few steps
+                return i + 1, y * 1.02 + 1e-3 * r / z, zs.write(i, z[0])
+            zs = tf.TensorArray(tf.float32, size=12)
+            _, y, zs = tf.while_loop(lambda i, *_: i < 12, body, (0, y, zs))
+            return y, zs.stack()
+        return [t.numpy() for t in loop(y0)]
+
+    y_plain, z_plain = run(False)
+    y_cached, z_cached = run(True)
+    np.testing.assert_array_equal(y_cached, y_plain)
+    np.testing.assert_array_equal(z_cached, z_plain)
+    key = cache.key.numpy()
+    assert key[0] == np.float32(1.4 / 5) and key[2] == 1.0  # spacing, dof
+    with pytest.raises(tf.errors.InvalidArgumentError, match=r"FftKernelCache\(batch=1\)"):
+        repulsion._fft_repulsion(tf.concat([y0, y0], 0), dof, cache=cache)
+
+

@@ -18,7 +18,7 @@ import tensorflow as tf
 from tsne_ops.ops import (_batched, _float_attr, _invalid, _ops, _real_number, _scalar,
                           _unbatch, register_repulsion)
 
-__all__ = ["fft_repulsion", "barnes_hut_repulsion"]
+__all__ = ["fft_repulsion", "barnes_hut_repulsion", "FftKernelCache"]
 
 
 # Grid sizes: the number of boxes per dimension is 5-smooth (only factors 2,
@@ -55,12 +55,23 @@ _FFT_OPTIONS = {
 
 def _fft_grid(y, p, min_intervals, interval_width, max_intervals):
     """(origin [B, d], box_width [B], n_boxes, fft_length) covering every
-    batch element's points; one n_boxes (the grid's shape) for the batch."""
+    batch element's points; one n_boxes (the grid's shape) for the batch.
+
+    While the widest embedding needs more than ``min_intervals`` boxes of
+    ``interval_width`` (and fewer than ``max_intervals``), the boxes are
+    exactly ``interval_width`` wide and the grid, a 5-smooth number of them,
+    reaches a little past the points: the kernels on the grid then change
+    only when ``n_boxes`` does, and a fit reuses their spectra
+    (:class:`FftKernelCache`). Otherwise the ``n_boxes`` boxes span the
+    points exactly (narrower boxes for a small embedding, wider at the cap).
+    """
     lo = tf.reduce_min(y, axis=1)
     hi = tf.reduce_max(y, axis=1)
     extent = tf.reduce_max(hi - lo, axis=1)  # square boxes: the widest side
     widest = tf.cast(tf.reduce_max(extent), tf.float64)
-    want = tf.maximum(tf.cast(min_intervals, tf.float64), tf.math.ceil(widest / interval_width))
+    interval_width = tf.cast(interval_width, tf.float64)
+    need = tf.math.ceil(widest / interval_width)
+    want = tf.maximum(tf.cast(min_intervals, tf.float64), need)
     want = tf.cast(tf.minimum(want, float(max_intervals)), tf.int64)
     # The smallest 5-smooth size >= want (max_intervals itself if none is below it).
     sizes = tf.constant(_SMOOTH_SIZES)
@@ -71,8 +82,53 @@ def _fft_grid(y, p, min_intervals, interval_width, max_intervals):
     length = 2 * p * n_boxes
     # All points identical: any width works (every point at the corner).
     side = tf.where(extent > 0, extent, tf.ones_like(extent))
-    box_width = side / tf.cast(n_boxes, y.dtype)
+    spanning = side / tf.cast(n_boxes, y.dtype)
+    fixed = (need >= float(min_intervals)) & (
+        tf.cast(n_boxes, tf.float64) * interval_width >= widest)
+    box_width = tf.where(fixed, tf.cast(interval_width, y.dtype) * tf.ones_like(spanning),
+                         spanning)
     return lo, box_width, n_boxes, tf.cast(length, tf.int32)
+
+
+class FftKernelCache:
+    """The spectra of the FFT repulsion's kernels, kept from one call to the
+    next (``tsne_gradient(..., method='fft')`` inside an optimiser's loop).
+
+    The kernels on the grid depend only on the node spacing, the FFT length
+    and ``dof``; while the embedding grows within one grid (boxes exactly
+    ``interval_width`` wide, see ``_fft_grid``) they are the same from
+    iteration to iteration, and their FFTs (``1 + d`` of the ``2 + d`` per
+    call) need not be redone. The cache holds the last key and spectra in
+    ``tf.Variable``s and recomputes them when the key changes; results are
+    the same bits as without it. One cache per optimiser (batch size fixed).
+    """
+
+    def __init__(self, batch=1):
+        self._batch = int(batch)
+        # NaN never equals a key: the first call fills the cache.
+        self.key = tf.Variable(tf.fill([self._batch + 2], tf.constant(np.nan, tf.float64)),
+                               trainable=False, name="fft_kernel_key")
+        self.spectra = {}
+
+    def _slot(self, dtype):
+        if dtype not in self.spectra:
+            self.spectra[dtype] = tf.Variable(tf.zeros([0, 0, 0], dtype), shape=tf.TensorShape(None),
+                                              trainable=False, name="fft_kernel_spectra")
+        return self.spectra[dtype]
+
+    def get(self, key, compute, dtype):
+        """``compute()`` (the spectra, ``dtype``) for ``key`` [batch + 2],
+        from the cache when the key is unchanged."""
+        slot = self._slot(dtype)
+        key = tf.cast(key, tf.float64)
+
+        def fresh():
+            value = compute()
+            with tf.control_dependencies([slot.assign(value), self.key.assign(key)]):
+                return tf.identity(value)
+
+        hit = tf.reduce_all(tf.equal(self.key, key))
+        return tf.cond(hit, slot.read_value, fresh)
 
 
 def _sum_over_points(x):
@@ -137,7 +193,7 @@ def fft_repulsion(y, dof=1.0, interpolation_points=None, min_intervals=50, inter
 
 
 def _fft_repulsion(y, dof, interpolation_points=None, min_intervals=50, interval_width=None,
-                   max_intervals=None):
+                   max_intervals=None, cache=None):
     d = y.shape[-1]
     if d not in (1, 2):
         raise _invalid(
@@ -185,27 +241,41 @@ def _fft_repulsion(y, dof, interpolation_points=None, min_intervals=50, interval
     charges = tf.ones_like(y[..., :1])
     grid = _ops.tsne_fft_spread(y, charges, origin, box_width, n_boxes, interpolation_points=p)
     m = tf.cast(n_boxes, tf.int32) * p
-    # Kernel values at the node offsets of the circulant of length L: offset
-    # k for k <= L / 2, k - L above (offsets past m - 1 are never used).
-    idx = tf.range(length)
-    off = tf.cast(tf.where(idx <= length // 2, idx, idx - length), dtype)
     spacing = box_width / p
-    offs = off[tf.newaxis] * spacing[:, tf.newaxis]  # [B, L], node offset in y units
     if d == 1:
-        r2 = tf.square(offs)
-        comps = [offs]
         fft, ifft, fft_length = tf.signal.rfft, tf.signal.irfft, [length]
     else:
-        ox, oy = offs[:, :, tf.newaxis], offs[:, tf.newaxis, :]
-        r2 = tf.square(ox) + tf.square(oy)
-        comps = [ox, oy]  # broadcast against wu [B, L, L]
         fft, ifft, fft_length = tf.signal.rfft2d, tf.signal.irfft2d, [length, length]
-    base = 1.0 + r2 / dof
-    w = tf.pow(base, -0.5 * (dof + 1.0))
-    wu = w / base
-    kernels = tf.stack([w] + [wu * c for c in comps], axis=1)  # [B, 1 + d, L(, L)]
+
+    def kernel_spectra():
+        # Kernel values at the node offsets of the circulant of length L:
+        # offset k for k <= L / 2, k - L above (offsets past m - 1 are never used).
+        idx = tf.range(length)
+        off = tf.cast(tf.where(idx <= length // 2, idx, idx - length), dtype)
+        offs = off[tf.newaxis] * spacing[:, tf.newaxis]  # [B, L], node offset in y units
+        if d == 1:
+            r2 = tf.square(offs)
+            comps = [offs]
+        else:
+            ox, oy = offs[:, :, tf.newaxis], offs[:, tf.newaxis, :]
+            r2 = tf.square(ox) + tf.square(oy)
+            comps = [ox, oy]  # broadcast against wu [B, L, L]
+        base = 1.0 + r2 / dof
+        w = tf.pow(base, -0.5 * (dof + 1.0))
+        wu = w / base
+        kernels = tf.stack([w] + [wu * c for c in comps], axis=1)  # [B, 1 + d, L(, L)]
+        return fft(kernels, fft_length)
+
     g_hat = fft(grid, fft_length)  # [B, 1, L(, L/2 + 1)]
-    k_hat = fft(kernels, fft_length)
+    if cache is None:
+        k_hat = kernel_spectra()
+    else:
+        if cache._batch != y.shape[0]:
+            raise _invalid(f"FftKernelCache(batch={cache._batch}) cannot serve y of shape {y.shape}")
+        key = tf.concat([tf.cast(spacing, tf.float64),
+                         tf.cast(tf.stack([length]), tf.float64),
+                         tf.cast(tf.reshape(dof, [1]), tf.float64)], axis=0)
+        k_hat = cache.get(key, kernel_spectra, g_hat.dtype)
     pot = ifft(g_hat * k_hat[:, 1:], fft_length)
     pot = pot[:, :, :m] if d == 1 else pot[:, :, :m, :m]
     rep = _ops.tsne_fft_gather(y, pot, origin, box_width, interpolation_points=p)
@@ -222,7 +292,7 @@ def _fft_repulsion(y, dof, interpolation_points=None, min_intervals=50, interval
     return rep, z
 
 
-register_repulsion("fft", _fft_repulsion, _FFT_OPTIONS, dims=(1, 2))
+register_repulsion("fft", _fft_repulsion, _FFT_OPTIONS, dims=(1, 2), make_cache=FftKernelCache)
 
 
 def barnes_hut_repulsion(y, dof=1.0, angle=0.5, name=None):
