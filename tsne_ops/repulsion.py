@@ -30,12 +30,12 @@ __all__ = ["fft_repulsion", "barnes_hut_repulsion", "FftKernelCache"]
 # that many nodes over interpolation_points.
 # Defaults, from experiments/fft_interpolation_accuracy.py (the repulsion's
 # error against the exact sums on clustered and real t-SNE embeddings 80-340
-# wide, N = 1,000 and 10,000; results/fft_interpolation_accuracy.json): with
-# the stencil centred on each point (cc/compute/fft_interpolation.h), 5 nodes
+# wide, N = 1,000 and 10,000; experiments/results/fft_interpolation_accuracy.jsonl):
+# with the stencil centred on each point (cc/compute/fft_interpolation.h), 5 nodes
 # in boxes 1.4 wide (3.6 nodes per unit) stay within 6e-3, where the
 # box-based stencil of FIt-SNE needed 3 nodes in boxes 0.5 wide (6 per unit,
-# 2.8 times the grid in 2D) for 1e-2 and openTSNE's 3 nodes in boxes 1 wide
-# are off by 2-7%. 1D grids are cheap: 3 nodes in boxes 0.25 wide, for
+# 2.8 times the grid in 2D) for 9e-3 and 3 nodes in boxes 1 wide (openTSNE's)
+# are off by 3-6%. 1D grids are cheap: 3 nodes in boxes 0.25 wide, for
 # sparse 1D embeddings.
 _FFT_MAX_NODES = {1: 60000, 2: 1920}
 _FFT_INTERPOLATION_POINTS = {1: 3, 2: 5}

@@ -18,8 +18,8 @@
 // FIt-SNE and openTSNE interpolate on the p nodes of the box a point falls
 // in, so a point near a box edge extrapolates from nodes all on one side; the
 // centred stencil keeps every point within half a node of its stencil's
-// middle, which (measured, benchmarks/bench_approx.py) cuts the repulsion's
-// error 2-3 times on the same grid, so the grid can be coarser.
+// middle, which cuts the repulsion's error 2-3 times on the same grid
+// (experiments/fft_interpolation_accuracy.py), so the grid can be coarser.
 //
 // Layout: y [batch, n, d]; charges [batch, n, c]; origin [batch, d] (the
 // grid's lower corner); box_width [batch] (h > 0); grid [batch, c, m] for
