@@ -92,7 +92,7 @@ py::array RunT(const FftArgs& a, int64_t n_boxes, int p, bool cuda, bool spread)
     const size_t ny = a.y.size(), nv = a.values.size(), no = a.origin.size(), nr = result.size();
     Buf dy(ny * sizeof(T)), dv(nv * sizeof(T)), dor(no * sizeof(T));
     Buf dh(a.batch * sizeof(T)), dr(nr * sizeof(T));
-    Buf ws(spread ? kn::FftSpreadWorkspaceBytes(a.batch, a.n, a.d, n_boxes) : 0);
+    Buf ws(spread ? kn::FftSpreadWorkspaceBytes(a.batch, a.n, a.d, n_boxes, p) : 0);
     Upload(dy.p, y, ny * sizeof(T));
     Upload(dv.p, v, nv * sizeof(T));
     Upload(dor.p, o, no * sizeof(T));

@@ -29,14 +29,20 @@ def rel_err(a, b):
     return float(np.linalg.norm(np.asarray(a, np.float64) - b) / np.linalg.norm(b))
 
 
-def lagrange(t, p):
-    x = (np.arange(p) + 0.5) / p
-    w = np.ones((len(t), p))
+def stencil(s, m, p):
+    """First node and Lagrange weights of the p nodes (node k at k + 1/2)
+    nearest each grid coordinate ``s`` (in node spacings), clamped to
+    [0, m - p], written out independently of the kernels."""
+    u = s - 0.5
+    first = (np.floor(u + 0.5) if p % 2 else np.floor(u)).astype(int) - (p - 1) // 2
+    first = np.clip(first, 0, m - p)
+    t = u - first
+    w = np.ones((len(s), p))
     for l in range(p):
         for k in range(p):
             if k != l:
-                w[:, l] *= (t - x[k]) / (x[l] - x[k])
-    return w
+                w[:, l] *= (t - k) / (l - k)
+    return first, w
 
 
 def grid_args(y, n_boxes):
@@ -49,8 +55,9 @@ def grid_args(y, n_boxes):
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("d", [1, 2])
-def test_spread_matches_numpy_lagrange_weights(rng, dtype, d):
-    b, n, nb, p, c = 2, 300, 7, 3, 3
+@pytest.mark.parametrize("p", [3, 4, 5])
+def test_spread_matches_numpy_lagrange_weights(rng, dtype, d, p):
+    b, n, nb, c = 2, 300, 7, 3
     y = rng.normal(size=(b, n, d)).astype(dtype)
     q = rng.normal(size=(b, n, c)).astype(dtype)
     origin, h = grid_args(y, nb)
@@ -59,17 +66,22 @@ def test_spread_matches_numpy_lagrange_weights(rng, dtype, d):
     m = nb * p
     ref = np.zeros((b, c) + (m,) * d)
     for bb in range(b):
-        s = (y[bb].astype(np.float64) - origin[bb]) / h[bb]
-        box = np.clip(np.floor(s), 0, nb - 1).astype(int)
-        w = [lagrange(s[:, k] - box[:, k], p) for k in range(d)]
+        s = (y[bb].astype(np.float64) - origin[bb]) / (h[bb] / p)
+        st = [stencil(s[:, k], m, p) for k in range(d)]
+        # Every point's stencil is the p nodes nearest it: within half a
+        # node of its middle (odd p) or between its two middle nodes.
+        mid = st[0][0] + (p - 1) / 2 + 0.5
+        inner = (s[:, 0] > p / 2) & (s[:, 0] < m - p / 2)
+        assert np.all(np.abs(s[inner, 0] - mid[inner]) <= 0.5 + 1e-9)
         for i in range(n):
             for lx in range(p):
+                gx = st[0][0][i] + lx
                 if d == 1:
-                    ref[bb, :, box[i, 0] * p + lx] += w[0][i, lx] * q[bb, i]
+                    ref[bb, :, gx] += st[0][1][i, lx] * q[bb, i]
                     continue
                 for ly in range(p):
-                    ref[bb, :, box[i, 0] * p + lx, box[i, 1] * p + ly] += (
-                        w[0][i, lx] * w[1][i, ly] * q[bb, i])
+                    ref[bb, :, gx, st[1][0][i] + ly] += (
+                        st[0][1][i, lx] * st[1][1][i, ly] * q[bb, i])
     kernels_module.assert_close(grid, ref, 1e-5 if dtype == np.float32 else 1e-12, "spread")
 
 
@@ -307,7 +319,8 @@ def test_d3_is_rejected_naming_the_method_and_d(rng):
     (dict(interpolation_points=0), r"method 'fft': interpolation_points must be an int in \[1, 8\], but is 0"),
     (dict(interpolation_points=2.5), r"interpolation_points must be an int in \[1, 8\], but is 2.5"),
     (dict(min_intervals=0), r"method 'fft': min_intervals must be an int >= 1, but is 0"),
-    (dict(max_intervals=10 ** 6), r"method 'fft': max_intervals must be an int in \[min_intervals, 640\]"),
+    (dict(max_intervals=10 ** 6), r"method 'fft': max_intervals must be an int in \[min_intervals, 384\] .*"
+                                 r"d = 2 and interpolation_points = 5, but is 1000000"),
     (dict(interval_width=-1.0), r"method 'fft': interval_width must be a finite number > 0, but is -1.0"),
     (dict(interval_width="wide"), r"interval_width must be a number, but is 'wide'"),
 ])
@@ -335,7 +348,11 @@ def test_sparse_gaussian_embedding(rng, d):
 
 def test_grid_sizes_are_fft_friendly_and_grow_with_the_extent():
     y = tf.constant(np.linspace(0.0, 1.0, 50)[:, None] * np.array([[1.0, 0.5]]))[tf.newaxis]
-    for scale, expect in [(1e-3, 50), (1.0, 50), (40.0, 80), (113.0, 240), (1e4, 640)]:
+    # (scale, boxes, boxes exactly 0.5 wide): below 50 boxes of 0.5 and at
+    # the cap the boxes span the points; in between they are 0.5 wide and
+    # the grid reaches past the points (240 boxes of 0.5 for 113).
+    for scale, expect, fixed in [(1e-3, 50, False), (1.0, 50, False), (40.0, 80, True),
+                                 (113.0, 240, True), (1e4, 640, False)]:
         _, width, n_boxes, length = repulsion._fft_grid(y * scale, 3, 50, 0.5, 640)
         n_boxes = int(n_boxes)
         assert n_boxes == expect, (scale, n_boxes)
@@ -345,4 +362,38 @@ def test_grid_sizes_are_fft_friendly_and_grow_with_the_extent():
             while rest % f == 0:
                 rest //= f
         assert rest == 1, n_boxes
-        np.testing.assert_allclose(float(width[0]) * n_boxes, scale, rtol=1e-12)
+        if fixed:
+            assert float(width[0]) == 0.5 and n_boxes * 0.5 >= scale
+        else:
+            np.testing.assert_allclose(float(width[0]) * n_boxes, scale, rtol=1e-12)
+
+
+def test_kernel_cache_gives_the_same_bits_and_follows_the_grid(rng):
+    """A fit's loop with FftKernelCache: the same R and Z as without it, also
+    when the embedding grows past its grid (the cache refills)."""
+    y0 = tf.constant(embedding(rng, 3000, 2, 40.0)[None].astype(np.float32))
+    dof = tf.constant(1.0)
+    cache = repulsion.FftKernelCache(batch=1)
+
+    def run(use_cache):
+        @tf.function
+        def loop(y):
+            def body(i, y, zs):
+                r, z = repulsion._fft_repulsion(y, dof, cache=cache if use_cache else None)
+                # grow by 2% a step: the grid changes every few steps
+                return i + 1, y * 1.02 + 1e-3 * r / z, zs.write(i, z[0])
+            zs = tf.TensorArray(tf.float32, size=12)
+            _, y, zs = tf.while_loop(lambda i, *_: i < 12, body, (0, y, zs))
+            return y, zs.stack()
+        return [t.numpy() for t in loop(y0)]
+
+    y_plain, z_plain = run(False)
+    y_cached, z_cached = run(True)
+    np.testing.assert_array_equal(y_cached, y_plain)
+    np.testing.assert_array_equal(z_cached, z_plain)
+    key = cache.key.numpy()
+    assert key[0] == np.float32(1.4 / 5) and key[2] == 1.0  # spacing, dof
+    with pytest.raises(tf.errors.InvalidArgumentError, match=r"FftKernelCache\(batch=1\)"):
+        repulsion._fft_repulsion(tf.concat([y0, y0], 0), dof, cache=cache)
+
+

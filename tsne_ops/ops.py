@@ -251,16 +251,17 @@ def knn_joint_probabilities(indices, sq_distances, perplexity, name=None):
 # fused SparseTsneGradient kernel.
 
 class _Repulsion:
-    __slots__ = ("fn", "options", "dims")
+    __slots__ = ("fn", "options", "dims", "make_cache")
 
-    def __init__(self, fn, options, dims):
+    def __init__(self, fn, options, dims, make_cache=None):
         self.fn, self.options, self.dims = fn, dict(options), tuple(dims)
+        self.make_cache = make_cache
 
 
 _REPULSIONS = {}
 
 
-def register_repulsion(method, fn, options=None, dims=None):
+def register_repulsion(method, fn, options=None, dims=None, make_cache=None):
     """Registers an approximate repulsion for ``tsne_gradient`` and ``tsne_loss``.
 
     Args:
@@ -272,8 +273,11 @@ def register_repulsion(method, fn, options=None, dims=None):
       options: ``{name: default}`` of the keyword options ``fn`` accepts; any
         other keyword is rejected before ``fn`` runs.
       dims: the embedding dimensions ``d`` the method supports (None: any).
+      make_cache: optional ``make_cache(batch) -> cache``: state an optimiser
+        keeps for the method across its iterations, passed to ``fn`` as
+        ``cache=`` (``fn`` must give the same results with or without it).
     """
-    _REPULSIONS[method] = _Repulsion(fn, options or {}, dims or ())
+    _REPULSIONS[method] = _Repulsion(fn, options or {}, dims or (), make_cache)
 
 
 def _methods():
@@ -358,12 +362,15 @@ def _dense_p_and_y(p, y):
 
 
 def _approximate_gradient(entry, options, p, y, exaggeration, dof, compute_kl,
-                          scale_repulsion_by_p_sum):
+                          scale_repulsion_by_p_sum, cache=None):
     """The approximate gradient and KL for a batched sparse ``p`` (a
     ``tf.SparseTensor``, converted by the op in every call, or its
-    ``_SparseCsr`` view, only checked: the same kernel and bits)."""
+    ``_SparseCsr`` view, only checked: the same kernel and bits).
+    ``cache``: state the method keeps between calls (``FftKernelCache`` for
+    'fft'), passed to ``entry.fn`` when given; optimisers make one."""
     dof_t = _scalar(dof, "dof", y.dtype)
-    rep, z = entry.fn(tf.stop_gradient(y), dof_t, **options)
+    extra = {} if cache is None else {"cache": cache}
+    rep, z = entry.fn(tf.stop_gradient(y), dof_t, **options, **extra)
     args = (y, tf.stop_gradient(rep), tf.stop_gradient(z),
             _scalar(exaggeration, "exaggeration", y.dtype), dof_t)
     attrs = dict(compute_kl=bool(compute_kl), scale_repulsion_by_p_sum=scale_repulsion_by_p_sum)
@@ -374,12 +381,12 @@ def _approximate_gradient(entry, options, p, y, exaggeration, dof, compute_kl,
                                                          *args, **attrs)
 
 
-def _approximate_loss(entry, options, p, y, dof):
+def _approximate_loss(entry, options, p, y, dof, cache=None):
     """KL with Z from the approximation; its gradient in y from the same pass."""
 
     @tf.custom_gradient
     def loss(y_):
-        dy, kl = _approximate_gradient(entry, options, p, y_, 1.0, dof, True, True)
+        dy, kl = _approximate_gradient(entry, options, p, y_, 1.0, dof, True, True, cache)
 
         def grad(dkl):
             return dkl[:, tf.newaxis, tf.newaxis] * dy

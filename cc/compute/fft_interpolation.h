@@ -4,32 +4,40 @@
 // The embedding's bounding box is cut into n_boxes intervals per dimension
 // (d = 1 or 2), all boxes of width h; each box holds p interpolation nodes at
 // (l + 1/2) h / p, l = 0..p-1, so the m = n_boxes p nodes per dimension form
-// one regular grid of spacing h / p. A kernel sum
+// one regular grid of spacing s = h / p. A kernel sum
 //   phi_i = sum_j K(y_i, y_j) q_j
 // is approximated by interpolating K in both arguments with the Lagrange
-// polynomials L_l of the nodes of the box a point falls in:
+// polynomials L_l of p consecutive nodes per dimension, the stencil centred
+// on the point (FftStencil; clamped inside the grid at its edges):
 //   spread:   g_c(node)  = sum_j L_node(y_j) q_jc          O(n p^d c)
 //   convolve: v_c(node)  = sum_node' K(node - node') g_c(node')
 //             (K is translation invariant on a regular grid: a Toeplitz
 //             product, done by the caller with TensorFlow's FFT)
 //   gather:   phi_ic     = sum_node L_node(y_i) v_c(node)   O(n p^d c)
 // These kernels do the two interpolation steps; the convolution is not here.
+// FIt-SNE and openTSNE interpolate on the p nodes of the box a point falls
+// in, so a point near a box edge extrapolates from nodes all on one side; the
+// centred stencil keeps every point within half a node of its stencil's
+// middle, which cuts the repulsion's error 2-3 times on the same grid
+// (experiments/fft_interpolation_accuracy.py), so the grid can be coarser.
 //
 // Layout: y [batch, n, d]; charges [batch, n, c]; origin [batch, d] (the
 // grid's lower corner); box_width [batch] (h > 0); grid [batch, c, m] for
 // d = 1, [batch, c, m, m] for d = 2 (node (gx, gy) at gx * m + gy, gx along
-// y[..., 0]); phi [batch, n, c]. A point's box is floor((y - origin) / h),
-// clamped to [0, n_boxes): the caller makes the grid cover the points
+// y[..., 0]); phi [batch, n, c]. The caller makes the grid cover the points
 // (CheckFftGrid says which point does not).
 //
-// Determinism: the CPU spread gives each box row (d = 2) or box (d = 1) to
-// one work unit, which owns the grid nodes of that row and adds its points
-// in index order (a counting sort by box, stable), so no two threads write
-// one node and the sums do not depend on the thread count; no atomics, no
-// per-thread grids. The CUDA spread sorts the points by box with a stable
-// radix sort and gives each node to one thread, which adds its box's points
-// in that order: the same property on the GPU. Gathering is one thread per
-// point. All sums are in double.
+// Determinism: the CPU spread sorts the points (counting sort, stable) by
+// their stencil's first node row along y[..., 0]; a work unit owns one such
+// row r and adds its points, in index order, to grid rows [r, r + p). The
+// rows are done in p passes, r = pass mod p, so within a pass no two units
+// touch one node, and each node's sum comes in one fixed order whatever the
+// thread count; no atomics, no per-thread grids. The CUDA spread sorts the
+// points by stencil cell (first node row and column) with a stable radix
+// sort and gives each node to one thread, which adds the points of the p^d
+// cells whose stencils cover it, cell by cell in a fixed order: the same
+// property on the GPU. Gathering is one thread per point. All sums are in
+// double.
 #ifndef TSNE_OPS_CC_COMPUTE_FFT_INTERPOLATION_H_
 #define TSNE_OPS_CC_COMPUTE_FFT_INTERPOLATION_H_
 
@@ -75,35 +83,35 @@ void FftGatherCpu(const T* y, const T* potentials, const T* origin, const T* box
 #define TSNE_OPS_HOST_DEVICE
 #endif
 
-// The p Lagrange weights at t in [0, 1] (a point's place in its box), nodes
-// at (l + 1/2) / p: w[l] = prod_{k != l} (t - x_k) / (x_l - x_k).
-TSNE_OPS_HOST_DEVICE inline void FftLagrangeWeights(double t, int p, double* w) {
+// The stencil of a point at grid coordinate s = (y - origin) / spacing (in
+// node spacings; node k sits at k + 1/2): its first node, the p nodes
+// nearest the point (clamped to [0, m - p] at the grid's edges), and the p
+// Lagrange weights w[l] = prod_{k != l} (t - k) / (l - k) of the point's place
+// t = s - 1/2 - first among them.
+TSNE_OPS_HOST_DEVICE inline int64_t FftStencil(double s, int64_t m, int p, double* w) {
+  const double u = s - 0.5;  // node coordinate: node k at u = k
+  // odd p: the nearest node in the middle; even p: the point between the
+  // two middle nodes.
+  const double c = (p % 2 == 1) ? u + 0.5 : u;
+  int64_t first = static_cast<int64_t>(c >= 0 ? c : c - 1.0) - (p - 1) / 2;
+  if (first > m - p) first = m - p;
+  if (first < 0) first = 0;
+  const double t = u - static_cast<double>(first);
   for (int l = 0; l < p; ++l) {
-    const double xl = (l + 0.5) / p;
     double num = 1.0, den = 1.0;
     for (int k = 0; k < p; ++k) {
       if (k == l) continue;
-      const double xk = (k + 0.5) / p;
-      num *= t - xk;
-      den *= xl - xk;
+      num *= t - k;
+      den *= l - k;
     }
     w[l] = num / den;
   }
-}
-
-// The box of grid coordinate s = (y - origin) / h, clamped to [0, n_boxes),
-// and the point's place t = s - box in it.
-TSNE_OPS_HOST_DEVICE inline int64_t FftBoxOf(double s, int64_t n_boxes, double* t) {
-  int64_t b = static_cast<int64_t>(s >= 0 ? s : -1.0);  // floor for s >= 0, else box 0
-  if (b < 0) b = 0;
-  if (b > n_boxes - 1) b = n_boxes - 1;
-  *t = s - static_cast<double>(b);
-  return b;
+  return first;
 }
 
 #ifdef TSNE_OPS_WITH_CUDA
 // Same contracts; every pointer is device memory.
-size_t FftSpreadWorkspaceBytes(int64_t batch, int64_t n, int64_t d, int64_t n_boxes);
+size_t FftSpreadWorkspaceBytes(int64_t batch, int64_t n, int64_t d, int64_t n_boxes, int p);
 template <typename T>
 cudaError_t LaunchFftSpread(cudaStream_t stream, const T* y, const T* charges, const T* origin,
                             const T* box_width, int64_t batch, int64_t n, int64_t d,

@@ -50,68 +50,70 @@ void FftSpreadCpu(const T* y, const T* charges, const T* origin, const T* box_wi
                   int64_t batch, int64_t n, int64_t d, int64_t n_charges, int64_t n_boxes, int p,
                   T* grid, const ParallelFor& parallel_for) {
   const int64_t m = n_boxes * p;
+  const int64_t rows = m - p + 1;             // stencil first rows 0..m-p
   const int64_t row_nodes = d == 2 ? m : 1;   // nodes per grid row
   const int64_t plane = row_nodes * m;        // nodes per charge
-  // Counting sort of the points by box row (the box along y[..., 0]),
-  // stable: a unit's points come in index order.
-  std::vector<int64_t> start(batch * n_boxes + 1, 0), order(batch * n);
+  // Counting sort of the points by (batch, first stencil row along
+  // y[..., 0]), stable: a unit's points come in index order.
+  std::vector<int64_t> start(batch * rows + 1, 0), order(batch * n);
   std::vector<int64_t> row_of(batch * n);
+  double wx[kFftMaxNodes];
   for (int64_t b = 0; b < batch; ++b) {
-    // The same expression as in the unit below, so a point's box agrees.
-    const double h = static_cast<double>(box_width[b]);
+    // The same expression as in the unit below, so a point's row agrees.
+    const double spacing = static_cast<double>(box_width[b]) / p;
     for (int64_t i = 0; i < n; ++i) {
-      double t;
-      const double s = (static_cast<double>(y[(b * n + i) * d]) - origin[b * d]) / h;
-      row_of[b * n + i] = b * n_boxes + FftBoxOf(s, n_boxes, &t);
+      const double s = (static_cast<double>(y[(b * n + i) * d]) - origin[b * d]) / spacing;
+      row_of[b * n + i] = b * rows + FftStencil(s, m, p, wx);
       ++start[row_of[b * n + i] + 1];
     }
   }
-  for (int64_t u = 0; u < batch * n_boxes; ++u) start[u + 1] += start[u];
+  for (int64_t u = 0; u < batch * rows; ++u) start[u + 1] += start[u];
   {
     std::vector<int64_t> fill(start.begin(), start.end() - 1);
     for (int64_t e = 0; e < batch * n; ++e) order[fill[row_of[e]]++] = e;
   }
-  parallel_for(batch * n_boxes, 64 * p * p * n_charges * std::max<int64_t>(1, n / n_boxes),
-               [&](int64_t begin, int64_t end) {
-    std::vector<double> acc(n_charges * p * row_nodes);
-    double wx[kFftMaxNodes], wy[kFftMaxNodes];
-    for (int64_t unit = begin; unit < end; ++unit) {
-      const int64_t b = unit / n_boxes, bx = unit % n_boxes;
-      const double h = static_cast<double>(box_width[b]);
-      std::fill(acc.begin(), acc.end(), 0.0);
-      for (int64_t e = start[unit]; e < start[unit + 1]; ++e) {
-        const int64_t pt = order[e];
-        const T* yp = y + pt * d;
-        const T* q = charges + pt * n_charges;
-        double tx;
-        FftBoxOf((static_cast<double>(yp[0]) - origin[b * d]) / h, n_boxes, &tx);
-        FftLagrangeWeights(tx, p, wx);
-        if (d == 1) {
-          for (int64_t c = 0; c < n_charges; ++c)
-            for (int l = 0; l < p; ++l) acc[c * p + l] += wx[l] * static_cast<double>(q[c]);
-        } else {
-          double ty;
-          const int64_t by =
-              FftBoxOf((static_cast<double>(yp[1]) - origin[b * d + 1]) / h, n_boxes, &ty);
-          FftLagrangeWeights(ty, p, wy);
-          for (int64_t c = 0; c < n_charges; ++c) {
-            const double qc = static_cast<double>(q[c]);
-            for (int lx = 0; lx < p; ++lx) {
-              double* row = acc.data() + (c * p + lx) * m + by * p;
-              const double a = wx[lx] * qc;
-              for (int ly = 0; ly < p; ++ly) row[ly] += a * wy[ly];
+  // Sums in double; unit r (one batch element's first row) adds into rows
+  // [r, r + p), so units of one pass (r = pass mod p) never share a node.
+  std::vector<double> acc(batch * n_charges * plane, 0.0);
+  const int64_t per_pass = (rows + p - 1) / p;
+  for (int pass = 0; pass < p; ++pass) {
+    parallel_for(batch * per_pass, 64 * p * p * n_charges * std::max<int64_t>(1, n / rows),
+                 [&](int64_t begin, int64_t end) {
+      double ux[kFftMaxNodes], uy[kFftMaxNodes];
+      for (int64_t unit = begin; unit < end; ++unit) {
+        const int64_t b = unit / per_pass;
+        const int64_t r = (unit % per_pass) * p + pass;
+        if (r >= rows) continue;
+        const double spacing = static_cast<double>(box_width[b]) / p;
+        for (int64_t e = start[b * rows + r]; e < start[b * rows + r + 1]; ++e) {
+          const int64_t pt = order[e];
+          const T* yp = y + pt * d;
+          const T* q = charges + pt * n_charges;
+          FftStencil((static_cast<double>(yp[0]) - origin[b * d]) / spacing, m, p, ux);
+          if (d == 1) {
+            for (int64_t c = 0; c < n_charges; ++c) {
+              double* out = acc.data() + (b * n_charges + c) * plane + r;
+              for (int l = 0; l < p; ++l) out[l] += ux[l] * static_cast<double>(q[c]);
+            }
+          } else {
+            const int64_t cy = FftStencil(
+                (static_cast<double>(yp[1]) - origin[b * d + 1]) / spacing, m, p, uy);
+            for (int64_t c = 0; c < n_charges; ++c) {
+              const double qc = static_cast<double>(q[c]);
+              for (int lx = 0; lx < p; ++lx) {
+                double* row = acc.data() + (b * n_charges + c) * plane + (r + lx) * m + cy;
+                const double a = ux[lx] * qc;
+                for (int ly = 0; ly < p; ++ly) row[ly] += a * uy[ly];
+              }
             }
           }
         }
       }
-      // The unit owns grid rows [bx p, bx p + p) of every charge.
-      for (int64_t c = 0; c < n_charges; ++c)
-        for (int lx = 0; lx < p; ++lx) {
-          T* out = grid + (b * n_charges + c) * plane + (bx * p + lx) * row_nodes;
-          const double* in = acc.data() + (c * p + lx) * row_nodes;
-          for (int64_t g = 0; g < row_nodes; ++g) out[g] = static_cast<T>(in[g]);
-        }
-    }
+    });
+  }
+  const int64_t total = batch * n_charges * plane;
+  parallel_for(total, 2, [&](int64_t begin, int64_t end) {
+    for (int64_t g = begin; g < end; ++g) grid[g] = static_cast<T>(acc[g]);
   });
 }
 
@@ -126,23 +128,21 @@ void FftGatherCpu(const T* y, const T* potentials, const T* origin, const T* box
     double wx[kFftMaxNodes], wy[kFftMaxNodes] = {1.0};
     for (int64_t u = begin; u < end; ++u) {
       const int64_t b = u / n;
-      const double h = static_cast<double>(box_width[b]);
+      const double spacing = static_cast<double>(box_width[b]) / p;
       const T* yp = y + u * d;
-      double tx, ty = 0;
-      const int64_t bx = FftBoxOf((static_cast<double>(yp[0]) - origin[b * d]) / h, n_boxes, &tx);
-      FftLagrangeWeights(tx, p, wx);
-      int64_t by = 0;
+      const int64_t cx =
+          FftStencil((static_cast<double>(yp[0]) - origin[b * d]) / spacing, m, p, wx);
+      int64_t cy = 0;
       int py = 1;
       if (d == 2) {
-        by = FftBoxOf((static_cast<double>(yp[1]) - origin[b * d + 1]) / h, n_boxes, &ty);
-        FftLagrangeWeights(ty, p, wy);
+        cy = FftStencil((static_cast<double>(yp[1]) - origin[b * d + 1]) / spacing, m, p, wy);
         py = p;
       }
       for (int64_t c = 0; c < n_charges; ++c) {
         const T* v = potentials + (b * n_charges + c) * plane;
         double s = 0;
         for (int lx = 0; lx < p; ++lx) {
-          const T* row = v + (bx * p + lx) * row_nodes + by * p;
+          const T* row = v + (cx + lx) * row_nodes + cy;
           double r = 0;
           for (int ly = 0; ly < py; ++ly) r += wy[ly] * static_cast<double>(row[ly]);
           s += wx[lx] * r;

@@ -40,8 +40,9 @@ Spreads per-point charges onto a regular grid of Lagrange interpolation nodes.
 
 The grid has n_boxes boxes of width box_width per dimension from origin, and
 interpolation_points nodes per box at (l + 1/2) box_width / p, so m = n_boxes
-p nodes per dimension: grid[b, c, node] = sum_j L_node(y_j) charges[b, j, c].
-Deterministic (each node summed in point order), whatever the thread count.
+p nodes per dimension: grid[b, c, node] = sum_j L_node(y_j) charges[b, j, c],
+L the Lagrange polynomials of the p consecutive nodes per dimension nearest
+y_j (its stencil, clamped inside the grid). Deterministic (each node summed in point order), whatever the thread count.
 
 y: [batch, n, d] points, d = 1 or 2, inside the grid.
 charges: [batch, n, c] values carried by the points, 1 <= c <= 8.
@@ -138,7 +139,7 @@ class FftSpreadOp : public OpKernel {
       Tensor scratch;
       void* ws = nullptr;
       OP_REQUIRES_OK(ctx, AllocateScratch(ctx, kernels::FftSpreadWorkspaceBytes(batch, n, d,
-                                                                                  n_boxes),
+                                                                                  n_boxes, p_),
                                           &scratch, &ws));
       OP_REQUIRES_OK(ctx, CudaStatus(kernels::LaunchFftSpread<T>(
                                          stream, y.flat<T>().data(), q.flat<T>().data(),
