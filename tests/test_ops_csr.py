@@ -315,15 +315,17 @@ def test_fft_fit_gives_the_bits_of_the_coo_path(monkeypatch):
     built = []
     real = ops._sparse_csr
 
-    def counting(p):
-        built.append(real(p))
+    def counting(p, method=None):
+        built.append(real(p, method))
         return built[-1]
 
     monkeypatch.setattr(ops, "_sparse_csr", counting)
     csr = fit()
     assert len(built) == 1 and isinstance(built[0], ops._SparseCsr)  # once per fit
-    # The COO path: GradientDescent hands the tf.SparseTensor to tsne_gradient.
-    monkeypatch.setattr(ops, "_sparse_csr", lambda p: p)
+    assert built[0].cache[0] == "fft"  # with the kernels' cache of its method
+    # The COO path: GradientDescent hands the tf.SparseTensor to tsne_gradient
+    # (no cache either).
+    monkeypatch.setattr(ops, "_sparse_csr", lambda p, method=None: p)
     coo = fit()
     assert np.all(np.isfinite(csr.embedding_))
     np.testing.assert_array_equal(csr.embedding_, coo.embedding_)

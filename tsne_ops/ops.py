@@ -307,21 +307,38 @@ def _check_method(method, options=None):
 # P's CSR view for the approximate methods, built once by ``_sparse_csr``
 # when P serves many calls (GradientDescent's iterations): row_ptr
 # [B * N + 1] and cols [nnz] (SparseCsr), P's values, dense_shape [B, N, N],
-# and batched (False when P was rank 2: results then lose the batch axis).
-_SparseCsr = collections.namedtuple("_SparseCsr", "row_ptr cols values dense_shape batched")
+# batched (False when P was rank 2: results then lose the batch axis), and
+# the cache of one method for the calls of a loop (``(method, cache)`` from
+# the method's ``make_cache``, or None).
+_SparseCsr = collections.namedtuple("_SparseCsr", "row_ptr cols values dense_shape batched cache",
+                                    defaults=(None,))
 
 
-def _sparse_csr(p):
+def _sparse_csr(p, method=None):
     """The CSR view of a canonical rank-2 or rank-3 ``tf.SparseTensor`` ``p``,
     checked and converted once (the SparseCsr op); ``tsne_gradient`` and
-    ``tsne_loss`` take it in place of ``p`` for an approximate method."""
+    ``tsne_loss`` take it in place of ``p`` for an approximate method. With
+    ``method``, the view also carries that method's cache (if it keeps one),
+    used by every call with that method."""
     if not isinstance(p, tf.SparseTensor):
         raise _invalid(f"p must be a tf.SparseTensor, but is {type(p).__name__}")
     if p.dtype not in (tf.float32, tf.float64):
         raise _invalid(f"p must be float32 or float64, but has dtype {p.dtype.name}")
     p3, squeeze = _batched_sparse(p)
     row_ptr, cols = _ops.tsne_sparse_csr(p3.indices, p3.dense_shape)
-    return _SparseCsr(row_ptr, cols, p3.values, p3.dense_shape, not squeeze)
+    cache = None
+    entry = _REPULSIONS.get(method)
+    if entry is not None and entry.make_cache is not None:
+        batch = p3.shape[0] if p3.shape[0] is not None else int(p3.dense_shape[0])
+        cache = (method, entry.make_cache(batch))
+    return _SparseCsr(row_ptr, cols, p3.values, p3.dense_shape, not squeeze, cache)
+
+
+def _method_cache(p, method):
+    """The cache ``p`` (a ``_SparseCsr``) carries for ``method``, or None."""
+    if isinstance(p, _SparseCsr) and p.cache is not None and p.cache[0] == method:
+        return p.cache[1]
+    return None
 
 
 def _approximate_p_and_y(method, entry, p, y):
@@ -461,7 +478,7 @@ def tsne_gradient(p, y, exaggeration=1.0, dof=1.0, compute_kl=True, method="exac
         if entry is not None:
             p, y, squeeze = _approximate_p_and_y(method, entry, p, y)
             grad, kl = _approximate_gradient(entry, options, p, y, exaggeration, dof,
-                                             compute_kl, False)
+                                             compute_kl, False, _method_cache(p, method))
             return _unbatch(grad, squeeze), (_unbatch(kl, squeeze) if compute_kl else None)
         if isinstance(p, tf.SparseTensor):
             p, y, squeeze = _sparse_p_and_y(p, y)
@@ -513,7 +530,8 @@ def tsne_loss(p, y, dof=1.0, method="exact", name=None, **method_options):
         entry, options = _check_method(method, method_options)
         if entry is not None:
             p, y, squeeze = _approximate_p_and_y(method, entry, p, y)
-            return _unbatch(_approximate_loss(entry, options, p, y, dof), squeeze)
+            return _unbatch(_approximate_loss(entry, options, p, y, dof,
+                                              _method_cache(p, method)), squeeze)
         if isinstance(p, tf.SparseTensor):
             p, y, squeeze = _sparse_p_and_y(p, y)
             kl = _ops.tsne_sparse_tsne_loss(

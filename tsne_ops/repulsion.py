@@ -261,7 +261,10 @@ def _fft_repulsion(y, dof, interpolation_points=None, min_intervals=50, interval
             r2 = tf.square(ox) + tf.square(oy)
             comps = [ox, oy]  # broadcast against wu [B, L, L]
         base = 1.0 + r2 / dof
-        w = tf.pow(base, -0.5 * (dof + 1.0))
+        # exp(a log b), not pow(b, a): Grappler rewrites pow with a constant
+        # exponent (pow(b, -1) -> 1 / b), differently inside FftKernelCache's
+        # tf.cond, and the bits with and without the cache would differ.
+        w = tf.exp(-0.5 * (dof + 1.0) * tf.math.log(base))
         wu = w / base
         kernels = tf.stack([w] + [wu * c for c in comps], axis=1)  # [B, 1 + d, L(, L)]
         return fft(kernels, fft_length)

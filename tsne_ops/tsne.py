@@ -130,8 +130,10 @@ class GradientDescent:
             if method != "exact":
                 # An approximate method takes P's CSR view, checked and
                 # converted once here (the COO op converted P in every call:
-                # half its time at 70,000 points); same kernel, same bits.
-                self._p_batched, self._p_csr = None, ops._sparse_csr(P)
+                # half its time at 70,000 points); same kernel, same bits. It
+                # also carries the method's cache ('fft': the kernels'
+                # spectra, reused while the grid is unchanged).
+                self._p_batched, self._p_csr = None, ops._sparse_csr(P, method)
         else:
             self._p_batched = self._p_csr = None
             self.P = tf.convert_to_tensor(P)
