@@ -248,9 +248,16 @@ def test_bad_cols_name_them_and_the_value(good):
     # row_ptr is checked first; then the shared checks of the COO op.
     with pytest.raises(BAD, match=r"row_ptr\[0\] must be 0"):
         csr_op(changed(rp, (0, 1)), changed(cols, (0, -1)), vals, y, rep, z)
-    with pytest.raises(BAD, match=r"p values must be finite and non-negative, "
-                                  r"but p values\[3\] = -1"):
-        csr_op(rp, cols, changed(vals, (3, -1.0)), y, rep, z)
+    # p's values are checked by the kernel as it reads them (entry order):
+    # the first bad one is named, whichever row it is in, and a bad column
+    # before it is named first.
+    for pairs, e, shown in [([(3, -1.0)], 3, "-1"), ([(mid, np.nan), (mid + 7, -2.0)], mid, "nan"),
+                            ([(nnz - 1, np.inf)], nnz - 1, "inf")]:
+        with pytest.raises(BAD, match=rf"p values must be finite and non-negative, "
+                                      rf"but p values\[{e}\] = {shown}"):
+            csr_op(rp, cols, changed(vals, *pairs), y, rep, z)
+    with pytest.raises(BAD, match=rf"cols\[{mid - 5}\] = 99"):
+        csr_op(rp, changed(cols, (mid - 5, 99)), changed(vals, (mid, np.nan)), y, rep, z)
     with pytest.raises(BAD, match=r"repulsion must have the shape of y"):
         csr_op(rp, cols, vals, y, rep[:, :, :1], z)
     with pytest.raises(BAD, match=r"z must be finite and > 0, but z\[1\] = 0"):

@@ -63,9 +63,9 @@ void SparseTsneGradientFromRepulsionCpu(const int64_t* row_ptr, const int64_t* c
                                         int64_t n, int64_t d, const TsneGradientOptions& options,
                                         const T* repulsion, const T* z, T* grad, T* kl,
                                         const ParallelFor& parallel_for,
-                                        int64_t* first_bad_column) {
+                                        int64_t* first_bad_entry) {
   TSNE_OPS_DISPATCH(SparseTsneGradientFromRepulsionCpu, row_ptr, cols, p_values, y, batch, n,
-                    d, options, repulsion, z, grad, kl, parallel_for, first_bad_column);
+                    d, options, repulsion, z, grad, kl, parallel_for, first_bad_entry);
 }
 
 #undef TSNE_OPS_DISPATCH

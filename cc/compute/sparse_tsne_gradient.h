@@ -61,13 +61,19 @@ TSNE_OPS_HOST_DEVICE inline bool CsrRowPtrBad(const int64_t* row_ptr, int64_t u,
 TSNE_OPS_HOST_DEVICE inline bool CsrColumnBad(int64_t column, int64_t n) {
   return column < 0 || column >= n;
 }
+// A stored value of P that is not finite and >= 0 (CheckNonNegativeFinite's
+// test, for the attraction's fused check).
+template <typename T>
+TSNE_OPS_HOST_DEVICE inline bool CsrValueBad(T v) {
+  return !((v - v) == T(0) && v >= T(0));
+}
 // The message for bad entry u of row_ptr (value = row_ptr[u], prev =
 // row_ptr[u - 1], unused for u = 0) and bad entry e of cols.
 std::string CsrRowPtrMessage(int64_t u, int64_t prev, int64_t value, int64_t rows, int64_t nnz);
 std::string CsrColumnMessage(int64_t e, int64_t value, int64_t n);
 // row_ptr on the host, O(rows): "" or the message of its first bad entry.
-// (On the CPU the columns are checked as the attraction reads them:
-// SparseTsneGradientFromRepulsionCpu's first_bad_column.)
+// (On the CPU the columns and values are checked as the attraction reads
+// them: SparseTsneGradientFromRepulsionCpu's first_bad_entry.)
 std::string CheckCsrRowPtr(const int64_t* row_ptr, int64_t rows, int64_t nnz);
 
 #define TSNE_OPS_SPARSE_GRADIENT_CPU_DECLS                                      \
@@ -81,16 +87,17 @@ std::string CheckCsrRowPtr(const int64_t* row_ptr, int64_t rows, int64_t nnz);
   /* The same grad and kl from a repulsion computed elsewhere (FFT, Barnes-Hut): */ \
   /* repulsion [batch, n, d] = R (unnormalised) and z [batch] = Z > 0; only the  */ \
   /* attraction over P's stored entries runs here, O(nnz d). With               */ \
-  /* first_bad_column, cols are the caller's, unchecked (row_ptr checked): each  */ \
-  /* column is checked against [0, n) as the attraction reads it, and the first */ \
-  /* bad entry (nnz when none) is stored there; with one, the results are       */ \
-  /* meaningless, but no memory outside the inputs is read.                     */ \
+  /* first_bad_entry, cols and p_values are the caller's, unchecked (row_ptr    */ \
+  /* checked): each column is checked against [0, n) and each value for finite */ \
+  /* and >= 0 as the attraction reads it, and the first bad entry (nnz when    */ \
+  /* none) is stored there; with one, the results are meaningless, but no      */ \
+  /* memory outside the inputs is read.                                         */ \
   template <typename T>                                                         \
   void SparseTsneGradientFromRepulsionCpu(                                      \
       const int64_t* row_ptr, const int64_t* cols, const T* p_values, const T* y, \
       int64_t batch, int64_t n, int64_t d, const TsneGradientOptions& options,   \
       const T* repulsion, const T* z, T* grad, T* kl, const ParallelFor& parallel_for, \
-      int64_t* first_bad_column = nullptr);
+      int64_t* first_bad_entry = nullptr);
 
 TSNE_OPS_SPARSE_GRADIENT_CPU_DECLS
 namespace baseline { TSNE_OPS_SPARSE_GRADIENT_CPU_DECLS }

@@ -693,21 +693,32 @@ class TsneGradientFromRepulsionOp : public OpKernel {
     if (batch == 0) return;
     if constexpr (kCpu) {
       kernels::ParallelFor pf = CpuParallelFor(ctx);
-      // CSR: row_ptr checked here (O(batch n)); the columns by the kernel as
-      // it reads them (first_bad_column), with no second pass over cols.
+      // CSR: row_ptr checked here (O(batch n)); the columns and p's values
+      // by the kernel as it reads them (first_bad_entry), with no second
+      // pass over either. COO: the values before the kernel.
       if (kCsr) {
         OP_REQUIRES_OK(ctx, CheckMessage(kernels::CheckCsrRowPtr(row_ptr, batch * n, nnz)));
+        OP_REQUIRES_OK(ctx, CheckMessage(kernels::CheckAllFinite<T>(y.flat<T>().data(),
+                                                                    Dims(y), "y", &pf)));
+      } else {
+        OP_REQUIRES_OK(ctx, CheckSparseValues<T>(p_val, y, &pf));
       }
-      OP_REQUIRES_OK(ctx, CheckSparseValues<T>(p_val, y, &pf));
       OP_REQUIRES_OK(ctx, CheckRepulsionValues<T>(rep, z, &pf));
-      int64_t first_bad_column = nnz;
+      int64_t first_bad = nnz;
       kernels::SparseTsneGradientFromRepulsionCpu<T>(
           row_ptr, cols, p_val.flat<T>().data(), y.flat<T>().data(), batch, n, d, out.options,
           rep.flat<T>().data(), z.flat<T>().data(), out.grad, out.kl, pf,
-          kCsr ? &first_bad_column : nullptr);
-      OP_REQUIRES(ctx, first_bad_column == nnz,
-                  absl::InvalidArgumentError(kernels::CsrColumnMessage(
-                      first_bad_column, cols[first_bad_column < nnz ? first_bad_column : 0], n)));
+          kCsr ? &first_bad : nullptr);
+      if (first_bad < nnz) {
+        // A bad column, or else a bad value: the full check names the
+        // first (entries are checked in order, so it is this one).
+        OP_REQUIRES(ctx, !kernels::CsrColumnBad(cols[first_bad], n),
+                    absl::InvalidArgumentError(
+                        kernels::CsrColumnMessage(first_bad, cols[first_bad], n)));
+        OP_REQUIRES_OK(ctx, CheckSparseValues<T>(p_val, y, &pf));
+        OP_REQUIRES(ctx, false, absl::InternalError(absl::StrCat(
+                                    name, ": p entry ", first_bad, " failed a check")));
+      }
     } else {
 #ifdef TSNE_OPS_WITH_CUDA
       // COO: the CSR built on the host is copied after the kernel's
