@@ -84,11 +84,9 @@ void FftGatherCpu(const T* y, const T* potentials, const T* origin, const T* box
 #endif
 
 // The stencil of a point at grid coordinate s = (y - origin) / spacing (in
-// node spacings; node k sits at k + 1/2): its first node, the p nodes
-// nearest the point (clamped to [0, m - p] at the grid's edges), and the p
-// Lagrange weights w[l] = prod_{k != l} (t - k) / (l - k) of the point's place
-// t = s - 1/2 - first among them.
-TSNE_OPS_HOST_DEVICE inline int64_t FftStencil(double s, int64_t m, int p, double* w) {
+// node spacings; node k sits at k + 1/2): its first node, of the p nodes
+// nearest the point (clamped to [0, m - p] at the grid's edges).
+TSNE_OPS_HOST_DEVICE inline int64_t FftStencilFirst(double s, int64_t m, int p) {
   const double u = s - 0.5;  // node coordinate: node k at u = k
   // odd p: the nearest node in the middle; even p: the point between the
   // two middle nodes.
@@ -96,15 +94,28 @@ TSNE_OPS_HOST_DEVICE inline int64_t FftStencil(double s, int64_t m, int p, doubl
   int64_t first = static_cast<int64_t>(c >= 0 ? c : c - 1.0) - (p - 1) / 2;
   if (first > m - p) first = m - p;
   if (first < 0) first = 0;
-  const double t = u - static_cast<double>(first);
+  return first;
+}
+
+// FftStencilFirst, and the p Lagrange weights w[l] = prod_{k != l} (t - k) /
+// (l - k) of the point's place t = s - 1/2 - first among the stencil's nodes,
+// formed as prefix and suffix products over the fixed denominators
+// (-1)^(p-1-l) l! (p-1-l)!: O(p), no division.
+TSNE_OPS_HOST_DEVICE inline int64_t FftStencil(double s, int64_t m, int p, double* w) {
+  const double inv_fact[kFftMaxNodes] = {1.0, 1.0, 1.0 / 2, 1.0 / 6, 1.0 / 24, 1.0 / 120,
+                                         1.0 / 720, 1.0 / 5040};
+  const int64_t first = FftStencilFirst(s, m, p);
+  const double t = s - 0.5 - static_cast<double>(first);
+  double prefix = 1.0;
   for (int l = 0; l < p; ++l) {
-    double num = 1.0, den = 1.0;
-    for (int k = 0; k < p; ++k) {
-      if (k == l) continue;
-      num *= t - k;
-      den *= l - k;
-    }
-    w[l] = num / den;
+    w[l] = prefix;
+    prefix *= t - l;
+  }
+  double suffix = 1.0;
+  for (int l = p - 1; l >= 0; --l) {
+    const double sign = ((p - 1 - l) % 2 == 1) ? -1.0 : 1.0;
+    w[l] *= suffix * sign * inv_fact[l] * inv_fact[p - 1 - l];
+    suffix *= t - l;
   }
   return first;
 }

@@ -57,13 +57,12 @@ void FftSpreadCpu(const T* y, const T* charges, const T* origin, const T* box_wi
   // y[..., 0]), stable: a unit's points come in index order.
   std::vector<int64_t> start(batch * rows + 1, 0), order(batch * n);
   std::vector<int64_t> row_of(batch * n);
-  double wx[kFftMaxNodes];
   for (int64_t b = 0; b < batch; ++b) {
     // The same expression as in the unit below, so a point's row agrees.
     const double spacing = static_cast<double>(box_width[b]) / p;
     for (int64_t i = 0; i < n; ++i) {
       const double s = (static_cast<double>(y[(b * n + i) * d]) - origin[b * d]) / spacing;
-      row_of[b * n + i] = b * rows + FftStencil(s, m, p, wx);
+      row_of[b * n + i] = b * rows + FftStencilFirst(s, m, p);
       ++start[row_of[b * n + i] + 1];
     }
   }
