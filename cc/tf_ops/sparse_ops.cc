@@ -442,9 +442,10 @@ REGISTER_OP("TSNE>CsrTsneGradientFromRepulsion")
 SparseTsneGradientFromRepulsion on P's CSR view (SparseCsr's outputs): the
 same kernels and the same bits, without converting P in every call. The CSR
 is checked in every call, cheaply: row_ptr starts at 0, never decreases and
-ends at nnz (O(batch n)); every column lies in [0, n) (on the CPU checked as
-the attraction reads it; on the GPU by a check kernel that the attraction
-waits on, nothing copied back unless it fails).
+ends at nnz (O(batch n)); every column lies in [0, n) and, on the CPU, every
+value is finite and >= 0 (on the CPU both checked as the attraction reads
+them; on the GPU the columns by a check kernel that the attraction waits on,
+nothing copied back unless it fails).
 
 row_ptr: [batch * n + 1] int64 (SparseCsr's row_ptr).
 cols: [nnz] int64 (SparseCsr's cols).
