@@ -125,15 +125,17 @@ class GradientDescent:
             # copy once for the gradient and the loss, not in every call (at
             # 70,000 points the per-call concatenation was 40% of an fft
             # iteration).
-            self._p_batched = tf.sparse.expand_dims(P, 0) if P.shape.rank == 2 else None
-            self._p_csr = None
+            self._p_batched = self._p_csr = None
             if method != "exact":
                 # An approximate method takes P's CSR view, checked and
                 # converted once here (the COO op converted P in every call:
                 # half its time at 70,000 points); same kernel, same bits. It
                 # also carries the method's cache ('fft': the kernels'
-                # spectra, reused while the grid is unchanged).
-                self._p_batched, self._p_csr = None, ops._sparse_csr(P, method)
+                # spectra, reused while the grid is unchanged). No batched
+                # COO copy is built then (it held 24 bytes an entry).
+                self._p_csr = ops._sparse_csr(P, method)
+            elif P.shape.rank == 2:
+                self._p_batched = tf.sparse.expand_dims(P, 0)
         else:
             self._p_batched = self._p_csr = None
             self.P = tf.convert_to_tensor(P)
