@@ -390,8 +390,15 @@ def test_kernel_cache_gives_the_same_bits_and_follows_the_grid(rng):
     y_cached, z_cached = run(True)
     np.testing.assert_array_equal(y_cached, y_plain)
     np.testing.assert_array_equal(z_cached, z_plain)
-    key = cache.key.numpy()
+    key = cache._slots[tf.complex64][0].numpy()
     assert key[0] == np.float32(1.4 / 5) and key[2] == 1.0  # spacing, dof
+    # A float64 call has its own slot: the float32 key does not serve it.
+    r64, z64 = repulsion._fft_repulsion(tf.cast(y0, tf.float64), tf.constant(1.0, tf.float64),
+                                        cache=cache)
+    r64_plain, z64_plain = repulsion._fft_repulsion(tf.cast(y0, tf.float64),
+                                                    tf.constant(1.0, tf.float64))
+    np.testing.assert_array_equal(r64.numpy(), r64_plain.numpy())
+    np.testing.assert_array_equal(z64.numpy(), z64_plain.numpy())
     with pytest.raises(tf.errors.InvalidArgumentError, match=r"FftKernelCache\(batch=1\)"):
         repulsion._fft_repulsion(tf.concat([y0, y0], 0), dof, cache=cache)
 

@@ -104,30 +104,31 @@ class FftKernelCache:
     """
 
     def __init__(self, batch=1):
-        self._batch = int(batch)
-        # NaN never equals a key: the first call fills the cache.
-        self.key = tf.Variable(tf.fill([self._batch + 2], tf.constant(np.nan, tf.float64)),
-                               trainable=False, name="fft_kernel_key")
-        self.spectra = {}
+        self.batch = int(batch)
+        self._slots = {}  # spectra dtype -> (key, spectra) variables
 
     def _slot(self, dtype):
-        if dtype not in self.spectra:
-            self.spectra[dtype] = tf.Variable(tf.zeros([0, 0, 0], dtype), shape=tf.TensorShape(None),
-                                              trainable=False, name="fft_kernel_spectra")
-        return self.spectra[dtype]
+        if dtype not in self._slots:
+            # NaN never equals a key: the first call fills the slot.
+            key = tf.Variable(tf.fill([self.batch + 2], tf.constant(np.nan, tf.float64)),
+                              trainable=False, name="fft_kernel_key")
+            spectra = tf.Variable(tf.zeros([0, 0, 0], dtype), shape=tf.TensorShape(None),
+                                  trainable=False, name="fft_kernel_spectra")
+            self._slots[dtype] = (key, spectra)
+        return self._slots[dtype]
 
     def get(self, key, compute, dtype):
         """``compute()`` (the spectra, ``dtype``) for ``key`` [batch + 2],
         from the cache when the key is unchanged."""
-        slot = self._slot(dtype)
+        last, slot = self._slot(dtype)
         key = tf.cast(key, tf.float64)
 
         def fresh():
             value = compute()
-            with tf.control_dependencies([slot.assign(value), self.key.assign(key)]):
+            with tf.control_dependencies([slot.assign(value), last.assign(key)]):
                 return tf.identity(value)
 
-        hit = tf.reduce_all(tf.equal(self.key, key))
+        hit = tf.reduce_all(tf.equal(last, key))
         return tf.cond(hit, slot.read_value, fresh)
 
 
@@ -273,8 +274,8 @@ def _fft_repulsion(y, dof, interpolation_points=None, min_intervals=50, interval
     if cache is None:
         k_hat = kernel_spectra()
     else:
-        if cache._batch != y.shape[0]:
-            raise _invalid(f"FftKernelCache(batch={cache._batch}) cannot serve y of shape {y.shape}")
+        if cache.batch != y.shape[0]:
+            raise _invalid(f"FftKernelCache(batch={cache.batch}) cannot serve y of shape {y.shape}")
         key = tf.concat([tf.cast(spacing, tf.float64),
                          tf.cast(tf.stack([length]), tf.float64),
                          tf.cast(tf.reshape(dof, [1]), tf.float64)], axis=0)
