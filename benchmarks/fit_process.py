@@ -16,7 +16,9 @@ number of iterations, and the estimator's parameters and fitted scalars.
 
 Libraries: ``tsne_ops`` (``tsne_ops.TSNE(**params).fit_transform(X)``) and
 ``openTSNE`` (``openTSNE.TSNE(**params).fit(X)``). The parent side is
-:func:`fit_in_subprocess`.
+:func:`fit_in_subprocess`. With ``--stages`` the fit's steps also get
+memory marks (``bench_memory.install_probes``: each interval's own peak,
+in ``stages``); ``peak_rss_mib`` is then the largest of those peaks.
 """
 import argparse
 import json
@@ -63,7 +65,7 @@ def _fitted_scalars(est):
     return out
 
 
-def child(library, params, data, embedding):
+def child(library, params, data, embedding, stages=False):
     import numpy as np
 
     x = np.load(data)
@@ -86,6 +88,12 @@ def child(library, params, data, embedding):
     else:
         raise SystemExit(f"--library must be one of {LIBRARIES}, got {library!r}")
     res["import_s"] = time.perf_counter() - t0
+    meter = None
+    if stages:
+        from bench_memory import install_probes
+
+        peak_before = _status_mib("VmHWM")  # the probes reset VmHWM at every mark
+        meter = install_probes(library)
     est = TSNE(**{"random_state": 0, **params})
     res["rss_before_fit_mib"] = _status_mib("VmRSS")
     t0 = time.perf_counter()
@@ -111,6 +119,10 @@ def child(library, params, data, embedding):
     # parent's memory, not the fit's (measured: a light openTSNE child showed
     # its TensorFlow-importing parent's 1065 MiB).
     res["peak_rss_mib"] = _status_mib("VmHWM")
+    if meter is not None:
+        res["stages"], res["stage_notes"] = meter.rows, meter.notes
+        res["peak_rss_mib"] = max([peak_before, res["peak_rss_mib"]]
+                                  + [s["peak_mib"] for s in meter.rows])
     res["ru_maxrss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # KiB on Linux
     y = np.asarray(y, dtype=np.float64)
     res["finite"] = bool(np.all(np.isfinite(y)))
@@ -119,10 +131,12 @@ def child(library, params, data, embedding):
     print(RESULT_TAG + json.dumps(res), flush=True)
 
 
-def fit_in_subprocess(library, params, data, embedding, timeout, prefix):
+def fit_in_subprocess(library, params, data, embedding, timeout, prefix, stages=False):
     """Runs :func:`child` in a fresh interpreter; returns (status, result or None)."""
     cmd = [sys.executable, "-u", str(Path(__file__).resolve()), "--library", library,
            "--params", json.dumps(params), "--data", str(data), "--embedding", str(embedding)]
+    if stages:
+        cmd.append("--stages")
     return run_streaming(cmd, timeout, prefix)
 
 
@@ -132,8 +146,10 @@ def main():
     ap.add_argument("--params", default="{}", type=json.loads, help="JSON keyword arguments of TSNE")
     ap.add_argument("--data", required=True, help="float32 [N, D] .npy")
     ap.add_argument("--embedding", required=True, help="where the [N, d] .npy goes")
+    ap.add_argument("--stages", action="store_true",
+                    help="memory marks at each step of the fit (bench_memory.py)")
     args = ap.parse_args()
-    child(args.library, args.params, args.data, args.embedding)
+    child(args.library, args.params, args.data, args.embedding, args.stages)
 
 
 if __name__ == "__main__":

@@ -121,20 +121,15 @@ py::tuple KnnJoint(py::object idx_obj, py::object d2_obj, double perplexity, dou
 
 // --------------------------------------------------- sparse_tsne_gradient --
 
-// p's COO (rank 2 or 3 form) as CSR over [batch, n, n]; checks canonical order.
+// p's COO (rank 2 or 3 form, read as it is) as CSR over [batch, n, n];
+// checks canonical order.
 void PToCsr(const py::array_t<int64_t, py::array::c_style>& pi, int64_t nnz, bool batched,
             int64_t batch, int64_t n, std::vector<int64_t>* row_ptr, std::vector<int64_t>* cols) {
-  std::vector<int64_t> coo(3 * nnz);
-  const int64_t c = batched ? 3 : 2;
-  for (int64_t e = 0; e < nnz; ++e) {
-    coo[3 * e] = batched ? pi.data()[e * c] : 0;
-    coo[3 * e + 1] = pi.data()[e * c + c - 2];
-    coo[3 * e + 2] = pi.data()[e * c + c - 1];
-  }
   row_ptr->resize(batch * n + 1);
   cols->resize(nnz);
   const kn::ParallelFor pf = CpuFor();
-  CheckMessage(kn::CooToCsr(coo.data(), nnz, batch, n, "p", row_ptr->data(), cols->data(), &pf));
+  CheckMessage(kn::CooToCsr(pi.data(), batched ? 3 : 2, nnz, batch, n, "p", row_ptr->data(),
+                            cols->data(), &pf));
 }
 
 template <typename T>

@@ -67,7 +67,7 @@ def test_sparse_csr_is_scipys_csr_of_p(rng, batch):
     p = sparse_p(rng, n, 7, np.float64, batch)
     c = ops._sparse_csr(p)
     assert c.batched == (batch is not None)
-    assert c.dense_shape.numpy().tolist() == [batch or 1, n, n]
+    assert c.dense_shape.numpy().tolist() == ([batch, n, n] if batch else [n, n])  # p's own
     idx = p.indices.numpy()
     rows = idx[:, 0] * n + idx[:, 1] if batch else idx[:, 0]
     ref = csr_matrix((p.values.numpy(), (rows, idx[:, -1])), shape=((batch or 1) * n, n))
@@ -88,8 +88,9 @@ def test_sparse_csr_checks_p_as_the_coo_ops_do(rng):
                                       r".* comes after entry 7"):
             call()
     idx[7, 1] = 40
-    with pytest.raises(BAD, match=r"p indices must lie inside the dense shape \[1, 40, 40\], "
-                                  r"but entry 7 is \["):
+    # A rank-2 p is read as it is: the message quotes its own shape and entry.
+    with pytest.raises(BAD, match=r"p indices must lie inside the dense shape \[40, 40\], "
+                                  r"but entry 7 is \[\d+, 40\]"):
         ops._sparse_csr(tf.SparseTensor(idx, p.values, p.dense_shape))
     ops_ = ops._ops
     with pytest.raises(BAD, match=r"p must be square"):
@@ -98,8 +99,12 @@ def test_sparse_csr_checks_p_as_the_coo_ops_do(rng):
         ops_.tsne_sparse_csr(np.zeros((0, 3), np.int64), np.array([-1, 4, 4], np.int64))
     with pytest.raises(BAD, match=r"p dense_shape must be >= 0 with batch n n < 2\^63"):
         ops_.tsne_sparse_csr(np.zeros((0, 3), np.int64), np.array([4, 2**32, 2**32], np.int64))
-    with pytest.raises(BAD, match=r"p indices must be \[nnz, 3\]"):
+    with pytest.raises(BAD, match=r"p dense_shape must be \[2\] \(\[n, n\]\) to match p indices "
+                                  r"\[nnz, 2\], but has shape \[3\]"):
         ops_.tsne_sparse_csr(np.zeros((5, 2), np.int64), np.array([1, 4, 4], np.int64))
+    with pytest.raises(BAD, match=r"p indices must be \[nnz, 3\] \(batch, row, column\) or "
+                                  r"\[nnz, 2\] \(row, column\), but have shape \[5,4\]"):
+        ops_.tsne_sparse_csr(np.zeros((5, 4), np.int64), np.array([1, 4, 4], np.int64))
     with pytest.raises(BAD, match=r"p must be a tf.SparseTensor"):
         ops._sparse_csr(np.eye(3))
 

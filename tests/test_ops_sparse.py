@@ -378,11 +378,11 @@ def test_sparse_p_not_square_or_mismatched(rng):
 
 def test_sparse_p_not_canonical(rng):
     y = rng.normal(size=(4, 2))
-    with pytest.raises(ERR, match="canonical row-major order.*entry 1 \\[0, 0, 1\\] comes after entry 0"):
+    with pytest.raises(ERR, match="canonical row-major order.*entry 1 \\[0, 1\\] comes after entry 0"):
         tsne_ops.tsne_gradient(_sp([[1, 0], [0, 1]], [0.5, 0.5], [4, 4]), y)
-    with pytest.raises(ERR, match="canonical row-major order.*entry 1 \\[0, 0, 1\\] repeats entry 0"):
+    with pytest.raises(ERR, match="canonical row-major order.*entry 1 \\[0, 1\\] repeats entry 0"):
         tsne_ops.tsne_loss(_sp([[0, 1], [0, 1]], [0.5, 0.5], [4, 4]), y)
-    with pytest.raises(ERR, match="inside the dense shape.*entry 1 is \\[0, 2, 4\\]"):
+    with pytest.raises(ERR, match="inside the dense shape \\[4, 4\\].*entry 1 is \\[2, 4\\]"):
         tsne_ops.tsne_gradient(_sp([[0, 1], [2, 4]], [0.5, 0.5], [4, 4]), y)
 
 
@@ -410,7 +410,7 @@ def test_sparse_p_not_canonical_deep_in_a_long_list(rng):
         bad[-1, 1] = n + 7  # a later bad entry too: the first one is named
         if e == len(idx) - 1:
             bad[e, 1] = n + 5
-        with pytest.raises(ERR, match=f"inside the dense shape.*entry {e} is \\[0, {bad[e, 0]}, {n + 5}\\]"):
+        with pytest.raises(ERR, match=f"inside the dense shape.*entry {e} is \\[{bad[e, 0]}, {n + 5}\\]"):
             tsne_ops.tsne_gradient(tf.SparseTensor(bad, vals, [n, n]), y, method="fft")
 
 

@@ -234,11 +234,12 @@ def knn_joint_probabilities(indices, sq_distances, perplexity, name=None):
             )
         if squeeze:
             idx = idx[tf.newaxis]
+        # Rank-2 input: the op writes the rank-2 components ([nnz, 2] indices)
+        # itself, so no [nnz, 3] list is made and sliced.
         p_idx, p_val, p_shape = _ops.tsne_knn_joint_probabilities(
-            idx, d2, perplexity=_float_attr(perplexity, "perplexity")
+            idx, d2, perplexity=_float_attr(perplexity, "perplexity"),
+            index_rank=2 if squeeze else 3
         )
-        if squeeze:
-            return tf.SparseTensor(p_idx[:, 1:], p_val, p_shape[1:])
         return tf.SparseTensor(p_idx, p_val, p_shape)
 
 
@@ -306,8 +307,8 @@ def _check_method(method, options=None):
 
 # P's CSR view for the approximate methods, built once by ``_sparse_csr``
 # when P serves many calls (GradientDescent's iterations): row_ptr
-# [B * N + 1] and cols [nnz] (SparseCsr), P's values, dense_shape [B, N, N],
-# batched (False when P was rank 2: results then lose the batch axis), and
+# [B * N + 1] and cols [nnz] (SparseCsr), P's values, P's dense_shape
+# ([B, N, N], or [N, N] when P was rank 2), batched (False when P was rank 2: results then lose the batch axis), and
 # the cache of one method for the calls of a loop (``(method, cache)`` from
 # the method's ``make_cache``, or None).
 _SparseCsr = collections.namedtuple("_SparseCsr", "row_ptr cols values dense_shape batched cache",
@@ -316,7 +317,8 @@ _SparseCsr = collections.namedtuple("_SparseCsr", "row_ptr cols values dense_sha
 
 def _sparse_csr(p, method=None):
     """The CSR view of a canonical rank-2 or rank-3 ``tf.SparseTensor`` ``p``,
-    checked and converted once (the SparseCsr op); ``tsne_gradient`` and
+    checked and converted once (the SparseCsr op, which reads a rank-2 ``p``'s
+    indices as they are: no batched copy); ``tsne_gradient`` and
     ``tsne_loss`` take it in place of ``p`` for an approximate method. With
     ``method``, the view also carries that method's cache (if it keeps one),
     used by every call with that method."""
@@ -324,14 +326,16 @@ def _sparse_csr(p, method=None):
         raise _invalid(f"p must be a tf.SparseTensor, but is {type(p).__name__}")
     if p.dtype not in (tf.float32, tf.float64):
         raise _invalid(f"p must be float32 or float64, but has dtype {p.dtype.name}")
-    p3, squeeze = _batched_sparse(p)
-    row_ptr, cols = _ops.tsne_sparse_csr(p3.indices, p3.dense_shape)
+    batched = _sparse_rank(p) == 3
+    row_ptr, cols = _ops.tsne_sparse_csr(p.indices, p.dense_shape)
     cache = None
     entry = _REPULSIONS.get(method)
     if entry is not None and entry.make_cache is not None:
-        batch = p3.shape[0] if p3.shape[0] is not None else int(p3.dense_shape[0])
+        batch = 1
+        if batched:
+            batch = p.shape[0] if p.shape[0] is not None else int(p.dense_shape[0])
         cache = (method, entry.make_cache(batch))
-    return _SparseCsr(row_ptr, cols, p3.values, p3.dense_shape, not squeeze, cache)
+    return _SparseCsr(row_ptr, cols, p.values, p.dense_shape, batched, cache)
 
 
 def _method_cache(p, method):
@@ -413,31 +417,24 @@ def _approximate_loss(entry, options, p, y, dof, cache=None):
     return loss(y)
 
 
-def _batched_sparse(p):
-    """A sparse ``p`` with a batch axis (indices ``[nnz, 3]``, dense shape
-    ``[B, N, N]``) and whether it had none (rank 2)."""
+def _sparse_rank(p):
+    """The rank of a sparse ``p``: 2 (``[n, n]``) or 3 (``[batch, n, n]``).
+    The sparse ops take either as it is (a rank-2 ``p`` is a batch of one)."""
     rank = p.shape.rank
-    if rank == 2:
-        zeros = tf.zeros_like(p.indices[:, :1])
-        return tf.SparseTensor(
-            tf.concat([zeros, p.indices], axis=1),
-            p.values,
-            tf.concat([tf.ones([1], tf.int64), p.dense_shape], axis=0),
-        ), True
-    if rank == 3:
-        return p, False
-    raise _invalid(f"p must be rank 2 [n, n] or rank 3 [batch, n, n], but has shape {p.shape}")
+    if rank not in (2, 3):
+        raise _invalid(f"p must be rank 2 [n, n] or rank 3 [batch, n, n], but has shape {p.shape}")
+    return rank
 
 
 def _sparse_p_and_y(p, y):
-    """A sparse ``p`` and ``y`` as the sparse ops take them: p's indices
-    ``[nnz, 3]`` and dense shape ``[B, N, N]``, y rank 3, one dtype."""
+    """A sparse ``p`` and ``y`` as the sparse ops take them: p as it is (rank
+    2 or 3; the ops read a rank-2 p's indices ``[nnz, 2]`` as a batch of one,
+    so no batched copy is built), y rank 3, one dtype."""
     if p.dtype not in (tf.float32, tf.float64):
         raise _invalid(f"p must be float32 or float64, but has dtype {p.dtype.name}")
     y, squeeze = _batched(y, "y", "[n, d]", dtype=p.dtype)
-    if p.shape.rank in (2, 3) and (p.shape.rank == 2) != squeeze:
+    if (_sparse_rank(p) == 2) != squeeze:
         raise _invalid(f"p and y must have the same rank, but have shapes {p.shape} and {y.shape}")
-    p, _ = _batched_sparse(p)
     return p, y, squeeze
 
 

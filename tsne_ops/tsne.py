@@ -120,29 +120,25 @@ class GradientDescent:
 
         self._tf = tf
         if isinstance(P, tf.SparseTensor):
-            self.P = P
-            # The sparse ops take P batched ([nnz, 3] indices): build that
-            # copy once for the gradient and the loss, not in every call (at
-            # 70,000 points the per-call concatenation was 40% of an fft
-            # iteration).
-            self._p_batched = self._p_csr = None
+            # The sparse ops take P as it is (a rank-2 P's [nnz, 2] indices
+            # too): no batched copy of its indices is built.
+            self._p = P
             if method != "exact":
                 # An approximate method takes P's CSR view, checked and
                 # converted once here (the COO op converted P in every call:
                 # half its time at 70,000 points); same kernel, same bits. It
                 # also carries the method's cache ('fft': the kernels'
-                # spectra, reused while the grid is unchanged). No batched
-                # COO copy is built then (it held 24 bytes an entry).
-                self._p_csr = ops._sparse_csr(P, method)
-            elif P.shape.rank == 2:
-                self._p_batched = tf.sparse.expand_dims(P, 0)
+                # spectra, reused while the grid is unchanged). The view holds
+                # P's values but not its COO indices (16 bytes an entry): the
+                # optimiser keeps no reference to P itself, so a caller that
+                # drops P frees them.
+                self._p = ops._sparse_csr(P, method)
         else:
-            self._p_batched = self._p_csr = None
-            self.P = tf.convert_to_tensor(P)
+            self._p = tf.convert_to_tensor(P)
             if method != "exact" or method_options:
                 raise ValueError(f"method={method!r} needs a sparse P (a tf.SparseTensor); "
                                  f"a dense P is always exact")
-        dtype = self.P.dtype
+        dtype = P.dtype if isinstance(P, tf.SparseTensor) else self._p.dtype
         self.Y = tf.Variable(tf.cast(Y0, dtype), trainable=False, name="embedding")
         self.update = tf.Variable(tf.zeros_like(self.Y), trainable=False, name="update")
         self.gains = tf.Variable(tf.ones_like(self.Y), trainable=False, name="gains")
@@ -167,16 +163,8 @@ class GradientDescent:
         """``tsne_gradient`` of this optimiser's P, dof and method at ``Y``."""
         from tsne_ops import ops
 
-        if self._p_batched is None:
-            p = self.P if self._p_csr is None else self._p_csr
-            return ops.tsne_gradient(p, Y, exaggeration=exaggeration, dof=self.dof,
-                                     compute_kl=compute_kl, method=self.method,
-                                     **self.method_options)
-        grad, kl = ops.tsne_gradient(self._p_batched, Y[self._tf.newaxis],
-                                     exaggeration=exaggeration, dof=self.dof,
-                                     compute_kl=compute_kl, method=self.method,
-                                     **self.method_options)
-        return grad[0], (kl[0] if compute_kl else None)
+        return ops.tsne_gradient(self._p, Y, exaggeration=exaggeration, dof=self.dof,
+                                 compute_kl=compute_kl, method=self.method, **self.method_options)
 
     def loss(self, Y=None):
         """KL(P || Q) at ``Y`` (default: the current embedding), with Z from
@@ -184,17 +172,13 @@ class GradientDescent:
         from tsne_ops import ops
 
         Y = self.Y if Y is None else Y
-        if self._p_batched is None:
-            p = self.P if self._p_csr is None else self._p_csr
-            return float(ops.tsne_loss(p, Y, dof=self.dof, method=self.method,
-                                       **self.method_options))
-        return float(ops.tsne_loss(self._p_batched, Y[self._tf.newaxis], dof=self.dof,
-                                   method=self.method, **self.method_options)[0])
+        return float(ops.tsne_loss(self._p, Y, dof=self.dof, method=self.method,
+                                   **self.method_options))
 
-    def _run_impl(self, p, n_steps, lr, momentum, exaggeration):
+    def _run_impl(self, n_steps, lr, momentum, exaggeration):
         # Every argument is a tensor: one trace per optimiser.
         tf = self._tf
-        dtype = p.dtype
+        dtype = self.Y.dtype
         lr = tf.cast(lr, dtype)
         mom = tf.cast(momentum, dtype)
         exaggeration = tf.cast(exaggeration, dtype)
@@ -238,7 +222,7 @@ class GradientDescent:
         tf = self._tf
         if learning_rate is not None:
             self.learning_rate = float(learning_rate)
-        kl, grad_norm = self._run(self.P, tf.constant(int(n_steps), tf.int32),
+        kl, grad_norm = self._run(tf.constant(int(n_steps), tf.int32),
                                   tf.constant(self.learning_rate, tf.float64),
                                   tf.constant(float(momentum), tf.float64),
                                   tf.constant(float(exaggeration), tf.float64))
@@ -750,6 +734,10 @@ class TSNE(TransformerMixin, BaseEstimator):
         else:
             opt = GradientDescent(P, Y0.astype(dtype), lr_early, dof, method=self.method_,
                                   max_step_norm=max_step, **options)
+        # The optimiser holds what it needs of P (for the approximate methods
+        # only its CSR view, not P's COO indices), and the data are no longer
+        # needed: neither stays alive through the iterations.
+        del P, X, Y0
         self._optimize(opt, lr_early, lr_late, momentum_early, t0)
         return self.embedding_
 

@@ -128,14 +128,16 @@ __global__ void __launch_bounds__(kThreads)
 template <typename T>
 __global__ void WriteKernel(const int64_t* __restrict__ keys, const double* __restrict__ vals,
                             const double* __restrict__ scale, int64_t nnz, int64_t n,
-                            int64_t* __restrict__ out_indices, T* __restrict__ out_values) {
+                            int index_rank, int64_t* __restrict__ out_indices,
+                            T* __restrict__ out_values) {
   const int64_t e = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (e >= nnz) return;
   const int64_t key = keys[e];
   const int64_t b = key / (n * n), r = key % (n * n);
-  out_indices[3 * e] = b;
-  out_indices[3 * e + 1] = r / n;
-  out_indices[3 * e + 2] = r % n;
+  int64_t* out = out_indices + index_rank * e;
+  if (index_rank == 3) *out++ = b;
+  out[0] = r / n;
+  out[1] = r % n;
   out_values[e] = static_cast<T>(vals[e] * scale[b]);
 }
 
@@ -193,11 +195,11 @@ cudaError_t LaunchKnnJointPrepare(cudaStream_t stream, const int64_t* indices, c
 template <typename T>
 cudaError_t LaunchKnnJointWrite(cudaStream_t stream, int64_t batch, int64_t n, int64_t k,
                                 const void* workspace, int64_t nnz, int64_t* out_indices,
-                                T* out_values) {
+                                T* out_values, int index_rank) {
   if (nnz <= 0) return cudaSuccess;
   Layout l = Carve(const_cast<void*>(workspace), batch, n, k, nullptr);
   WriteKernel<T><<<static_cast<unsigned>(CeilDiv(nnz, kThreads)), kThreads, 0, stream>>>(
-      l.keys_out, l.vals_out, l.scale, nnz, n, out_indices, out_values);
+      l.keys_out, l.vals_out, l.scale, nnz, n, index_rank, out_indices, out_values);
   return cudaGetLastError();
 }
 
@@ -207,7 +209,7 @@ cudaError_t LaunchKnnJointWrite(cudaStream_t stream, int64_t batch, int64_t n, i
                                                 int64_t, int64_t, int64_t, double, double,    \
                                                 int, int64_t*, void*, int64_t*);               \
   template cudaError_t LaunchKnnJointWrite<T>(cudaStream_t, int64_t, int64_t, int64_t,        \
-                                              const void*, int64_t, int64_t*, T*);
+                                              const void*, int64_t, int64_t*, T*, int);
 TSNE_OPS_INSTANTIATE(float)
 TSNE_OPS_INSTANTIATE(double)
 #undef TSNE_OPS_INSTANTIATE

@@ -37,24 +37,29 @@ std::string CheckKnnIndices(const int64_t* indices, int64_t batch, int64_t n, in
                             const char* name, const ParallelFor* parallel_for = nullptr);
 
 // Called once nnz is known; returns false when the output cannot be
-// allocated (the kernel then stops). indices: [nnz, 3] int64, values: [nnz].
+// allocated (the kernel then stops). indices: [nnz, index_rank] int64,
+// values: [nnz].
 template <typename T>
 using SparseAllocator = std::function<bool(int64_t nnz, int64_t** indices, T** values)>;
 
 // Returns false when `allocate` failed. *unconverged (may be nullptr) gets
-// the number of rows that did not reach the perplexity.
+// the number of rows that did not reach the perplexity. index_rank: 3, each
+// entry written (b, i, j); or 2 (batch must be 1), (i, j): the indices of a
+// rank-2 tf.SparseTensor, written as such rather than copied from [nnz, 3].
 template <typename T>
 bool KnnJointProbabilitiesCpu(const int64_t* indices, const T* sq_dist, int64_t batch,
                               int64_t n, int64_t k, double perplexity, double tolerance,
                               int max_iter, const SparseAllocator<T>& allocate,
-                              int64_t* unconverged, const ParallelFor& parallel_for);
+                              int64_t* unconverged, const ParallelFor& parallel_for,
+                              int index_rank = 3);
 
 #ifdef TSNE_OPS_WITH_CUDA
 // Two steps, because nnz is known only after the first. Every pointer is
 // device memory except *nnz. Workspace: KnnJointWorkspaceBytes.
 //   1. LaunchKnnJointPrepare: calibration, symmetrisation into the
 //      workspace; waits for the stream and writes *nnz (host).
-//   2. LaunchKnnJointWrite: writes indices [nnz, 3] and values [nnz].
+//   2. LaunchKnnJointWrite: writes indices [nnz, index_rank] (as the CPU
+//      kernel) and values [nnz].
 template <typename T>
 size_t KnnJointWorkspaceBytes(int64_t batch, int64_t n, int64_t k);
 template <typename T>
@@ -65,7 +70,7 @@ cudaError_t LaunchKnnJointPrepare(cudaStream_t stream, const int64_t* indices,
 template <typename T>
 cudaError_t LaunchKnnJointWrite(cudaStream_t stream, int64_t batch, int64_t n, int64_t k,
                                 const void* workspace, int64_t nnz, int64_t* out_indices,
-                                T* out_values);
+                                T* out_values, int index_rank = 3);
 #endif
 
 }  // namespace kernels

@@ -32,7 +32,8 @@ template <typename T>
 bool KnnJointProbabilitiesCpu(const int64_t* indices, const T* sq_dist, int64_t batch,
                               int64_t n, int64_t k, double perplexity, double tolerance,
                               int max_iter, const SparseAllocator<T>& allocate,
-                              int64_t* unconverged, const ParallelFor& parallel_for) {
+                              int64_t* unconverged, const ParallelFor& parallel_for,
+                              int index_rank) {
   const int64_t rows = batch * n, w = k + 1;
   const int64_t blocks = (rows + w - 1) / w, padded = blocks * w;
   // Placeholder column of row u, and where its neighbour t sits.
@@ -129,9 +130,10 @@ bool KnnJointProbabilitiesCpu(const int64_t* indices, const T* sq_dist, int64_t 
       const double s = scale[b];
       int64_t e = out_ptr[u];
       merge_row(u, [&](int64_t j, double v) {
-        out_indices[3 * e] = b;
-        out_indices[3 * e + 1] = i;
-        out_indices[3 * e + 2] = j;
+        int64_t* out = out_indices + index_rank * e;
+        if (index_rank == 3) *out++ = b;
+        out[0] = i;
+        out[1] = j;
         out_values[e++] = static_cast<T>(v * s);
       });
     }
@@ -142,11 +144,11 @@ bool KnnJointProbabilitiesCpu(const int64_t* indices, const T* sq_dist, int64_t 
 template bool KnnJointProbabilitiesCpu<float>(const int64_t*, const float*, int64_t, int64_t,
                                               int64_t, double, double, int,
                                               const SparseAllocator<float>&, int64_t*,
-                                              const ParallelFor&);
+                                              const ParallelFor&, int);
 template bool KnnJointProbabilitiesCpu<double>(const int64_t*, const double*, int64_t, int64_t,
                                                int64_t, double, double, int,
                                                const SparseAllocator<double>&, int64_t*,
-                                               const ParallelFor&);
+                                               const ParallelFor&, int);
 
 }  // namespace kernels
 }  // namespace tsne_ops

@@ -64,35 +64,51 @@ std::string CheckKnnIndices(const int64_t* indices, int64_t batch, int64_t n, in
 
 namespace {
 
-bool CooInRange(const int64_t* ix, int64_t batch, int64_t n) {
-  return ix[0] >= 0 && ix[0] < batch && ix[1] >= 0 && ix[1] < n && ix[2] >= 0 && ix[2] < n;
+// Entry ix of a COO list of rank 3 (b, i, j) or rank 2 (i, j; batch 0).
+struct CooEntry {
+  int64_t b, i, j;
+};
+
+CooEntry CooAt(const int64_t* indices, int rank, int64_t e) {
+  const int64_t* ix = indices + rank * e;
+  return rank == 3 ? CooEntry{ix[0], ix[1], ix[2]} : CooEntry{0, ix[0], ix[1]};
+}
+
+bool CooInRange(const CooEntry& c, int64_t batch, int64_t n) {
+  return c.b >= 0 && c.b < batch && c.i >= 0 && c.i < n && c.j >= 0 && c.j < n;
+}
+
+// "[b, i, j]" (rank 3) or "[i, j]" (rank 2): an entry or a dense shape as the
+// caller wrote it.
+std::string CooText(const CooEntry& c, int rank) {
+  std::ostringstream m;
+  m << "[";
+  if (rank == 3) m << c.b << ", ";
+  m << c.i << ", " << c.j << "]";
+  return m.str();
 }
 
 // The message for COO entry e, or "" when e is in range and after entry e - 1.
-std::string CooEntryProblem(const int64_t* indices, int64_t e, int64_t batch, int64_t n,
+std::string CooEntryProblem(const int64_t* indices, int rank, int64_t e, int64_t batch, int64_t n,
                             const char* name) {
-  const int64_t* ix = indices + 3 * e;
-  const int64_t lim[3] = {batch, n, n};
-  for (int c = 0; c < 3; ++c) {
-    if (ix[c] < 0 || ix[c] >= lim[c]) {
-      std::ostringstream m;
-      m << name << " indices must lie inside the dense shape [" << batch << ", " << n << ", "
-        << n << "], but entry " << e << " is [" << ix[0] << ", " << ix[1] << ", " << ix[2]
-        << "]";
-      return m.str();
-    }
+  const CooEntry c = CooAt(indices, rank, e);
+  if (!CooInRange(c, batch, n)) {
+    std::ostringstream m;
+    m << name << " indices must lie inside the dense shape " << CooText({batch, n, n}, rank)
+      << ", but entry " << e << " is " << CooText(c, rank);
+    return m.str();
   }
-  const int64_t* pv = ix - 3;
   // Entry e - 1 out of range is its own (earlier) problem.
-  if (e == 0 || !CooInRange(pv, batch, n)) return "";
-  const int64_t flat = (ix[0] * n + ix[1]) * n + ix[2];
-  const int64_t prev = (pv[0] * n + pv[1]) * n + pv[2];
+  if (e == 0) return "";
+  const CooEntry pv = CooAt(indices, rank, e - 1);
+  if (!CooInRange(pv, batch, n)) return "";
+  const int64_t flat = (c.b * n + c.i) * n + c.j;
+  const int64_t prev = (pv.b * n + pv.i) * n + pv.j;
   if (flat <= prev) {
     std::ostringstream m;
     m << name << " must be in canonical row-major order with no duplicates "
-      << "(tf.sparse.reorder, and sum duplicates), but entry " << e << " [" << ix[0] << ", "
-      << ix[1] << ", " << ix[2] << "] " << (flat == prev ? "repeats" : "comes after")
-      << " entry " << e - 1;
+      << "(tf.sparse.reorder, and sum duplicates), but entry " << e << " " << CooText(c, rank)
+      << " " << (flat == prev ? "repeats" : "comes after") << " entry " << e - 1;
     return m.str();
   }
   return "";
@@ -100,9 +116,19 @@ std::string CooEntryProblem(const int64_t* indices, int64_t e, int64_t batch, in
 
 }  // namespace
 
-std::string CooToCsr(const int64_t* indices, int64_t nnz, int64_t batch, int64_t n,
+std::string CooToCsr(const int64_t* indices, int rank, int64_t nnz, int64_t batch, int64_t n,
                      const char* name, int64_t* row_ptr, int64_t* cols,
                      const ParallelFor* parallel_for) {
+  if (rank != 2 && rank != 3) {
+    std::ostringstream m;
+    m << name << " indices must have 2 or 3 columns, but have " << rank;
+    return m.str();
+  }
+  if (rank == 2 && batch != 1) {
+    std::ostringstream m;
+    m << name << " indices of rank 2 (i, j) describe one [n, n] matrix, but batch = " << batch;
+    return m.str();
+  }
   // Entry e starts the rows (row(e - 1), row(e)]: each row_ptr slot has one
   // writer, so ranges of entries run in parallel with no atomics beyond the
   // first bad entry (the smallest over the ranges, so the message is the one
@@ -115,25 +141,27 @@ std::string CooToCsr(const int64_t* indices, int64_t nnz, int64_t batch, int64_t
     // that is then its own, earlier, problem, and -1 keeps the row_ptr writes
     // in bounds).
     int64_t prev_row = -1, prev_flat = -1;
-    if (begin > 0 && CooInRange(indices + 3 * (begin - 1), batch, n)) {
-      const int64_t* pv = indices + 3 * (begin - 1);
-      prev_row = pv[0] * n + pv[1];
-      prev_flat = prev_row * n + pv[2];
+    if (begin > 0) {
+      const CooEntry pv = CooAt(indices, rank, begin - 1);
+      if (CooInRange(pv, batch, n)) {
+        prev_row = pv.b * n + pv.i;
+        prev_flat = prev_row * n + pv.j;
+      }
     }
     for (int64_t e = begin; e < end; ++e) {
-      const int64_t* ix = indices + 3 * e;
-      if (!CooInRange(ix, batch, n)) {
+      const CooEntry c = CooAt(indices, rank, e);
+      if (!CooInRange(c, batch, n)) {
         AtomicMin(&first_bad, e);
         return;
       }
-      const int64_t row = ix[0] * n + ix[1];
-      const int64_t flat = row * n + ix[2];
+      const int64_t row = c.b * n + c.i;
+      const int64_t flat = row * n + c.j;
       if (flat <= prev_flat) {
         AtomicMin(&first_bad, e);
         return;
       }
       for (int64_t r = prev_row + 1; r <= row; ++r) row_ptr[r] = e;
-      cols[e] = ix[2];
+      cols[e] = c.j;
       prev_row = row;
       prev_flat = flat;
     }
@@ -143,8 +171,14 @@ std::string CooToCsr(const int64_t* indices, int64_t nnz, int64_t batch, int64_t
   } else {
     work(0, nnz);
   }
-  if (first_bad.load() < nnz) return CooEntryProblem(indices, first_bad.load(), batch, n, name);
-  const int64_t last_row = nnz == 0 ? -1 : indices[3 * (nnz - 1)] * n + indices[3 * (nnz - 1) + 1];
+  if (first_bad.load() < nnz) {
+    return CooEntryProblem(indices, rank, first_bad.load(), batch, n, name);
+  }
+  int64_t last_row = -1;
+  if (nnz > 0) {
+    const CooEntry c = CooAt(indices, rank, nnz - 1);
+    last_row = c.b * n + c.i;
+  }
   for (int64_t r = last_row + 1; r <= rows; ++r) row_ptr[r] = nnz;
   return "";
 }

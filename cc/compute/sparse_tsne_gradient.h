@@ -29,14 +29,17 @@
 namespace tsne_ops {
 namespace kernels {
 
-// Checks a COO index list [nnz, 3] of (b, i, j) against dense shape
-// [batch, n, n]: every index in range and the list in strictly increasing
-// row-major order (sorted, no duplicates: TensorFlow's canonical order).
-// Returns "" or a message naming `name`, the entry and its value. On success
-// fills row_ptr [batch * n + 1] (absolute offsets) and cols [nnz] (the j).
-// With a parallel_for the entries are checked and copied in parallel; the
-// result (and the message) is the same.
-std::string CooToCsr(const int64_t* indices, int64_t nnz, int64_t batch, int64_t n,
+// Checks a COO index list against dense shape [batch, n, n]: `rank` 3, rows
+// (b, i, j) of a [nnz, 3] list, or `rank` 2, rows (i, j) of a [nnz, 2] list
+// of one [n, n] matrix (batch must be 1; the rank-2 tf.SparseTensor as it is,
+// with no batched copy). Every index in range and the list in strictly
+// increasing row-major order (sorted, no duplicates: TensorFlow's canonical
+// order). Returns "" or a message naming `name`, the entry and its value
+// (written in the list's rank). On success fills row_ptr [batch * n + 1]
+// (absolute offsets) and cols [nnz] (the j). With a parallel_for the entries
+// are checked and copied in parallel; the result (and the message) is the
+// same.
+std::string CooToCsr(const int64_t* indices, int rank, int64_t nnz, int64_t batch, int64_t n,
                      const char* name, int64_t* row_ptr, int64_t* cols,
                      const ParallelFor* parallel_for = nullptr);
 

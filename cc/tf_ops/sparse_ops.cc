@@ -3,7 +3,9 @@
 // elsewhere). Op definitions, shape functions, kernels and registrations. A
 // sparse P travels as the three components of a tf.SparseTensor (indices
 // [nnz, 3] int64 in canonical row-major order, values [nnz], dense_shape [3]
-// = [batch, n, n]); the Python wrappers build and take the tf.SparseTensor.
+// = [batch, n, n]; or, for one matrix, indices [nnz, 2] and dense_shape
+// [n, n], taken as they are); the Python wrappers build and take the
+// tf.SparseTensor.
 // An optimiser that calls the attraction with the same P in every iteration
 // converts P once (SparseCsr) and calls CsrTsneGradientFromRepulsion, which
 // checks the CSR cheaply instead of converting it again. The loss's gradient
@@ -82,44 +84,55 @@ absl::Status DeviceCsrProblem(const int64_t* row_ptr, const int64_t* cols, int64
 }
 #endif
 
-// p's indices [nnz, 3] and dense_shape [3] = [batch, n, n] (square, sizes
-// >= 0, batch n n within int64): batch and n. The COO ops and SparseCsr
-// check p's structure here.
+// p's indices and dense_shape, in either form of a tf.SparseTensor: batched,
+// indices [nnz, 3] (batch, row, column) with dense_shape [3] = [batch, n, n],
+// or one matrix, indices [nnz, 2] (row, column) with dense_shape [2] =
+// [n, n] (batch 1: a rank-2 P as it is, with no batched copy of its
+// indices). Square, sizes >= 0, batch n n within int64. Returns batch and n.
+// Every op that takes p's COO form checks its structure here.
 absl::Status SparsePShape(const Tensor& indices, const Tensor& shape, int64_t* batch,
                           int64_t* n) {
-  if (indices.dims() != 2 || indices.dim_size(1) != 3) {
+  if (indices.dims() != 2 || (indices.dim_size(1) != 3 && indices.dim_size(1) != 2)) {
     return absl::InvalidArgumentError(absl::StrCat(
-        "p indices must be [nnz, 3] (batch, row, column), but have shape ",
-        indices.shape().DebugString()));
+        "p indices must be [nnz, 3] (batch, row, column) or [nnz, 2] (row, column), but have "
+        "shape ", indices.shape().DebugString()));
   }
-  if (shape.dims() != 1 || shape.dim_size(0) != 3) {
+  const int64_t rank = indices.dim_size(1);
+  const char* form = rank == 3 ? "[batch, n, n]" : "[n, n]";
+  if (shape.dims() != 1 || shape.dim_size(0) != rank) {
     return absl::InvalidArgumentError(absl::StrCat(
-        "p dense_shape must be [3] ([batch, n, n]), but has shape ", shape.shape().DebugString()));
+        "p dense_shape must be [", rank, "] (", form, ") to match p indices [nnz, ", rank,
+        "], but has shape ", shape.shape().DebugString()));
   }
   auto ds = shape.vec<int64_t>();
-  if (ds(1) != ds(2)) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "p must be square [batch, n, n], but has dense shape [", ds(0), ", ", ds(1), ", ", ds(2),
-        "]"));
+  const std::string given =
+      rank == 3 ? absl::StrCat("[", ds(0), ", ", ds(1), ", ", ds(2), "]")
+                : absl::StrCat("[", ds(0), ", ", ds(1), "]");
+  const int64_t b = rank == 3 ? ds(0) : 1, rows = ds(rank - 2), cols = ds(rank - 1);
+  if (rows != cols) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("p must be square ", form, ", but has dense shape ", given));
   }
   int64_t size = 0;
-  if (ds(0) < 0 || ds(1) < 0 || __builtin_mul_overflow(ds(0), ds(1), &size) ||
-      __builtin_mul_overflow(size, ds(1), &size)) {
+  if (b < 0 || rows < 0 || __builtin_mul_overflow(b, rows, &size) ||
+      __builtin_mul_overflow(size, rows, &size)) {
     return absl::InvalidArgumentError(absl::StrCat(
-        "p dense_shape must be >= 0 with batch n n < 2^63, but is [", ds(0), ", ", ds(1), ", ",
-        ds(2), "]"));
+        "p dense_shape must be >= 0 with ", rank == 3 ? "batch n n" : "n n", " < 2^63, but is ",
+        given));
   }
-  *batch = ds(0);
-  *n = ds(1);
+  *batch = b;
+  *n = rows;
   return absl::OkStatus();
 }
 
-// p's indices converted to CSR: row_ptr [batch n + 1], cols [nnz] (the
-// canonical-order and range checks of CooToCsr).
+// p's indices (either form, checked by SparsePShape) converted to CSR:
+// row_ptr [batch n + 1], cols [nnz] (the canonical-order and range checks of
+// CooToCsr).
 absl::Status SparsePToCsr(const Tensor& indices, int64_t batch, int64_t n,
                           const kernels::ParallelFor& pf, int64_t* row_ptr, int64_t* cols) {
-  return CheckMessage(kernels::CooToCsr(indices.flat<int64_t>().data(), indices.dim_size(0),
-                                        batch, n, "p", row_ptr, cols, &pf));
+  return CheckMessage(kernels::CooToCsr(indices.flat<int64_t>().data(),
+                                        static_cast<int>(indices.dim_size(1)),
+                                        indices.dim_size(0), batch, n, "p", row_ptr, cols, &pf));
 }
 
 // The embedding y [batch, n, d] of a sparse gradient op: n >= 2, d >= 1.
@@ -238,15 +251,22 @@ REGISTER_OP("TSNE>KnnJointProbabilities")
     .Attr("perplexity: float")
     .Attr("tolerance: float = 1e-5")
     .Attr("max_iter: int = 200")
+    .Attr("index_rank: int = 3")
     .SetShapeFn([](InferenceContext* c) {
       ShapeHandle idx, d2;
       TF_RETURN_IF_ERROR(c->WithRank(c->input(0), 3, &idx));
       TF_RETURN_IF_ERROR(c->WithRank(c->input(1), 3, &d2));
       TF_RETURN_IF_ERROR(c->Merge(idx, d2, &idx));
+      int64_t rank = 3;
+      TF_RETURN_IF_ERROR(c->GetAttr("index_rank", &rank));
+      if (rank != 2 && rank != 3) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("index_rank must be 2 or 3, but is ", rank));
+      }
       DimensionHandle nnz = c->UnknownDim();
-      c->set_output(0, c->MakeShape({nnz, 3}));
+      c->set_output(0, c->MakeShape({nnz, rank}));
       c->set_output(1, c->MakeShape({nnz}));
-      c->set_output(2, c->MakeShape({3}));
+      c->set_output(2, c->MakeShape({rank}));
       return absl::OkStatus();
     })
     .Doc(R"doc(
@@ -261,12 +281,15 @@ canonical row-major order over the union of the graph and its transpose.
 
 indices: [batch, n, k] int64 neighbours of each point (distinct, not itself).
 sq_distances: [batch, n, k] their squared distances (finite, >= 0).
-p_indices: [nnz, 3] (batch, row, column).
+p_indices: [nnz, 3] (batch, row, column); [nnz, 2] (row, column) with
+  index_rank 2.
 p_values: [nnz].
-p_dense_shape: [batch, n, n].
+p_dense_shape: [batch, n, n]; [n, n] with index_rank 2.
 perplexity: the target perplexity, in (0, k).
 tolerance: entropy tolerance, nats.
 max_iter: the most search steps per row.
+index_rank: 3, or 2 for batch 1: the components of a rank-2 SparseTensor,
+  written as such (no [nnz, 3] list to slice).
 )doc");
 
 REGISTER_OP("TSNE>SparseTsneGradient")
@@ -297,9 +320,10 @@ The same quantities as TsneGradient on the dense P: attraction over P's
 stored entries (row by row, O(nnz d)), repulsion and Z over every pair in
 tiles (O(n^2 d) time, O(n d) memory). Stored diagonal entries are ignored.
 
-p_indices: [nnz, 3] int64, canonical row-major order, no duplicates.
+p_indices: [nnz, 3] int64 (batch, row, column), or [nnz, 2] (row, column) for
+  batch 1; canonical row-major order, no duplicates.
 p_values: [nnz] joint probabilities (finite, >= 0).
-p_dense_shape: [batch, n, n].
+p_dense_shape: [batch, n, n], or [n, n] with [nnz, 2] indices.
 y: [batch, n, d] embedding.
 exaggeration: scalar, multiplies the attractive term, > 0.
 dof: scalar, degrees of freedom of the Student-t kernel, > 0.
@@ -327,9 +351,10 @@ REGISTER_OP("TSNE>SparseTsneLoss")
 The t-SNE loss KL(P || Q) per batch for a sparse P. Differentiable in y (the
 gradient runs SparseTsneGradient), not in p.
 
-p_indices: [nnz, 3] int64, canonical row-major order, no duplicates.
+p_indices: [nnz, 3] int64 (batch, row, column), or [nnz, 2] (row, column) for
+  batch 1; canonical row-major order, no duplicates.
 p_values: [nnz] joint probabilities (finite, >= 0).
-p_dense_shape: [batch, n, n].
+p_dense_shape: [batch, n, n], or [n, n] with [nnz, 2] indices.
 y: [batch, n, d] embedding.
 dof: scalar, degrees of freedom of the Student-t kernel, > 0.
 kl: [batch].
@@ -379,9 +404,10 @@ interpolation, Barnes-Hut): grad = (2 (a + 1) / a) (exaggeration A - s R / Z),
 kl = sum p log p - sum p log w + s log Z. Given the exact R and Z, the result
 equals SparseTsneGradient's.
 
-p_indices: [nnz, 3] int64, canonical row-major order, no duplicates.
+p_indices: [nnz, 3] int64 (batch, row, column), or [nnz, 2] (row, column) for
+  batch 1; canonical row-major order, no duplicates.
 p_values: [nnz] joint probabilities (finite, >= 0).
-p_dense_shape: [batch, n, n].
+p_dense_shape: [batch, n, n], or [n, n] with [nnz, 2] indices.
 y: [batch, n, d] embedding.
 repulsion: [batch, n, d], R_i = sum_{j != i} w_ij u_ij (y_i - y_j) (finite).
 z: [batch], Z = sum_{i != j} w_ij (finite, > 0).
@@ -401,8 +427,12 @@ REGISTER_OP("TSNE>SparseCsr")
     .SetShapeFn([](InferenceContext* c) {
       ShapeHandle idx, shape;
       TF_RETURN_IF_ERROR(c->WithRank(c->input(0), 2, &idx));
-      DimensionHandle three;
-      TF_RETURN_IF_ERROR(c->WithValue(c->Dim(idx, 1), 3, &three));
+      const DimensionHandle rank = c->Dim(idx, 1);
+      if (c->ValueKnown(rank) && c->Value(rank) != 2 && c->Value(rank) != 3) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "p indices must be [nnz, 3] (batch, row, column) or [nnz, 2] (row, column), but "
+            "have ", c->Value(rank), " columns"));
+      }
       TF_RETURN_IF_ERROR(c->WithRank(c->input(1), 1, &shape));
       c->set_output(0, c->Vector(c->UnknownDim()));
       c->set_output(1, c->Vector(c->Dim(idx, 0)));
@@ -412,10 +442,13 @@ REGISTER_OP("TSNE>SparseCsr")
 The CSR view of a sparse P, for CsrTsneGradientFromRepulsion: built once
 when P serves many calls (an optimiser's iterations), where the COO ops
 check and convert P's indices in every call. Checked as the COO ops check
-p (in range, canonical row-major order, no duplicates). Not differentiable.
+p (in range, canonical row-major order, no duplicates). Takes either form of
+a tf.SparseTensor: batched, or one [n, n] matrix (rank-2 indices, read as
+they are: no batched copy). Not differentiable.
 
-p_indices: [nnz, 3] int64, canonical row-major order, no duplicates.
-p_dense_shape: [batch, n, n].
+p_indices: [nnz, 3] int64 (batch, row, column), or [nnz, 2] (row, column) for
+  one [n, n] matrix; canonical row-major order, no duplicates.
+p_dense_shape: [batch, n, n], or [n, n] with [nnz, 2] indices (batch 1).
 row_ptr: [batch * n + 1] int64, row u = b * n + i holds entries
   [row_ptr[u], row_ptr[u + 1]) (absolute offsets; row_ptr[0] = 0,
   row_ptr[batch * n] = nnz).
@@ -466,6 +499,10 @@ class KnnJointProbabilitiesOp : public OpKernel {
  public:
   explicit KnnJointProbabilitiesOp(OpKernelConstruction* ctx) : OpKernel(ctx) {
     OP_REQUIRES_OK(ctx, search_.Read(ctx));
+    OP_REQUIRES_OK(ctx, ctx->GetAttr("index_rank", &index_rank_));
+    OP_REQUIRES(ctx, index_rank_ == 2 || index_rank_ == 3,
+                absl::InvalidArgumentError(
+                    absl::StrCat("index_rank must be 2 or 3, but is ", index_rank_)));
   }
 
   void Compute(OpKernelContext* ctx) override {
@@ -476,6 +513,10 @@ class KnnJointProbabilitiesOp : public OpKernel {
     OP_REQUIRES_OK(ctx, CheckRank(d2, 3, "sq_distances", "[batch, n, k]"));
     OP_REQUIRES_OK(ctx, CheckMessage(kernels::CheckKnnShapes(Dims(idx), Dims(d2))));
     const int64_t batch = idx.dim_size(0), n = idx.dim_size(1), k = idx.dim_size(2);
+    OP_REQUIRES(ctx, index_rank_ == 3 || batch == 1,
+                absl::InvalidArgumentError(absl::StrCat(
+                    "index_rank 2 writes one [n, n] matrix, so indices must be [1, n, k], but "
+                    "have shape ", idx.shape().DebugString())));
     OP_REQUIRES_OK(ctx, CheckMessage(kernels::CheckKnnPerplexity(search_.perplexity, k)));
     // indices stay on the host on every device (HostMemory): they are checked
     // here, and nnz must be known on the host to allocate the outputs.
@@ -483,11 +524,11 @@ class KnnJointProbabilitiesOp : public OpKernel {
     OP_REQUIRES_OK(ctx, CheckMessage(kernels::CheckKnnIndices(idx.flat<int64_t>().data(), batch,
                                                               n, k, "indices", &pf)));
     Tensor* shape_out = nullptr;
-    OP_REQUIRES_OK(ctx, ctx->allocate_output(2, TensorShape({3}), &shape_out));
+    OP_REQUIRES_OK(ctx, ctx->allocate_output(2, TensorShape({index_rank_}), &shape_out));
     auto so = shape_out->vec<int64_t>();
-    so(0) = batch;
-    so(1) = n;
-    so(2) = n;
+    if (index_rank_ == 3) so(0) = batch;
+    so(index_rank_ - 2) = n;
+    so(index_rank_ - 1) = n;
     int64_t unconverged = 0;
     if constexpr (kCpu) {
       OP_REQUIRES_OK(ctx, CheckMessage(kernels::CheckNonNegativeFinite<T>(
@@ -496,7 +537,7 @@ class KnnJointProbabilitiesOp : public OpKernel {
       kernels::SparseAllocator<T> allocate = [&](int64_t nnz, int64_t** ip, T** vp) {
         Tensor* it = nullptr;
         Tensor* vt = nullptr;
-        alloc_status = ctx->allocate_output(0, TensorShape({nnz, 3}), &it);
+        alloc_status = ctx->allocate_output(0, TensorShape({nnz, index_rank_}), &it);
         if (alloc_status.ok()) alloc_status = ctx->allocate_output(1, TensorShape({nnz}), &vt);
         if (!alloc_status.ok()) return false;
         *ip = it->flat<int64_t>().data();
@@ -505,7 +546,8 @@ class KnnJointProbabilitiesOp : public OpKernel {
       };
       kernels::KnnJointProbabilitiesCpu<T>(idx.flat<int64_t>().data(), d2.flat<T>().data(),
                                            batch, n, k, search_.perplexity, search_.tolerance,
-                                           search_.max_iter, allocate, &unconverged, pf);
+                                           search_.max_iter, allocate, &unconverged, pf,
+                                           static_cast<int>(index_rank_));
       OP_REQUIRES_OK(ctx, alloc_status);
     } else {
 #ifdef TSNE_OPS_WITH_CUDA
@@ -534,11 +576,12 @@ class KnnJointProbabilitiesOp : public OpKernel {
                                      "KnnJointProbabilities (count)"));
       Tensor* it = nullptr;
       Tensor* vt = nullptr;
-      OP_REQUIRES_OK(ctx, ctx->allocate_output(0, TensorShape({nnz, 3}), &it));
+      OP_REQUIRES_OK(ctx, ctx->allocate_output(0, TensorShape({nnz, index_rank_}), &it));
       OP_REQUIRES_OK(ctx, ctx->allocate_output(1, TensorShape({nnz}), &vt));
       OP_REQUIRES_OK(ctx, CudaStatus(kernels::LaunchKnnJointWrite<T>(
                                          stream, batch, n, k, ws, nnz,
-                                         it->flat<int64_t>().data(), vt->flat<T>().data()),
+                                         it->flat<int64_t>().data(), vt->flat<T>().data(),
+                                         static_cast<int>(index_rank_)),
                                      "KnnJointProbabilities"));
 #endif
     }
@@ -552,6 +595,7 @@ class KnnJointProbabilitiesOp : public OpKernel {
 
  private:
   PerplexitySearchAttrs search_;
+  int64_t index_rank_ = 3;
 };
 
 template <typename Device, typename T, bool LossOnly>
