@@ -39,7 +39,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 from bench_knn import gaussian_mixture  # noqa: E402
-from bench_scaling import LABELS, METHODS  # noqa: E402
+from bench_scaling import FLOOR_N, LABELS, MEMORY_FLOOR_GIB, METHODS  # noqa: E402
 from suite import _reset_peak, _status_kib, machine_info  # noqa: E402
 
 
@@ -116,7 +116,26 @@ def markdown_table(report):
             lines.append(f"| {s['from']} -> {s['to']} | {s['peak_mib']:.0f} | {s['rss_end_mib']:.0f} "
                          f"| {s['s']:.1f} |")
         lines.append("")
+    line = extrapolation(report)
+    if line:
+        lines.append(line)
     return "\n".join(lines)
+
+
+def extrapolation(report, to_n=FLOOR_N):
+    """The line through the whole-process peaks of the largest two tsne_ops
+    sizes run, read at ``to_n`` points (memory grows linearly in N on the
+    sparse path: every array is O(N k)); "" with fewer than two sizes."""
+    pts = sorted((r["n"], r["peak_rss_mib"]) for r in report["rows"]
+                 if r["method"] == "tsne_ops" and r["status"] == "ok")
+    if len(pts) < 2 or pts[-1][0] >= to_n:
+        return ""
+    (n0, m0), (n1, m1) = pts[-2:]
+    slope = (m1 - m0) / (n1 - n0)
+    at = m1 + slope * (to_n - n1)
+    return (f"Linear in N through {n0:,} and {n1:,} points: {slope * 1e5:.0f} MiB per 100,000 points, "
+            f"so about {at / 1024:.1f} GiB at {to_n:,} points (an extrapolation; issue 16's floor is "
+            f"{MEMORY_FLOOR_GIB:g} GiB).")
 
 
 def main():

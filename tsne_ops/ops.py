@@ -308,9 +308,10 @@ def _check_method(method, options=None):
 # P's CSR view for the approximate methods, built once by ``_sparse_csr``
 # when P serves many calls (GradientDescent's iterations): row_ptr
 # [B * N + 1] and cols [nnz] (SparseCsr), P's values, P's dense_shape
-# ([B, N, N], or [N, N] when P was rank 2), batched (False when P was rank 2: results then lose the batch axis), and
-# the cache of one method for the calls of a loop (``(method, cache)`` from
-# the method's ``make_cache``, or None).
+# ([B, N, N], or [N, N] when P was rank 2), batched (False when P was rank
+# 2: results then lose the batch axis), and the cache of one method for the
+# calls of a loop (``(method, cache)`` from the method's ``make_cache``, or
+# None).
 _SparseCsr = collections.namedtuple("_SparseCsr", "row_ptr cols values dense_shape batched cache",
                                     defaults=(None,))
 
