@@ -77,7 +77,7 @@ def test_group_affinities_puts_the_blocks_on_the_diagonal():
 def test_global_default_trains_and_batch_stays_an_option(tmp_path):
     X, y = datasets.load_digits(n=900)
     Xtr, ytr, Xte, yte = X[:700], y[:700], X[700:], y[700:]
-    assert ParametricTSNE().training_schedule() == (125, 8)
+    assert ParametricTSNE().training_schedule() == (125, 40)
     assert ParametricTSNE(affinities="batch").training_schedule() == (1000, 50)
     assert ParametricTSNE(batch_size=7, epochs=3).training_schedule() == (7, 3)
     model = ParametricTSNE(batch_size=175, epochs=6, learning_rate=2e-3, random_state=0)

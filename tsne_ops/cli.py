@@ -164,9 +164,10 @@ def build_parser():
                        help="degrees of freedom of the Student-t in Q (default: the "
                             "estimator's, max(d - 1, 1) as scikit-learn; below 1 gives heavier "
                             "tails, tighter clusters)")
-        p.add_argument("--lr-schedule", default="constant", choices=("constant", "cosine"),
+        p.add_argument("--lr-schedule", default=None, choices=("constant", "cosine"),
                        help="cases B-E: Adam's rate constant or decayed to zero over the epochs "
-                            "with a cosine (default constant)")
+                            "with a cosine (default: the estimator's, cosine with the global P, "
+                            "constant with --affinities batch)")
         p.add_argument("--seed", type=int, default=0)
         p.add_argument("--frames", type=_positive_int, default=40,
                        help="most frames in the animation (default 40)")
@@ -245,7 +246,7 @@ def _given(**options):
     return {name: value for name, value in options.items() if value is not None}
 
 
-def _model(args, case, parametric, n_samples):
+def _model(args, case, parametric):
     """The case's estimator, unfitted, with the options the user gave."""
     common = _given(perplexity=args.perplexity, dof=args.dof,
                     learning_rate=args.learning_rate,
@@ -257,7 +258,6 @@ def _model(args, case, parametric, n_samples):
                     **_given(max_iter=args.max_iter, method=args.method,
                              early_exaggeration_iter=args.early_exaggeration_iter))
     from tsne_ops.parametric import ParametricTSNE
-    from tsne_ops.parametric_model import cosine_adam
 
     model = ParametricTSNE(n_components=case["n_components"], encoder=case["encoder"],
                            random_state=args.seed, deskew=args.deskew, **common,
@@ -265,17 +265,15 @@ def _model(args, case, parametric, n_samples):
                                     affinities=args.affinities,
                                     early_exaggeration_epochs=args.early_exaggeration_epochs,
                                     shift_augmentation=args.shift_augmentation,
-                                    neighbor_mixup=args.neighbor_mixup))
-    if args.lr_schedule == "cosine":
-        batch_size, epochs = model.training_schedule()
-        model.set_params(optimizer=cosine_adam(model.learning_rate, epochs, n_samples, batch_size))
+                                    neighbor_mixup=args.neighbor_mixup,
+                                    lr_schedule=args.lr_schedule))
     return model
 
 
 def _fit(args, case, parametric, X):
     """Fit the case's model; returns (model, embedding, frames, seconds)."""
     t0 = time.time()
-    model = _model(args, case, parametric, len(X))
+    model = _model(args, case, parametric)
     if parametric:
         epochs = model.training_schedule()[1]
         progress = _Progress(epochs, "epoch", args.quiet, args.frames)
@@ -341,7 +339,7 @@ def run(args, compare=False):
                       early_exaggeration=model.early_exaggeration,
                       early_exaggeration_epochs=model.early_exaggeration_epochs_,
                       shift_augmentation=model.shift_augmentation,
-                      neighbor_mixup=model.neighbor_mixup, lr_schedule=args.lr_schedule,
+                      neighbor_mixup=model.neighbor_mixup, lr_schedule=model.lr_schedule or model._defaults()["lr_schedule"],
                       final_batch_kl=model.kl_divergence_)
     else:
         result.update(max_iter=model.max_iter, n_iter=model.n_iter_, method=model.method_,

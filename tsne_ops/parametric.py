@@ -56,11 +56,16 @@ _AFFINITIES = ("global", "batch")
 # batch_size (heads per step) and epochs chosen on a validation split of
 # MNIST (benchmarks/results/parametric_global.jsonl, docs/parametric_global.md).
 _TAILS_PER_HEAD = 3
-_DEFAULTS = {"global": dict(batch_size=125, epochs=8), "batch": dict(batch_size=1000, epochs=50)}
-# encoder='conv': two stride-2 convolutions under van der Maaten's dense
-# layers. On MNIST this beats both the dense network and the pooled CNN with
-# one 256-unit layer (conv_encoder's defaults); see docs/parametric_mnist.md.
-_CONV_DENSE_UNITS = (500, 500, 2000)
+# Per affinities: heads (or points) per step, epochs, the learning-rate
+# schedule and the widths of the built-in encoders' dense layers. 'global':
+# chosen on a validation split of all 60,000 MNIST training images
+# (docs/parametric_global.md); 'batch': van der Maaten's 500-500-2000 layers
+# and a constant rate (docs/parametric_mnist.md).
+_DEFAULTS = {"global": dict(batch_size=125, epochs=40, lr_schedule="cosine",
+                            dense_units=(256, 256, 1024)),
+             "batch": dict(batch_size=1000, epochs=50, lr_schedule="constant",
+                           dense_units=(500, 500, 2000))}
+_LR_SCHEDULES = ("constant", "cosine")
 
 
 def _shared_seed(strategy):
@@ -113,11 +118,13 @@ class ParametricTSNE(TransformerMixin, BaseEstimator):
         in van der Maaten (2009); it sees only the neighbourhoods inside a
         batch.
     encoder : 'dense', 'conv' or keras.Model, default='dense'
-        'dense': van der Maaten's D-500-500-2000-d network. 'conv': a CNN
-        over images of ``image_shape``, two stride-2 convolutions (32 5x5,
-        64 3x3) under the same 500-500-2000 dense layers
-        (``conv_encoder(image_shape, d, strided=True,
-        dense_units=(500, 500, 2000))``). A Keras model is used as given
+        'dense': a D-256-256-1024-d ReLU network with ``affinities='global'``
+        (a quarter of the cost of van der Maaten's D-500-500-2000-d, which
+        reaches no better in the same time: docs/parametric_global.md), that
+        500-500-2000 network with ``affinities='batch'``. 'conv': a CNN over
+        images of ``image_shape``, two stride-2 convolutions (32 5x5, 64 3x3)
+        under the same dense layers (``conv_encoder(image_shape, d,
+        strided=True, dense_units=...)``). A Keras model is used as given
         (input: the rows of X as passed to fit; output: [batch, n_components]).
     image_shape : (int, int) or None
         For ``encoder='conv'``: None takes it from 3-D/4-D input ([N, H, W] or
@@ -128,11 +135,15 @@ class ParametricTSNE(TransformerMixin, BaseEstimator):
         times as many points go through the encoder). None: 125 for
         ``'global'``, 1000 for ``'batch'`` (``batch_size_``).
     epochs : int or None, default=None
-        Passes over the training points (as heads with ``'global'``). None: 8
+        Passes over the training points (as heads with ``'global'``). None: 40
         for ``'global'``, 50 for ``'batch'`` (``epochs_``).
     optimizer : str or keras optimizer, default='adam'
     learning_rate : float, default=1e-3
         Used when ``optimizer`` is a string.
+    lr_schedule : 'constant', 'cosine' or None, default=None
+        Used when ``optimizer`` is a string: the rate stays ``learning_rate``,
+        or decays from it to zero along a cosine over the steps of the fit.
+        None: 'cosine' for ``'global'``, 'constant' for ``'batch'``.
     dof : float or None, default=None
         Student-t degrees of freedom; None is max(n_components - 1, 1).
     early_exaggeration : float, default=1.0
@@ -219,7 +230,8 @@ class ParametricTSNE(TransformerMixin, BaseEstimator):
 
     def __init__(self, n_components=2, *, perplexity=30.0, affinities="global", encoder="dense",
                  image_shape=None,
-                 batch_size=None, epochs=None, optimizer="adam", learning_rate=1e-3, dof=None,
+                 batch_size=None, epochs=None, optimizer="adam", learning_rate=1e-3,
+                 lr_schedule=None, dof=None,
                  early_exaggeration=1.0, early_exaggeration_epochs=None, shift_augmentation=0,
                  neighbor_mixup=0.0, deskew=False, standardize=True, random_state=None, verbose=0,
                  callback=None, callback_every=1, callback_samples=2000, strategy=None):
@@ -232,6 +244,7 @@ class ParametricTSNE(TransformerMixin, BaseEstimator):
         self.epochs = epochs
         self.optimizer = optimizer
         self.learning_rate = learning_rate
+        self.lr_schedule = lr_schedule
         self.dof = dof
         self.early_exaggeration = early_exaggeration
         self.early_exaggeration_epochs = early_exaggeration_epochs
@@ -271,6 +284,9 @@ class ParametricTSNE(TransformerMixin, BaseEstimator):
             raise _bad("optimizer", self.optimizer, "a Keras optimizer or its name")
         if not _is_real(self.learning_rate) or not self.learning_rate > 0:
             raise _bad("learning_rate", self.learning_rate, "a number > 0")
+        if self.lr_schedule is not None and (not isinstance(self.lr_schedule, str)
+                                             or self.lr_schedule not in _LR_SCHEDULES):
+            raise _bad("lr_schedule", self.lr_schedule, "'constant', 'cosine' or None")
         if self.dof is not None and (not _is_real(self.dof) or not self.dof > 0
                                      or not math.isfinite(self.dof)):
             raise _bad("dof", self.dof, "a finite number > 0 or None")
@@ -355,17 +371,20 @@ class ParametricTSNE(TransformerMixin, BaseEstimator):
             raise ValueError(f"image_shape={shape} does not match {n_features} features per sample")
         return shape
 
+    def _defaults(self):
+        return _DEFAULTS.get(self.affinities, _DEFAULTS["global"])
+
     def _build_encoder(self, X):
         n_features = X.shape[1]
         mean, scale = input_standardization(X) if self.standardize else (None, None)
+        units = self._defaults()["dense_units"]
         if self.encoder == "dense":
-            return dense_encoder(n_features, self.n_components, input_mean=mean,
+            return dense_encoder(n_features, self.n_components, hidden=units, input_mean=mean,
                                  input_scale=scale)
         if self.encoder == "conv":
             self.image_shape_ = self._resolve_image_shape(n_features)
             return conv_encoder(self.image_shape_, self.n_components, strided=True,
-                                dense_units=_CONV_DENSE_UNITS, input_mean=mean,
-                                input_scale=scale)
+                                dense_units=units, input_mean=mean, input_scale=scale)
         encoder = self.encoder
         out = encoder.output_shape if hasattr(encoder, "output_shape") else None
         if out is not None and out[-1] != self.n_components:
@@ -377,15 +396,21 @@ class ParametricTSNE(TransformerMixin, BaseEstimator):
         """``(batch_size, epochs)`` as ``fit`` uses them: the given values, or the
         defaults of the ``affinities`` (for a learning-rate schedule:
         ``cosine_adam(rate, epochs, n_samples, batch_size)``)."""
-        defaults = _DEFAULTS.get(self.affinities, _DEFAULTS["global"])
+        defaults = self._defaults()
         return (defaults["batch_size"] if self.batch_size is None else int(self.batch_size),
                 defaults["epochs"] if self.epochs is None else int(self.epochs))
 
-    def _make_optimizer(self):
+    def _make_optimizer(self, steps):
+        """The optimizer of a fit of ``steps`` training steps: ``optimizer`` as
+        given, or the named one at ``learning_rate`` on ``lr_schedule``."""
         if isinstance(self.optimizer, str):
+            rate = float(self.learning_rate)
+            schedule = self.lr_schedule or self._defaults()["lr_schedule"]
+            if schedule == "cosine":
+                rate = keras.optimizers.schedules.CosineDecay(rate, decay_steps=max(1, steps))
             try:
                 return keras.optimizers.get({"class_name": self.optimizer,
-                                             "config": {"learning_rate": float(self.learning_rate)}})
+                                             "config": {"learning_rate": rate}})
             except ValueError:
                 raise ValueError(f"optimizer must be a Keras optimizer or its name, "
                                  f"got optimizer={self.optimizer!r}") from None
@@ -456,7 +481,8 @@ class ParametricTSNE(TransformerMixin, BaseEstimator):
                               neighbor_mixup=float(self.neighbor_mixup),
                               image_shape=shift_shape, training_p=self.affinities,
                               name="parametric_tsne")
-            model.compile(optimizer=self._make_optimizer(), jit_compile=False)
+            model.compile(optimizer=self._make_optimizer(epochs * max(1, n // batch)),
+                          jit_compile=False)
 
         if self.affinities == "global":
             # _sampler_options: EdgeSampler's other settings, for the
