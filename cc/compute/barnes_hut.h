@@ -62,10 +62,17 @@ std::string CheckBarnesHutResult(const T* repulsion, const T* z, int64_t batch, 
                                  int64_t d);
 
 // y [batch, n, d] finite, n >= 1, d in {1, 2, 3} (checked by the caller).
-// repulsion [batch, n, d] and z [batch] are written.
-template <typename T>
-void BarnesHutRepulsionCpu(const T* y, int64_t batch, int64_t n, int64_t d, double dof,
-                           double angle, T* repulsion, T* z, const ParallelFor& parallel_for);
+// repulsion [batch, n, d] and z [batch] are written. Compiled per instruction
+// set (cpu_isa.h); the public entry point dispatches.
+#define TSNE_OPS_BARNES_HUT_CPU_DECLS                                                  \
+  template <typename T>                                                                \
+  void BarnesHutRepulsionCpu(const T* y, int64_t batch, int64_t n, int64_t d, double dof, \
+                             double angle, T* repulsion, T* z,                         \
+                             const ParallelFor& parallel_for);
+
+TSNE_OPS_BARNES_HUT_CPU_DECLS
+namespace baseline { TSNE_OPS_BARNES_HUT_CPU_DECLS }
+namespace avx2 { TSNE_OPS_BARNES_HUT_CPU_DECLS }
 
 }  // namespace kernels
 }  // namespace tsne_ops
