@@ -10,20 +10,26 @@
 //
 // The approximation (Barnes & Hut 1986; van der Maaten 2014): the points of a
 // batch element go into a 2^d-ary tree of cubic cells (binary in 1D, quadtree
-// in 2D, octree in 3D). For point i, a cell of width w whose centre of mass is
-// at distance r is summarised when w / (r - delta) < angle, otherwise its
-// children are visited. That is scikit-learn's criterion w / r < angle, made
-// safe for cells whose centre of mass lies off their centre (delta = the
-// distance between the two; Barnes 1994): a point near such a cell's far
-// corner is not summarised with it. A summarised cell acts through its
-// count and centre of mass plus its second moment (the quadrupole term of
-// the expansion of the kernel about the centre of mass; the first-order
-// term vanishes there): the error is O(angle^3), about 1e-3 relative at
-// angle 0.5 where the monopole alone is about 1e-2. angle = 0 visits every
-// leaf: the exact sums, to rounding.
+// in 2D, octree in 3D), split until a cell holds at most 32 points (a leaf,
+// whose points are summed one by one). The tree is walked once per group of
+// targets (a cell of at most 128 points; Barnes 1990). A cell whose points
+// span a box of longest side w, with its centre of mass at distance r from
+// the group's bounding box, is summarised when w / (r - delta) < angle,
+// otherwise its children are visited. That is scikit-learn's criterion
+// w / r < angle, made safe for cells whose centre of mass lies off the
+// centre of their box (delta = the distance between the two; Barnes 1994),
+// and since r is the shortest distance from any target of the group, a cell
+// summarised for the group is one each of its points would have summarised
+// alone. A summarised cell acts through its count and centre of mass plus
+// its second moment (the quadrupole term of the expansion of the kernel
+// about the centre of mass; the first-order term vanishes there): the error
+// is O(angle^3), a few 1e-4 relative at angle 0.5 on clustered embeddings
+// where the monopole alone is about 1e-2. angle = 0 visits every leaf: the
+// exact sums, to rounding.
 //
-// Self-interaction is excluded exactly: a cell that contains i is never
-// summarised, and in i's own leaf only the other points count.
+// Self-interaction is excluded exactly: a cell that overlaps i's group is
+// never summarised, and inside the group the other points are summed
+// exactly, j != i by index.
 //
 // Duplicates: a cell whose points all coincide is not split (it is a leaf of
 // `count` bodies at one place), and no cell is split below depth
@@ -31,10 +37,11 @@
 // resolution relative to the root): the tree's depth is bounded whatever the
 // data, and all-identical points make a one-leaf tree.
 //
-// Everything is computed in double. The tree is built serially; the points'
-// traversals run in parallel, each writing its own row, and Z is reduced
+// Everything is computed in double. The tree is built serially; the groups'
+// walks run in parallel, each writing its own points' rows, and Z is reduced
 // serially in point order: the result is bit-identical whatever the thread
-// count.
+// count (it depends on the SIMD width of the build, like every kernel
+// compiled per instruction set).
 #ifndef TSNE_OPS_CC_COMPUTE_BARNES_HUT_H_
 #define TSNE_OPS_CC_COMPUTE_BARNES_HUT_H_
 
@@ -62,10 +69,17 @@ std::string CheckBarnesHutResult(const T* repulsion, const T* z, int64_t batch, 
                                  int64_t d);
 
 // y [batch, n, d] finite, n >= 1, d in {1, 2, 3} (checked by the caller).
-// repulsion [batch, n, d] and z [batch] are written.
-template <typename T>
-void BarnesHutRepulsionCpu(const T* y, int64_t batch, int64_t n, int64_t d, double dof,
-                           double angle, T* repulsion, T* z, const ParallelFor& parallel_for);
+// repulsion [batch, n, d] and z [batch] are written. Compiled per instruction
+// set (cpu_isa.h); the public entry point dispatches.
+#define TSNE_OPS_BARNES_HUT_CPU_DECLS                                                  \
+  template <typename T>                                                                \
+  void BarnesHutRepulsionCpu(const T* y, int64_t batch, int64_t n, int64_t d, double dof, \
+                             double angle, T* repulsion, T* z,                         \
+                             const ParallelFor& parallel_for);
+
+TSNE_OPS_BARNES_HUT_CPU_DECLS
+namespace baseline { TSNE_OPS_BARNES_HUT_CPU_DECLS }
+namespace avx2 { TSNE_OPS_BARNES_HUT_CPU_DECLS }
 
 }  // namespace kernels
 }  // namespace tsne_ops

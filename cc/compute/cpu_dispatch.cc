@@ -1,6 +1,7 @@
 // Public CPU entry points: each forwards to the AVX2+FMA build of the kernel
 // when the processor has it, else to the baseline build.
 #include "cc/compute/affinities.h"
+#include "cc/compute/barnes_hut.h"
 #include "cc/compute/common.h"
 #include "cc/compute/distances.h"
 #include "cc/compute/sparse_tsne_gradient.h"
@@ -68,6 +69,13 @@ void SparseTsneGradientFromRepulsionCpu(const int64_t* row_ptr, const int64_t* c
                     d, options, repulsion, z, grad, kl, parallel_for, first_bad_entry);
 }
 
+template <typename T>
+void BarnesHutRepulsionCpu(const T* y, int64_t batch, int64_t n, int64_t d, double dof,
+                           double angle, T* repulsion, T* z, const ParallelFor& parallel_for) {
+  TSNE_OPS_DISPATCH(BarnesHutRepulsionCpu, y, batch, n, d, dof, angle, repulsion, z,
+                    parallel_for);
+}
+
 #undef TSNE_OPS_DISPATCH
 
 #define TSNE_OPS_INSTANTIATE(T)                                                              \
@@ -87,7 +95,9 @@ void SparseTsneGradientFromRepulsionCpu(const int64_t* row_ptr, const int64_t* c
                                          T*, T*, const ParallelFor&);                   \
   template void SparseTsneGradientFromRepulsionCpu<T>(                                      \
       const int64_t*, const int64_t*, const T*, const T*, int64_t, int64_t, int64_t,        \
-      const TsneGradientOptions&, const T*, const T*, T*, T*, const ParallelFor&, int64_t*);
+      const TsneGradientOptions&, const T*, const T*, T*, T*, const ParallelFor&, int64_t*); \
+  template void BarnesHutRepulsionCpu<T>(const T*, int64_t, int64_t, int64_t, double, double, \
+                                         T*, T*, const ParallelFor&);
 TSNE_OPS_INSTANTIATE(float)
 TSNE_OPS_INSTANTIATE(double)
 #undef TSNE_OPS_INSTANTIATE

@@ -201,6 +201,9 @@ static inline vd Exp(vd x) {
   x = x > hi ? hi : x;
   const vd magic = Set1(6755399441055744.0);  // 1.5 * 2^52
   vd fx = x * 1.4426950408889634074 + magic;
+  // The integer sits in the low bits of fx + magic (ulp 1 there): no
+  // double -> int64 conversion, which AVX2 lacks (it would go lane by lane).
+  const vi64 n = (vi64)fx - (vi64)magic;
   fx = fx - magic;
   vd r = x - fx * 6.93145751953125e-1;
   r = r - fx * 1.42860682030941723212e-6;
@@ -219,7 +222,6 @@ static inline vd Exp(vd x) {
   p = p * r + 0.5;
   p = p * r + 1.0;
   p = p * r + 1.0;
-  const vi64 n = __builtin_convertvector(fx, vi64);
   vi64 bits = (vi64)p + (n << 52);
   vd res = (vd)bits;
   return under ? vd{} : res;
@@ -268,7 +270,11 @@ static inline LogParts LogReduce(vd x) {
   const auto big = m > 1.4142135623730951;
   m = big ? m * 0.5 : m;
   e = big ? e + 1 : e;
-  return {__builtin_convertvector(e, vd), m - 1.0, m + 1.0};
+  // int64 -> double through 1.5 * 2^52 (exact for |e| < 2^51; AVX2 has no
+  // such conversion and would go lane by lane).
+  const vd magic = Set1(6755399441055744.0);
+  const vd fe = (vd)(e + (vi64)magic) - magic;
+  return {fe, m - 1.0, m + 1.0};
 }
 static inline vd LogFinish(const LogParts& r, vd s) {
   const vd s2 = s * s;

@@ -1,5 +1,6 @@
 #include "cc/compute/validation.h"
 
+#include "cc/compute/barnes_hut.h"
 #include "cc/compute/fft_interpolation.h"
 
 #include <algorithm>
@@ -346,6 +347,38 @@ std::string CheckFftSizes(int64_t d, int p, int64_t n_charges, int64_t n_boxes) 
   if (n_boxes < 1) return "n_boxes must be >= 1, but is " + std::to_string(n_boxes);
   return "";
 }
+
+// ------------------------------------------------------------- Barnes-Hut ---
+
+std::string CheckBarnesHutArgs(const std::vector<int64_t>& y_shape, double dof, double angle) {
+  const int64_t d = y_shape.empty() ? 0 : y_shape.back();
+  if (d < 1 || d > 3) {
+    return "Barnes-Hut repulsion needs an embedding of d = 1, 2 or 3 dimensions (a tree of "
+           "2^d-ary cells), but y has d = " + std::to_string(d);
+  }
+  std::string msg = CheckPoints(y_shape, "y", 2);
+  if (msg.empty()) msg = CheckPositiveFinite(dof, "dof");
+  if (msg.empty() && !(angle >= 0 && std::isfinite(angle))) {
+    msg = "angle must be a finite number >= 0, but is " + NumberString(angle);
+  }
+  return msg;
+}
+
+template <typename T>
+std::string CheckBarnesHutResult(const T* repulsion, const T* z, int64_t batch, int64_t n,
+                                 int64_t d) {
+  bool finite = true;
+  for (int64_t e = 0; e < batch * n * d; ++e) finite &= std::isfinite(repulsion[e]);
+  for (int64_t b = 0; b < batch; ++b) finite &= std::isfinite(z[b]);
+  if (finite) return "";
+  return "the Barnes-Hut repulsion overflowed (y is finite); are y's coordinates beyond about "
+         "1e150?";
+}
+
+template std::string CheckBarnesHutResult<float>(const float*, const float*, int64_t, int64_t,
+                                                 int64_t);
+template std::string CheckBarnesHutResult<double>(const double*, const double*, int64_t, int64_t,
+                                                  int64_t);
 
 }  // namespace kernels
 }  // namespace tsne_ops

@@ -29,9 +29,10 @@ REGISTER_OP("TSNE>BarnesHutRepulsion")
     })
     .Doc(R"doc(
 The t-SNE repulsion by Barnes-Hut: a quadtree (d = 2), octree (d = 3) or
-binary tree (d = 1) per batch element; a cell is summarised by its centre of
-mass and second moment when width / distance < angle (scikit-learn's
-criterion, guarded for off-centre mass).
+binary tree (d = 1) per batch element, walked once per group of targets; a
+cell is summarised by its centre of mass and second moment when width /
+distance < angle (scikit-learn's criterion, with the distance from the
+group's bounding box and guarded for off-centre mass).
 
 With a = dof, u_ij = 1 / (1 + |y_i - y_j|^2 / a), w_ij = u_ij^((a + 1) / 2):
 repulsion_i ~ sum_{j != i} w_ij u_ij (y_i - y_j) and z ~ sum_{i != j} w_ij,
