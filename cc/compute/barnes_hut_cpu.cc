@@ -260,9 +260,11 @@ class TreeBuilder {
 struct KernelConsts {
   double inv_alpha, h;
   double cz1, cz2, cr1, cr2, cm;
+  bool three_halves;  // h = 3/2 (dof = 2, the 3-D default): w = u sqrt(u)
   explicit KernelConsts(double dof) {
     inv_alpha = 1.0 / dof;
     h = (dof + 1.0) / 2.0;
+    three_halves = (dof == 2.0);
     const double g = h + 1.0, ia = inv_alpha;
     cz1 = -h * ia;
     cz2 = 2.0 * h * (h + 1.0) * ia * ia;
@@ -310,7 +312,9 @@ inline V Weight(V a, V u, const KernelConsts& kc) {
   if constexpr (kUnitDof) {
     return u;
   } else {
-    const V w = simd::Exp(simd::Log(a) * Splat<V>(-kc.h));
+    // a^-3/2 as u sqrt(u) (a square root, not an exp and a log, a pair);
+    // any other dof through exp(-h log a).
+    const V w = kc.three_halves ? u * simd::Sqrt(u) : simd::Exp(simd::Log(a) * Splat<V>(-kc.h));
     return a < Splat<V>(std::numeric_limits<double>::max()) ? w : Splat<V>(0.0);
   }
 }

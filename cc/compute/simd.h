@@ -167,6 +167,21 @@ static inline vf Recip(vf a) {
 #endif
 }
 static inline vd Recip(vd a) { return 1.0 / a; }
+
+// ---------------------------------------------------------- square root ----
+// Correctly rounded (IEEE sqrt), lane by lane the same as std::sqrt.
+static inline vd Sqrt(vd a) {
+#if defined(__AVX2__)
+  return (vd)_mm256_sqrt_pd((__m256d)a);
+#elif defined(__SSE2__)
+  return (vd)_mm_sqrt_pd((__m128d)a);
+#else
+  vd r;
+  for (int l = 0; l < TSNE_SIMD_BYTES / 8; ++l) r[l] = std::sqrt(a[l]);
+  return r;
+#endif
+}
+static inline double Sqrt(double a) { return std::sqrt(a); }
 static inline float Recip(float a) { return 1.0f / a; }
 static inline double Recip(double a) { return 1.0 / a; }
 
