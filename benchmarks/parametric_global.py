@@ -17,6 +17,11 @@ to ``ParametricTSNE``, and ``_tails_per_head``, ``_block`` to its
 * with ``--n-val 0``, on the whole training set (the issue's protocol); the test
   set is then embedded once with ``transform`` and scored the same way.
 
+``--nonparametric`` instead fits plain ``tsne_ops.TSNE()`` (its defaults) on
+the training and test images together and scores the test images' 1-NN
+against the training images' within that one embedding: the reference a
+parametric map is compared with (issue 19's Fashion-MNIST floor).
+
 Each fit appends one JSON line to ``--out`` with the configuration, the fit
 time (seconds on this machine, which may be shared: compare ratios within a
 run only), the validation and/or test 1-NN and ``test_set_used`` (how many
@@ -74,6 +79,8 @@ def main():
     ap.add_argument("--verbose", type=int, default=0)
     ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "parametric_global.jsonl"))
     ap.add_argument("--table", action="store_true", help="print --out as a markdown table and exit")
+    ap.add_argument("--nonparametric", action="store_true",
+                    help="fit tsne_ops.TSNE() on train + test together instead; test 1-NN within it")
     a = ap.parse_args()
     if a.table:
         print(table(a.out))
@@ -86,9 +93,11 @@ def main():
     if not 0 <= n_val < len(X) - 2:
         ap.error(f"--n-val must be in [0, {len(X) - 2}), got {n_val}")
     Xfit, yfit = (X[:len(X) - n_val], y[:len(y) - n_val]) if n_val else (X, y)
-    use_test = n_val == 0 or a.test
+    use_test = n_val == 0 or a.test or a.nonparametric
     if use_test:
         Xte, yte = datasets.load_dataset(a.dataset, a.data_dir, split="test")
+    if a.nonparametric:
+        return nonparametric(a, Xfit, yfit, Xte, yte)
     for text in a.config or [""]:
         config = parse_config(text)
         model = ParametricTSNE(a.n_components, encoder=a.encoder, random_state=a.seed,
@@ -111,15 +120,40 @@ def main():
         if use_test:
             row["test_1nn"] = metrics.train_test_knn_accuracy(Yfit, yfit, model.transform(Xte), yte, k=1)
         row["test_set_used"] = int(use_test)
-        row["machine"] = dict(platform=platform.platform(), cpus=os.cpu_count(),
-                              note="shared machine: compare fit_s within a run only")
-        row["commit"] = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
-                                       text=True, cwd=Path(__file__).parent).stdout.strip()
-        row["started"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t0))
-        print(json.dumps(row), flush=True)
-        Path(a.out).parent.mkdir(parents=True, exist_ok=True)
-        with open(a.out, "a") as f:
-            f.write(json.dumps(row) + "\n")
+        write_row(a.out, row, t0)
+
+
+def write_row(out, row, t0):
+    """Append ``row``, with the machine, the commit and the start time, to the JSONL file ``out``."""
+    row["machine"] = dict(platform=platform.platform(), cpus=os.cpu_count(),
+                          note="shared machine: compare fit_s within a run only")
+    row["commit"] = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
+                                   text=True, cwd=Path(__file__).parent).stdout.strip()
+    row["started"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t0))
+    print(json.dumps(row), flush=True)
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
+    with open(out, "a") as f:
+        f.write(json.dumps(row) + "\n")
+
+
+def nonparametric(a, Xfit, yfit, Xte, yte):
+    """Plain t-SNE of the training and test images together; test 1-NN against the training images."""
+    import numpy as np
+
+    from tsne_ops import TSNE, metrics
+
+    X = np.concatenate([Xfit.reshape(len(Xfit), -1), Xte.reshape(len(Xte), -1)]).astype(np.float32)
+    t0 = time.time()
+    model = TSNE(a.n_components, random_state=a.seed)
+    Y = model.fit_transform(X)
+    fit_s = time.time() - t0
+    n = len(Xfit)
+    row = dict(dataset=a.dataset, n_train=a.n_train, n_fit=len(X), n_val=0, encoder="none (TSNE)",
+               n_components=a.n_components, seed=a.seed, config={"nonparametric": True},
+               fit_s=round(fit_s, 1), method_=model.method_, final_loss=float(model.kl_divergence_),
+               train_10nn_loo=metrics.knn_accuracy(Y[:n], yfit, k=10),
+               test_1nn=metrics.train_test_knn_accuracy(Y[:n], yfit, Y[n:], yte, k=1), test_set_used=1)
+    write_row(a.out, row, t0)
 
 
 if __name__ == "__main__":

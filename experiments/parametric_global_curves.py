@@ -36,7 +36,19 @@ ap.add_argument("--eval", type=int, default=2, help="evaluate every this many ep
 ap.add_argument("--seed", type=int, default=0)
 ap.add_argument("--tag", default="")
 ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "parametric_global_curves.jsonl"))
+ap.add_argument("--table", action="store_true", help="print --out as a markdown table and exit")
 a = ap.parse_args()
+if a.table:
+    print("| run | hidden | epochs | heads x tails | rate | other | epoch | s | val 1-NN | train 10-NN |\n|"
+          + " --- |" * 10)
+    for line in open(a.out):
+        r = json.loads(line)
+        other = ", ".join(f"{k}={r[k]}" for k, v0 in (("dof", 1.0), ("mix", 0.0), ("exag", 1.0))
+                          if r[k] != v0) or "-"
+        rate = f"{r['lr']:g}" + (" cosine" if r["cosine"] else "")
+        print(f"| {r['tag']} | {r['hidden']} | {r['epochs']} | {r['heads']} x {r['tails']} | {rate} | {other} "
+              f"| {r['epoch']} | {r['s']} | {r['val1nn']:.3f} | {r['train10nn']:.3f} |")
+    raise SystemExit
 
 import keras  # noqa: E402  (after argparse: --help without TensorFlow)
 import numpy as np  # noqa: E402

@@ -75,7 +75,8 @@ def test_deskew_changes_what_case_a_embeds(tmp_path, capsys):
 def test_compare_case_d_parametric_3d(tmp_path, capsys):
     out = tmp_path / "o"
     code, _ = _run(["compare", "--case", "d", "--n", "300", "--epochs", "3", "--batch-size",
-                    "120", "--max-iter", "400", "--out", str(out), "--quiet"], capsys)
+                    "120", "--lr-schedule", "constant", "--max-iter", "400", "--out", str(out),
+                    "--quiet"], capsys)
     assert code == 0
     result = json.loads((out / "caseD_digits_metrics.json").read_text())
     assert result["n_train"] == 240 and result["n_test"] == 60

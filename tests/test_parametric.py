@@ -59,11 +59,12 @@ def test_image_shaped_input_and_custom_encoder(digits):
     images = Xtr.reshape(-1, 8, 8)
     model = ParametricTSNE(encoder="conv", batch_size=350, epochs=1, random_state=0).fit(images)
     assert model.image_shape_ == (8, 8)
-    # the built-in conv encoder: stride-2 convolutions, van der Maaten's dense layers
+    # the built-in conv encoder: stride-2 convolutions under the dense layers
+    # of the global P's default (256-256-1024)
     layers = model.encoder_.layers
     assert not any("pool" in layer.name for layer in layers)
     assert [layer.strides for layer in layers if layer.name.startswith("conv")] == [(2, 2)] * 2
-    assert [layer.units for layer in layers if layer.name.startswith("hidden")] == [500, 500, 2000]
+    assert [layer.units for layer in layers if layer.name.startswith("hidden")] == [256, 256, 1024]
     # the same images flattened embed at the same places
     np.testing.assert_allclose(model.transform(images[:50]), model.transform(Xtr[:50]),
                                rtol=1e-5, atol=1e-6)
@@ -214,6 +215,7 @@ def test_separated_clusters_stay_apart_on_held_out_points():
     (dict(optimizer=42), "optimizer"),
     (dict(optimizer="nosuchopt"), "optimizer"),
     (dict(learning_rate=0), "learning_rate"),
+    (dict(lr_schedule="linear"), "lr_schedule"),
     (dict(dof=-1.0), "dof"),
     (dict(early_exaggeration=0.5), "early_exaggeration"),
     (dict(early_exaggeration_epochs=-1), "early_exaggeration_epochs"),
@@ -244,8 +246,8 @@ def test_dense_encoder_input_dropout_trains_and_is_off_at_transform(digits):
     x = Xtr[:50].astype(np.float32)
     assert not np.allclose(enc(x, training=True), enc(x, training=False))
     model = ParametricTSNE(encoder=enc, batch_size=350, epochs=25, learning_rate=2e-3,
-                           early_exaggeration=4.0, early_exaggeration_epochs=5,
-                           random_state=0).fit(Xtr)
+                           lr_schedule="constant", early_exaggeration=4.0,
+                           early_exaggeration_epochs=5, random_state=0).fit(Xtr)
     np.testing.assert_array_equal(model.transform(Xte), model.transform(Xte))
     Y = model.transform(Xtr)
     assert metrics.knn_accuracy(Y, ytr, k=10) > 0.8
@@ -299,7 +301,7 @@ def test_strided_conv_encoder_trains_as_given_model(digits):
     acc_init = metrics.train_test_knn_accuracy(enc.predict(Xtr, verbose=0), ytr,
                                                enc.predict(Xte, verbose=0), yte, k=1)
     m = ParametricTSNE(encoder=enc, batch_size=350, epochs=10, learning_rate=2e-3,
-                       random_state=0).fit(Xtr)
+                       lr_schedule="constant", random_state=0).fit(Xtr)
     assert m.encoder_ is enc
     assert m.history_[-1] < m.history_[0]
     acc = metrics.train_test_knn_accuracy(m.transform(Xtr), ytr, m.transform(Xte), yte, k=1)
@@ -342,7 +344,7 @@ def test_random_shift_moves_each_image_within_range(shape, s):
 def test_shift_augmentation_trains_and_round_trips(digits, tmp_path):
     Xtr, ytr, Xte, _ = digits
     model = ParametricTSNE(encoder="dense", batch_size=350, epochs=15, learning_rate=2e-3,
-                           shift_augmentation=1, random_state=0).fit(Xtr)
+                           lr_schedule="constant", shift_augmentation=1, random_state=0).fit(Xtr)
     assert model.model_.shift_augmentation == 1 and model.model_.image_shape == (8, 8)
     assert metrics.knn_accuracy(model.transform(Xtr), ytr, k=10) > 0.7
     same = ParametricTSNE.load(model.save(tmp_path / "m"))

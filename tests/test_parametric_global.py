@@ -1,6 +1,7 @@
 """ParametricTSNE on a global P: the sampled pairs are P in expectation, and training on them works."""
 import json
 
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -80,11 +81,24 @@ def test_global_default_trains_and_batch_stays_an_option(tmp_path):
     assert ParametricTSNE().training_schedule() == (125, 40)
     assert ParametricTSNE(affinities="batch").training_schedule() == (1000, 50)
     assert ParametricTSNE(batch_size=7, epochs=3).training_schedule() == (7, 3)
-    model = ParametricTSNE(batch_size=175, epochs=6, learning_rate=2e-3, random_state=0)
+    # the dense layers and the rate's schedule of each default
+    hidden = lambda m: [layer.units for layer in m.encoder_.layers  # noqa: E731
+                        if layer.name.startswith("hidden")]
+    short = ParametricTSNE(batch_size=100, epochs=1, random_state=0).fit(Xtr[:300])
+    assert hidden(short) == [256, 256, 1024]
+    rate = short.model_.optimizer.learning_rate
+    assert isinstance(short.model_.optimizer._learning_rate,
+                      keras.optimizers.schedules.CosineDecay) and float(rate) < 1e-3
+    batch = ParametricTSNE(affinities="batch", batch_size=100, epochs=1, random_state=0).fit(Xtr[:300])
+    assert hidden(batch) == [500, 500, 2000]
+    assert float(batch.model_.optimizer.learning_rate) == pytest.approx(1e-3)
+    flat = ParametricTSNE(batch_size=100, epochs=1, lr_schedule="constant").fit(Xtr[:300])
+    assert float(flat.model_.optimizer.learning_rate) == pytest.approx(1e-3)
+    model = ParametricTSNE(batch_size=175, epochs=12, learning_rate=2e-3, random_state=0)
     assert model.affinities == "global"
     Y = model.fit_transform(Xtr)
     assert model.model_.training_p == "global"
-    assert (model.batch_size_, model.epochs_, len(model.history_)) == (175, 6, 6)
+    assert (model.batch_size_, model.epochs_, len(model.history_)) == (175, 12, 12)
     assert model.history_[-1] < model.history_[0]
     assert metrics.knn_accuracy(Y, ytr, k=10) > 0.85
     assert metrics.train_test_knn_accuracy(Y, ytr, model.transform(Xte), yte, k=1) > 0.75
