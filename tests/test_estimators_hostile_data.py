@@ -119,9 +119,11 @@ def test_parametric_as_good_as_sklearn(digits, name, dtype):
     X, y = _case(digits, name, dtype)
     # len(X) // 8 heads with three tails each: half the points per step
     model = ParametricTSNE(perplexity=PERPLEXITY, batch_size=len(X) // 8, epochs=10,
-                           learning_rate=2e-3, random_state=0)
+                           learning_rate=2e-3, lr_schedule="constant", random_state=0)
     Y = model.fit_transform(X)
-    # measured with the per-batch P (batches of len(X) // 2): 0.905-0.978 1-NN
+    # (the rate constant, as when the margins were measured; the default
+    # decays it along a cosine.) Measured with the per-batch P (batches of
+    # len(X) // 2): 0.905-0.978 1-NN
     # after 10 epochs where scikit-learn has
     # 0.94-0.993 (binarised is the hardest for both)
     _check(digits, name, X, y, Y, acc_margin=0.06, trust_margin=0.04)
