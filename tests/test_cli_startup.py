@@ -97,3 +97,20 @@ def test_saved_model_loads_whichever_is_imported_first(saved_loss_model, first, 
     proc = _python("-c", _LOAD.format(first=first, second=second), saved_loss_model)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert float(proc.stdout.split()[-1]) > 0
+
+
+@pytest.mark.parametrize("module", ["tsne_ops.parametric_model", "tsne_ops.parametric",
+                                    "tsne_ops.encoders"])
+def test_keras_module_imported_first_registers_without_warning(module):
+    # Keras imported by one of the package's own Keras modules: the import
+    # hook must not import tsne_ops.parametric while that module is half made
+    # (it used to warn "could not be registered", a circular import).
+    pytest.importorskip("tensorflow")
+    code = (f"import sys, tsne_ops, {module}, keras\n"
+            "assert 'tsne_ops.ops' in sys.modules\n"
+            f"if {module!r} != 'tsne_ops.encoders':\n"
+            "    assert keras.saving.get_registered_object('tsne_ops>TSNEModel') is not None\n"
+            "print('ok')\n")
+    proc = _python("-W", "error::RuntimeWarning", "-c", code)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.split()[-1] == "ok"

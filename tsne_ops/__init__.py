@@ -87,7 +87,12 @@ def _register_with(finished):
         return
     try:
         _importlib.import_module("tsne_ops.ops")
-        if keras_ready:
+        # Keras imported by one of this package's Keras modules: that import
+        # finishes the registration itself (tsne_ops.parametric would find
+        # the module half made).
+        keras_modules = ("tsne_ops.parametric", "tsne_ops.parametric_model", "tsne_ops.encoders")
+        if keras_ready and not any(
+                name in _sys.modules and not _imported(name) for name in keras_modules):
             _importlib.import_module("tsne_ops.parametric")
     except Exception as err:  # noqa: BLE001 -- reported, and raised again on use
         _warnings.warn(f"tsne_ops: TensorFlow was imported, but the op library could not be "
