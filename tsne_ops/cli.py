@@ -339,7 +339,7 @@ def run(args, compare=False):
                       early_exaggeration=model.early_exaggeration,
                       early_exaggeration_epochs=model.early_exaggeration_epochs_,
                       shift_augmentation=model.shift_augmentation,
-                      neighbor_mixup=model.neighbor_mixup, lr_schedule=model.lr_schedule or model._defaults()["lr_schedule"],
+                      neighbor_mixup=model.neighbor_mixup, lr_schedule=model.learning_rate_schedule(),
                       final_batch_kl=model.kl_divergence_)
     else:
         result.update(max_iter=model.max_iter, n_iter=model.n_iter_, method=model.method_,

@@ -47,7 +47,7 @@ from tsne_ops._validation import (_bad, _is_int, _is_real, check_perplexity, usa
                                   validate_input)
 from tsne_ops.encoders import conv_encoder, dense_encoder, input_standardization
 from tsne_ops.parametric_model import (EdgeSampler, EmbeddingSnapshots, EndEarlyExaggeration,
-                                       EpochProgress, TSNEModel, multi_worker)
+                                       EpochProgress, TSNEModel, cosine_rate, multi_worker)
 from tsne_ops.preprocessing import deskew as _deskew
 
 _ENCODERS = ("dense", "conv")
@@ -400,14 +400,18 @@ class ParametricTSNE(TransformerMixin, BaseEstimator):
         return (defaults["batch_size"] if self.batch_size is None else int(self.batch_size),
                 defaults["epochs"] if self.epochs is None else int(self.epochs))
 
+    def learning_rate_schedule(self):
+        """``lr_schedule`` as ``fit`` uses it: the given one, or the default
+        of the ``affinities`` ('cosine' for 'global', 'constant' for 'batch')."""
+        return self.lr_schedule or self._defaults()["lr_schedule"]
+
     def _make_optimizer(self, steps):
         """The optimizer of a fit of ``steps`` training steps: ``optimizer`` as
         given, or the named one at ``learning_rate`` on ``lr_schedule``."""
         if isinstance(self.optimizer, str):
             rate = float(self.learning_rate)
-            schedule = self.lr_schedule or self._defaults()["lr_schedule"]
-            if schedule == "cosine":
-                rate = keras.optimizers.schedules.CosineDecay(rate, decay_steps=max(1, steps))
+            if self.learning_rate_schedule() == "cosine":
+                rate = cosine_rate(rate, steps)
             try:
                 return keras.optimizers.get({"class_name": self.optimizer,
                                              "config": {"learning_rate": rate}})

@@ -24,13 +24,19 @@ def multi_worker(strategy):
     return bool(in_multi_worker_mode is not None and in_multi_worker_mode())
 
 
+def cosine_rate(learning_rate, steps):
+    """A rate that decays from ``learning_rate`` to zero along a cosine over
+    ``steps`` training steps (ParametricTSNE's ``lr_schedule='cosine'``)."""
+    return keras.optimizers.schedules.CosineDecay(float(learning_rate),
+                                                  decay_steps=max(1, int(steps)))
+
+
 def cosine_adam(learning_rate, epochs, n_samples, batch_size):
-    """Adam whose rate decays from ``learning_rate`` to zero along a cosine
-    over the steps of ``epochs`` epochs of ``n_samples`` points in batches of
-    ``batch_size`` (ParametricTSNE drops the last partial batch)."""
+    """Adam on :func:`cosine_rate` over the steps of ``epochs`` epochs of
+    ``n_samples`` points in batches of ``batch_size`` (ParametricTSNE drops
+    the last partial batch)."""
     steps = int(epochs) * max(1, int(n_samples) // min(int(batch_size), int(n_samples)))
-    return keras.optimizers.Adam(
-        keras.optimizers.schedules.CosineDecay(float(learning_rate), decay_steps=steps))
+    return keras.optimizers.Adam(cosine_rate(learning_rate, steps))
 
 
 def random_shift(x, image_shape, max_shift, seed=None):
